@@ -1,0 +1,2 @@
+build/obj/common/net.o: common/net.c common/ward.h
+common/ward.h:

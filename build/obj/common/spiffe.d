@@ -1,0 +1,2 @@
+build/obj/common/spiffe.o: common/spiffe.c common/ward.h
+common/ward.h:

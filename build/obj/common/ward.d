@@ -1,0 +1,2 @@
+build/obj/common/ward.o: common/ward.c common/ward.h
+common/ward.h:

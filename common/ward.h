@@ -1,0 +1,168 @@
+/* ward.h - the shared base: error codes, diagnostics, buffers, bounded parsers, SPIFFE IDs, IP/CIDR */
+#ifndef WARD_H
+#define WARD_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Functions that can fail return 0 or one of these (negative). */
+enum {
+    WARD_OK = 0,
+    WARD_ENOMEM = -1,   /* allocation failed */
+    WARD_EINVAL = -2,   /* invalid argument or input */
+    WARD_EIO = -3,      /* I/O error (see errno / detail) */
+    WARD_ELIMIT = -4,   /* a configured bound was exceeded */
+    WARD_ESYNTAX = -5,  /* malformed document */
+    WARD_ELUA = -6,     /* Lua runtime error */
+    WARD_EBUDGET = -7,  /* Lua instruction or memory budget exhausted */
+    WARD_ENOENT = -8,   /* not found */
+    WARD_ERANGE = -9,   /* number out of range */
+    WARD_EPOLICY = -10, /* policy validation failed (see diagnostics) */
+    WARD_ERESULT = -11, /* engine returned a malformed result */
+};
+
+const char *ward_strerror(int code);
+
+/* Early return for int-returning functions with a `rc` variable and a `fail:` label. */
+#define WARD_TRY(expr)                                                                             \
+    do {                                                                                           \
+        int ward_try_rc_ = (expr);                                                                 \
+        if (ward_try_rc_ < 0) {                                                                    \
+            rc = ward_try_rc_;                                                                     \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* A single human-readable error message (fixed size, always NUL-terminated). */
+typedef struct ward_err {
+    char msg[1024];
+} ward_err;
+
+void ward_err_set(ward_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ward_err_clear(ward_err *err);
+
+/* ---- growable byte buffer ------------------------------------------------ */
+
+typedef struct ward_buf {
+    char *ptr; /* always NUL-terminated when len > 0 or after any append */
+    size_t len;
+    size_t cap;
+} ward_buf;
+
+void ward_buf_init(ward_buf *b);
+void ward_buf_dispose(ward_buf *b);
+void ward_buf_reset(ward_buf *b); /* len = 0, keeps memory */
+int ward_buf_append(ward_buf *b, const void *data, size_t len);
+int ward_buf_puts(ward_buf *b, const char *s);
+int ward_buf_putc(ward_buf *b, char c);
+int ward_buf_printf(ward_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Takes ownership of the bytes; the buffer is reset to empty. */
+char *ward_buf_steal(ward_buf *b);
+
+/* ---- diagnostics: a list of "file:line:col: path: message" lines ---------- */
+
+typedef struct ward_diag {
+    char **msgs;
+    size_t n;
+    size_t cap;
+    size_t max; /* stop collecting after this many (0 = 100) */
+} ward_diag;
+
+void ward_diag_init(ward_diag *d);
+void ward_diag_dispose(ward_diag *d);
+/* Adds "file:line:col: message" (line/col omitted when 0). Returns WARD_EPOLICY
+ * so callers can `return ward_diag_add(...)`. */
+int ward_diag_add(ward_diag *d, const char *file, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* ---- files ---------------------------------------------------------------- */
+
+/* Reads a whole regular file (at most max_len bytes; 0 = 64 MiB). *out is
+ * NUL-terminated and must be freed. */
+int ward_file_read(const char *path, size_t max_len, char **out, size_t *out_len, ward_err *err);
+
+/* ---- bounded number / duration parsers ------------------------------------ */
+
+/* Decimal digits only, no sign, no whitespace, value <= max. */
+int ward_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out);
+/* "150ms", "2s", "5m", "1h", "1h30m", "10us" -> nanoseconds, value <= max_ns. */
+int ward_parse_duration(const char *s, size_t len, uint64_t max_ns, uint64_t *out_ns);
+
+/* ---- SPIFFE IDs (spiffe://td/path; parsed strictly, never normalized) ------- */
+
+typedef struct ward_spiffe_id {
+    const char *td; /* points into the parsed string */
+    size_t td_len;
+    const char *path; /* "" or "/seg/seg" */
+    size_t path_len;
+} ward_spiffe_id;
+
+#define WARD_SPIFFE_TD_MAX 255
+#define WARD_SPIFFE_ID_MAX 2048
+
+/* On error fills err (if non-NULL) with what is wrong. */
+int ward_spiffe_id_parse(const char *s, size_t len, ward_spiffe_id *out, ward_err *err);
+/* Trust domain name alone (as in trustDomains): [a-z0-9._-], 1..255 bytes. */
+bool ward_spiffe_td_valid(const char *s, size_t len);
+/* The namespace of a workload ID: the segment after a "/ns/" segment, or none. */
+bool ward_spiffe_id_namespace(const ward_spiffe_id *id, const char **ns, size_t *ns_len);
+
+/* ---- IP addresses and CIDR blocks ----------------------------------------- */
+
+typedef struct ward_ip {
+    uint8_t family; /* 4 or 6 */
+    uint8_t addr[16]; /* IPv4 in the first 4 bytes */
+} ward_ip;
+
+typedef struct ward_cidr {
+    ward_ip ip; /* host bits zero */
+    uint8_t prefix_len;
+} ward_cidr;
+
+int ward_ip_parse(const char *s, size_t len, ward_ip *out);
+/* "10.0.0.0/8", "2001:db8::/32"; a bare address means a host route. Host bits
+ * set after the prefix are an error (as Istio/Envoy would reject them). */
+int ward_cidr_parse(const char *s, size_t len, ward_cidr *out, ward_err *err);
+bool ward_cidr_contains(const ward_cidr *c, const ward_ip *ip);
+
+/* ---- YAML / JSON documents as a tree with positions (common/doc.c) --------- */
+
+typedef enum ward_node_kind { WARD_NODE_SCALAR, WARD_NODE_SEQ, WARD_NODE_MAP } ward_node_kind;
+
+typedef struct ward_node ward_node;
+typedef struct ward_node_pair {
+    ward_node *key; /* always a scalar */
+    ward_node *value;
+} ward_node_pair;
+
+struct ward_node {
+    ward_node_kind kind;
+    int line, col;  /* 1-based */
+    bool quoted;    /* scalar written in quotes (or a JSON string): always a string */
+    char *str;      /* scalar bytes, NUL-terminated; may contain NUL: use len */
+    size_t len;
+    ward_node **items; /* SEQ */
+    ward_node_pair *pairs; /* MAP, in document order; duplicate keys are rejected */
+    size_t n;          /* items or pairs */
+};
+
+typedef struct ward_docs {
+    ward_node **docs;
+    size_t n;
+} ward_docs;
+
+/* Parses a YAML stream (several documents allowed; JSON is accepted as YAML).
+ * Bounded: depth <= 64, <= 1,000,000 nodes, anchors/aliases and tags other than
+ * the standard ones are refused. Problems go to diag as "name:line:col: msg".
+ * On error *out is left empty. */
+int ward_docs_parse(const char *name, const char *data, size_t len, ward_docs *out,
+                    ward_diag *diag);
+void ward_docs_dispose(ward_docs *docs);
+/* The value of key `key` in a MAP, or NULL. */
+const ward_node *ward_node_get(const ward_node *map, const char *key);
+
+#endif

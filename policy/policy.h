@@ -1,0 +1,164 @@
+/* policy.h - declarative rules: loading (YAML/JSON with positions), validation, compilation to Lua */
+#ifndef POLICY_H
+#define POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/ward.h"
+
+/* Where a value came from. `file` points at a string owned by the policy set. */
+typedef struct policy_pos {
+    const char *file;
+    int line; /* 1-based; 0 = unknown */
+    int col;  /* 1-based */
+} policy_pos;
+
+typedef enum policy_match_kind {
+    POLICY_MATCH_EXACT,    /* "abc" */
+    POLICY_MATCH_PREFIX,   /* "abc*"  (value holds "abc"; also matches "abc") */
+    POLICY_MATCH_SUFFIX,   /* "*abc"  (value holds "abc") */
+    POLICY_MATCH_ANY,      /* "*"     present and non-empty; value is "" */
+    POLICY_MATCH_TEMPLATE, /* path "/a/{*}/b/{**}" (value holds the whole template) */
+    POLICY_MATCH_REGEX,    /* {regex: "..."} (value holds the pattern) */
+    POLICY_MATCH_CIDR,     /* ipBlocks / source.ip values: "10.0.0.0/8" (value as written) */
+} policy_match_kind;
+
+/* One pattern. `value` is NUL-terminated but may contain NUL bytes: use len.
+ * Hosts are stored lowercased (they match case-insensitively). */
+typedef struct policy_match {
+    policy_match_kind kind;
+    char *value;
+    size_t len;
+    policy_pos pos;
+} policy_match;
+
+/* A list-valued field. present=false when the key was absent (absent means
+ * "no constraint"; present with n=0 is rejected by validation). */
+typedef struct policy_matches {
+    bool present;
+    policy_match *v;
+    size_t n;
+    policy_pos pos;
+} policy_matches;
+
+typedef struct policy_ports {
+    bool present;
+    unsigned *v; /* 1..65535 */
+    size_t n;
+    policy_pos pos;
+} policy_ports;
+
+typedef struct policy_source {
+    policy_pos pos;
+    policy_matches principals, not_principals;
+    policy_matches namespaces, not_namespaces;
+    policy_matches trust_domains, not_trust_domains;
+    policy_matches ip_blocks, not_ip_blocks; /* kind POLICY_MATCH_CIDR */
+} policy_source;
+
+typedef struct policy_operation {
+    policy_pos pos;
+    policy_matches methods, not_methods;
+    policy_matches hosts, not_hosts;
+    policy_ports ports, not_ports;
+    policy_matches paths, not_paths; /* may hold TEMPLATE and REGEX */
+} policy_operation;
+
+/* The request attributes a `when` key may name (DESIGN.md, Request attributes). */
+typedef enum policy_attr {
+    POLICY_ATTR_SOURCE_PRINCIPAL,
+    POLICY_ATTR_SOURCE_IP, /* values are CIDR blocks */
+    POLICY_ATTR_SOURCE_PORT,
+    POLICY_ATTR_SOURCE_NAMESPACE,
+    POLICY_ATTR_SOURCE_TRUST_DOMAIN,
+    POLICY_ATTR_DESTINATION_SERVICE,
+    POLICY_ATTR_DESTINATION_PRINCIPAL,
+    POLICY_ATTR_DESTINATION_PORT,
+    POLICY_ATTR_REQUEST_METHOD,
+    POLICY_ATTR_REQUEST_HOST, /* case-insensitive; values stored lowercased */
+    POLICY_ATTR_REQUEST_PATH,
+    POLICY_ATTR_REQUEST_QUERY,
+    POLICY_ATTR_REQUEST_HEADER, /* header name in policy_condition.header (lowercased) */
+    POLICY_ATTR_REQUEST_PROTOCOL,
+    POLICY_ATTR_CONNECTION_MTLS, /* compared as "true" / "false" */
+    POLICY_ATTR_CONNECTION_SNI,
+    POLICY_ATTR_TIME, /* RFC 3339 UTC string */
+} policy_attr;
+
+/* Canonical attribute name ("source.principal", "request.headers" ...). */
+const char *policy_attr_name(policy_attr a);
+
+typedef struct policy_condition {
+    policy_pos pos;
+    bool is_lua;
+    /* key/values form */
+    policy_attr attr;
+    char *header; /* for POLICY_ATTR_REQUEST_HEADER, lowercased */
+    policy_matches values, not_values;
+    /* lua form: an expression over `req` (the request attributes as nested
+     * tables, plus req.time.{unix,year,month,day,hour,minute,second,weekday}) */
+    char *lua;
+} policy_condition;
+
+typedef struct policy_rule {
+    policy_pos pos;
+    bool from_present;
+    policy_source *from;
+    size_t n_from;
+    bool to_present;
+    policy_operation *to;
+    size_t n_to;
+    policy_condition *when;
+    size_t n_when;
+} policy_rule;
+
+typedef enum policy_action { POLICY_ALLOW, POLICY_DENY, POLICY_AUDIT } policy_action;
+
+typedef struct policy_authz {
+    policy_pos pos; /* of the document */
+    char *name;
+    char *ns;       /* "default" when omitted */
+    char *id;       /* "ns/name" */
+    bool selector_present;
+    char **services; /* exact service names */
+    size_t n_services;
+    policy_action action;
+    bool dry_run;
+    policy_rule *rules;
+    size_t n_rules;
+    bool rules_present;
+    int deny_status;  /* 0 = not set (engine default 403) */
+    char *deny_body;  /* NULL = not set */
+} policy_authz;
+
+typedef struct policy_set policy_set;
+
+int policy_set_new(policy_set **out);
+void policy_set_free(policy_set *set);
+
+/* Loads one document stream (YAML, possibly multi-document, or JSON; JSON is
+ * YAML so one parser serves both). `name` is what error positions call the
+ * file. Every problem is added to diag as "name:line:col: field.path: message";
+ * returns WARD_EPOLICY if any was found (valid documents are still added). */
+int policy_set_load_buffer(policy_set *set, const char *name, const char *data, size_t len,
+                           ward_diag *diag);
+/* Files, or folders (every *.yaml, *.yml, *.json below, sorted by name; a
+ * folder named "tests" is skipped). Unreadable paths are diagnostics too. */
+int policy_set_load_paths(policy_set *set, const char *const *paths, size_t n, ward_diag *diag);
+
+size_t policy_set_count(const policy_set *set);
+const policy_authz *policy_set_get(const policy_set *set, size_t i);
+/* SHA-256 (hex) over the loaded inputs in load order: the policy revision. */
+const char *policy_set_revision(const policy_set *set);
+
+typedef struct policy_compile_opts {
+    bool default_allow; /* false: default deny */
+    const char *only_service; /* non-NULL: compile only what selects this service */
+} policy_compile_opts;
+
+/* Emits deterministic Lua source (see compile.c for its shape) to out. */
+int policy_set_compile(const policy_set *set, const policy_compile_opts *opts, ward_buf *out,
+                       ward_err *err);
+
+#endif
