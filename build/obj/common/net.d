@@ -1,2 +1,0 @@
-build/obj/common/net.o: common/net.c common/ward.h
-common/ward.h:

@@ -1,2 +1,0 @@
-build/obj/common/spiffe.o: common/spiffe.c common/ward.h
-common/ward.h:

@@ -1,2 +1,0 @@
-build/obj/common/ward.o: common/ward.c common/ward.h
-common/ward.h:
