@@ -40,18 +40,25 @@ int ward_cidr_parse(const char *s, size_t len, ward_cidr *out, ward_err *err)
         return WARD_EINVAL;
     }
     unsigned max = out->ip.family == 4 ? 32 : 128;
-    uint64_t plen = max;
+    /* ::ffff:a.b.c.d/N (N >= 96) is the IPv4 block a.b.c.d/(N-96) */
+    bool mapped = out->ip.family == 4 && memchr(s, ':', addr_len) != NULL;
+    unsigned min_text = mapped ? 96 : 0, max_text = mapped ? 128 : max;
+    uint64_t plen = max_text;
     if (slash != NULL) {
         size_t n = len - addr_len - 1;
-        if (n == 0 || n > 3 || ward_parse_u64(slash + 1, n, max, &plen) < 0) {
-            ward_err_set(err, "invalid prefix length (0..%u)", max);
+        /* decimal, no sign, no leading zeros (as netip.ParsePrefix) */
+        if (n == 0 || n > 3 || (n > 1 && slash[1] == '0') ||
+            ward_parse_u64(slash + 1, n, max_text, &plen) < 0 || plen < min_text) {
+            ward_err_set(err, "invalid prefix length (%u..%u)", min_text, max_text);
             return WARD_EINVAL;
         }
     }
+    unsigned text_plen = (unsigned)plen;
+    plen -= min_text;
     out->prefix_len = (uint8_t)plen;
     for (unsigned bit = (unsigned)plen; bit < max; bit++) {
         if (out->ip.addr[bit / 8] & (0x80u >> (bit % 8))) {
-            ward_err_set(err, "host bits set after the /%u prefix", (unsigned)plen);
+            ward_err_set(err, "host bits set after the /%u prefix", text_plen);
             return WARD_EINVAL;
         }
     }

@@ -151,8 +151,10 @@ int ward_diag_add(ward_diag *d, const char *file, int line, int col, const char 
         return WARD_EPOLICY;
     ward_buf b;
     ward_buf_init(&b);
-    if (file != NULL && line > 0)
+    if (file != NULL && line > 0 && col > 0)
         ward_buf_printf(&b, "%s:%d:%d: ", file, line, col);
+    else if (file != NULL && line > 0)
+        ward_buf_printf(&b, "%s:%d: ", file, line);
     else if (file != NULL)
         ward_buf_printf(&b, "%s: ", file);
     va_list ap;
@@ -213,19 +215,36 @@ int ward_file_read(const char *path, size_t max_len, char **out, size_t *out_len
         goto fail;
     }
     for (;;) {
-        if (len + 1 == cap) { /* the file grew while we read it */
-            if (cap > max_len) {
+        if (len + 1 == cap) {
+            /* Buffer full: normally EOF. Probe one byte so a file of exactly
+             * max_len bytes is accepted; more data means it grew (or st_size
+             * was 0, as in /proc) and the buffer must grow, up to max_len. */
+            char probe;
+            ssize_t n = read(fd, &probe, 1);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                ward_err_set(err, "%s: %s", path, strerror(errno));
+                rc = WARD_EIO;
+                goto fail;
+            }
+            if (n == 0)
+                break;
+            if (len >= max_len) {
                 ward_err_set(err, "%s: larger than %zu bytes", path, max_len);
                 rc = WARD_ELIMIT;
                 goto fail;
             }
-            char *p = realloc(data, cap * 2);
+            size_t ncap = cap > max_len / 2 ? max_len + 1 : cap * 2;
+            char *p = realloc(data, ncap);
             if (p == NULL) {
                 rc = WARD_ENOMEM;
                 goto fail;
             }
             data = p;
-            cap *= 2;
+            cap = ncap;
+            data[len++] = probe;
+            continue;
         }
         ssize_t n = read(fd, data + len, cap - len - 1);
         if (n < 0 && errno == EINTR)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# run.sh - run every benchmark in bench/ (called by `make bench`); pass --write-results to refresh bench/RESULTS.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rc=0
+echo "### policy engine (bench/policy_bench.sh)"
+bench/policy_bench.sh "$@" || rc=$?
+case "$rc" in
+0) echo "bench: done (targets: see the table above; BENCH_STRICT=1 fails on a miss)" ;;
+3) echo "bench: some targets missed (see the table above)" ;;
+*) echo "bench: policy_bench.sh failed (exit $rc)" ;;
+esac
+exit "$rc"
