@@ -96,8 +96,9 @@ int authz_engine_swap(authz_engine *e, authz_bundle *b, ward_err *err);
  * must also treat as deny. */
 int authz_decide(authz_engine *e, const authz_request *req, bool explain, authz_decision *out);
 
-/* Parses the request JSON of DESIGN.md into req; strings point into storage
- * owned by `arena` (free with ward_buf_dispose after use). */
+/* Parses the request JSON of DESIGN.md into req (unknown attributes and wrong
+ * types are errors); req's strings point into *storage, freed with
+ * authz_request_storage_free after use. */
 typedef struct authz_request_storage authz_request_storage;
 int authz_request_from_json(const char *json, size_t len, authz_request *req,
                             authz_request_storage **storage, ward_err *err);
