@@ -107,7 +107,11 @@ static int eval_parse_args(eval_cfg *cfg, const char *prog, int argc, char **arg
             if (wctl_parse_default(v, &cfg->default_allow) < 0)
                 return wctl_usage_error(prog, "--default must be allow or deny, not '%s'", v);
             break;
-        default: /* -p PATH or a PATH argument */
+        default: /* -p PATH or a PATH argument; a lone "-" is stdin */
+            if (id == WCTL_ARG_POSITIONAL && strcmp(v, "-") == 0) {
+                cfg->input = v;
+                break;
+            }
             if (wctl_strs_push(&cfg->paths, v) < 0)
                 return WCTL_EXIT_FAIL;
         }

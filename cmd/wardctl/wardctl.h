@@ -99,7 +99,6 @@ int wctl_parse_default(const char *s, bool *allow);
 int wctl_policies_load(const wctl_strs *paths, policy_set **out);
 
 typedef struct wctl_timing {
-    double load_ms;    /* policy_set_load_paths */
     double compile_ms; /* authz_bundle_new */
     double engine_ms;  /* authz_engine_new */
     long long heap_bytes; /* heap growth while compiling and loading the engine, -1 unknown */
