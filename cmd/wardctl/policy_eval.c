@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/wardctl/wardctl.h"
 
@@ -209,7 +210,8 @@ static int eval_run(eval_cfg *cfg)
     ward_buf_init(&out);
     ward_err_clear(&err);
     static char obuf[1 << 16];
-    setvbuf(stdout, obuf, _IOFBF, sizeof(obuf));
+    /* Block-buffered for throughput; line-buffered when a person watches. */
+    setvbuf(stdout, obuf, isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF, sizeof(obuf));
 
     if (wctl_policies_load(&cfg->paths, &set) < 0 ||
         wctl_engine_build(set, cfg->default_allow, &engine, NULL) < 0)
