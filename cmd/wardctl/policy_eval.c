@@ -125,22 +125,16 @@ static int eval_parse_args(eval_cfg *cfg, const char *prog, int argc, char **arg
 /* {"error":"line N: message","line":N} */
 static void print_error(ward_buf *out, long line, const char *msg)
 {
-    char head[48];
-    snprintf(head, sizeof(head), "line %ld: ", line);
+    ward_buf text;
+    ward_buf_init(&text);
     ward_buf_reset(out);
-    ward_buf_puts(out, "{\"error\":");
-    size_t hl = strlen(head), ml = strlen(msg);
-    char *text = malloc(hl + ml + 1);
-    if (text != NULL) {
-        memcpy(text, head, hl);
-        memcpy(text + hl, msg, ml + 1);
-        wctl_json_str(out, text, hl + ml);
-        free(text);
-    } else {
-        ward_buf_puts(out, "\"out of memory\"");
-    }
-    ward_buf_printf(out, ",\"line\":%ld}\n", line);
-    fwrite(out->ptr, 1, out->len, stdout);
+    if (ward_buf_printf(&text, "line %ld: %s", line, msg) < 0 ||
+        ward_buf_puts(out, "{\"error\":") < 0 || wctl_json_str(out, text.ptr, text.len) < 0 ||
+        ward_buf_printf(out, ",\"line\":%ld}\n", line) < 0)
+        printf("{\"error\":\"line %ld: out of memory\",\"line\":%ld}\n", line, line);
+    else
+        fwrite(out->ptr, 1, out->len, stdout);
+    ward_buf_dispose(&text);
 }
 
 static void print_human_error(long line, const char *msg)
