@@ -155,8 +155,9 @@ static int t_unpack(lua_State *L)
     return (int)n;
 }
 
-/* ---- sort: an in-place heapsort (n log n comparisons whatever the order
- * function does; each sift step is charged) ------------------------------------------ */
+/* ---- sort: n log n comparisons whatever the order function does, each one
+ * charged: binary insertion on the stack for small arrays, an in-place
+ * heapsort for the others ----------------------------------------------------------------- */
 
 /* Is the value at a less than the value at b (absolute indices)? */
 static bool sort_less(lua_State *L, int a, int b)
@@ -202,6 +203,35 @@ static void sift_down(lua_State *L, lua_Integer root, lua_Integer n)
     }
 }
 
+/* Small arrays are sorted on the stack: one read and one write per element
+ * and a binary insertion (n log n comparisons, stable). */
+#define SORT_ON_STACK_MAX 128
+
+static void sort_on_stack(lua_State *L, int n)
+{
+    luaL_checkstack(L, n + 4, "array too big");
+    int base = lua_gettop(L) + 1; /* the sorted run grows from here to the top */
+    for (int i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        int top = lua_gettop(L);
+        int lo = base, hi = top;
+        while (lo < hi) { /* first element greater than the new one */
+            int mid = lo + (hi - lo) / 2;
+            wlua_charge(L, 1);
+            if (sort_less(L, top, mid))
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        if (lo < top) {
+            wlua_charge(L, (uint64_t)(top - lo) / 32);
+            lua_rotate(L, lo, 1);
+        }
+    }
+    for (int i = n; i >= 1; i--)
+        lua_seti(L, 1, i);
+}
+
 static int t_sort(lua_State *L)
 {
     lua_Integer n = table_len(L, 1, TAB_RW);
@@ -210,6 +240,10 @@ static int t_sort(lua_State *L)
         if (!lua_isnoneornil(L, 2))
             luaL_checktype(L, 2, LUA_TFUNCTION);
         lua_settop(L, 2);
+        if (n <= SORT_ON_STACK_MAX) {
+            sort_on_stack(L, (int)n);
+            return 0;
+        }
         for (lua_Integer i = n / 2; i >= 1; i--)
             sift_down(L, i, n);
         for (lua_Integer end = n; end > 1; end--) {

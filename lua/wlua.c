@@ -135,13 +135,10 @@ void wlua_charge(lua_State *L, uint64_t cost)
 
 /* ---- protected runs -------------------------------------------------------------- */
 
-/* Message handler: turns any error value into a string without ever raising
- * for budget errors (they must reach the top unchanged and allocation-free). */
-static int message_handler(lua_State *L)
+/* Turns the error value at index 1 into a string (runs protected, under the
+ * running call's budget: __tostring is sandboxed code). */
+static int error_to_string(lua_State *L)
 {
-    wlua_state *st = wlua_state_of(L);
-    if (st->exhausted != WLUA_BUDGET_OK)
-        return 1;
     int t = lua_type(L, 1);
     if (t == LUA_TSTRING)
         return 1;
@@ -183,7 +180,9 @@ static int budget_error(const wlua_state *st, int kind, ward_err *err)
     return WARD_EBUDGET;
 }
 
-/* Calls the function below nargs arguments under the budget. */
+/* Calls the function below nargs arguments under the budget. No message
+ * handler on the hot path: budget errors are recognised by st->exhausted and
+ * other error values are turned into strings afterwards. */
 static int run(wlua_state *st, int nargs, int nresults, ward_err *err)
 {
     lua_State *L = st->L;
@@ -193,31 +192,30 @@ static int run(wlua_state *st, int nargs, int nresults, ward_err *err)
                      top);
         return WARD_EINVAL;
     }
-    int func = top - nargs;
+    int base = top - nargs - 1; /* what stays on the stack */
     bool outer = st->depth == 0;
     if (outer) {
         st->instr = 0;
         st->exhausted = WLUA_BUDGET_OK;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, st->step);
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, st->step); /* also resets the count */
     }
-    if (!lua_checkstack(L, 2)) {
-        lua_settop(L, func - 1);
-        return budget_error(st, WLUA_BUDGET_MEMORY, err);
-    }
-    lua_pushcfunction(L, message_handler);
-    lua_insert(L, func);
     st->depth++;
-    int status = lua_pcall(L, nargs, nresults, func);
+    int status = lua_pcall(L, nargs, nresults, 0);
+    if (status != LUA_OK && status != LUA_ERRMEM && st->exhausted == WLUA_BUDGET_OK &&
+        lua_type(L, -1) != LUA_TSTRING && lua_checkstack(L, 1)) {
+        lua_pushcfunction(L, error_to_string);
+        lua_insert(L, -2);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK && lua_type(L, -1) != LUA_TSTRING)
+            status = LUA_ERRERR;
+    }
     st->depth--;
     int kind = st->exhausted;
-    if (outer) {
+    if (outer && kind != WLUA_BUDGET_OK) {
         st->exhausted = WLUA_BUDGET_OK;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, st->step);
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, st->step); /* back from every-instruction */
     }
-    if (status == LUA_OK && kind == WLUA_BUDGET_OK) {
-        lua_remove(L, func);
+    if (status == LUA_OK && kind == WLUA_BUDGET_OK)
         return 0;
-    }
     int rc;
     if (kind != WLUA_BUDGET_OK) {
         rc = budget_error(st, kind, err);
@@ -227,13 +225,13 @@ static int run(wlua_state *st, int nargs, int nresults, ward_err *err)
         size_t len = 0;
         const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
         if (msg == NULL) {
-            msg = status == LUA_ERRERR ? "error in error handling" : "unknown Lua error";
+            msg = "(error object is not a string)";
             len = strlen(msg);
         }
         set_lua_err(err, msg, len);
         rc = WARD_ELUA;
     }
-    lua_settop(L, func - 1);
+    lua_settop(L, base);
     return rc;
 }
 

@@ -514,6 +514,21 @@ static void test_budget_caught_then_returned_is_still_error(void **state)
     wlua_free(st);
 }
 
+static void test_budget_close_handler_cannot_swallow(void **state)
+{
+    (void)state;
+    wlua_state *st = new_state(100000, 0);
+    ward_err err = {{0}};
+    assert_int_equal(eval_fail(st, "local spin = setmetatable({}, {__close = function() "
+                                   "while true do end end}) "
+                                   "do local a <close> = spin local b <close> = spin "
+                                   "while true do end end",
+                               &err),
+                     WARD_EBUDGET);
+    assert_usable(st);
+    wlua_free(st);
+}
+
 static void test_budget_sort_comparator_loop(void **state)
 {
     (void)state;
@@ -802,6 +817,7 @@ int main(void)
         T(test_budget_xpcall_handler_cannot_swallow),
         T(test_budget_nested_pcall_cannot_swallow),
         T(test_budget_caught_then_returned_is_still_error),
+        T(test_budget_close_handler_cannot_swallow),
         T(test_budget_sort_comparator_loop),
         T(test_budget_gsub_callback_loop),
         T(test_memory_huge_string),
