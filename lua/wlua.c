@@ -46,9 +46,9 @@ static void *wlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     void *p = realloc(ptr, nsize);
     if (p == NULL) {
-        if (nsize <= old)
-            return ptr; /* a failed shrink keeps the larger block */
-        return NULL;
+        if (nsize > old)
+            return NULL;
+        p = ptr; /* a failed shrink keeps the larger block; Lua now calls it nsize */
     }
     st->used = st->used - old + nsize;
     return p;
