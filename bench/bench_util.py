@@ -6,8 +6,8 @@ bench_util.py measure OUT.json [--stdout FILE] [--repeat N] -- CMD...
     "runs"} to OUT.json and CMD's stdout to FILE. Exits with CMD's status.
 
 bench_util.py report DIR [--sizes 10,1000,10000] [--markdown FILE]
-    Reads DIR/<size>/{bench.json,bench.measure.json,meta.json,mix.json} and
-    DIR/compile-<size>.measure.json, prints the table, the ratios and the
+    Reads DIR/<size>/{bench.json,bench.measure.json,compile.measure.json,meta.json,
+    mix.json,error.txt}, prints the table, the ratios and the
     targets of issue 2, and (with --markdown) writes bench/RESULTS.md.
 """
 import datetime
@@ -130,6 +130,8 @@ def parse_bench(path):
         r[p + "_us"] = to_us(k, v) if k else None
     _, r["decisions"] = find(flat, [r"(^|\.)decisions$", r"iterations", r"(^|\.)count$", r"(^|\.)n$"])
     _, r["allow"] = find(flat, [r"allow"])
+    for name in ("load_ms", "compile_ms", "engine_load_ms"):
+        r[name] = flat.get(name)
     k, v = find(flat, [r"lua_mem", r"memory", r"mem_bytes", r"(^|[._])bytes$", r"rss"])
     if k is not None:
         r["memory_bytes"] = v * 1024 if k.endswith("kb") else v
@@ -194,24 +196,35 @@ def cmd_report(argv):
         m = load_json(os.path.join(d, str(n), "bench.measure.json")) or {}
         meta = load_json(os.path.join(d, str(n), "meta.json")) or {}
         mix = load_json(os.path.join(d, str(n), "mix.json")) or {}
-        c = load_json(os.path.join(d, "compile-%d.measure.json" % n)) or {}
-        rows[n] = {"bench": b, "measure": m, "meta": meta, "mix": mix, "compile": c}
+        c = load_json(os.path.join(d, str(n), "compile.measure.json")) or {}
+        err = None
+        try:
+            with open(os.path.join(d, str(n), "error.txt")) as f:
+                err = f.read().strip()
+        except OSError:
+            pass
+        rows[n] = {"bench": b, "measure": m, "meta": meta, "mix": mix, "compile": c, "error": err}
 
     lines = []
     head = ("| rules | policies | services | decisions/s | p50 µs | p90 µs | p99 µs | allowed | "
-            "compile s | Lua bytes | peak RSS MiB | engine memory MiB |")
+            "load+compile+engine ms | `policy compile` s | Lua bytes | peak RSS MiB | engine memory MiB |")
     lines.append(head)
     lines.append("|" + "---|" * (head.count("|") - 1))
     for n in sizes:
         r = rows[n]
         b, m, meta, mix, c = r["bench"], r["measure"], r["meta"], r["mix"], r["compile"]
         allowed = None
-        if mix.get("total"):
+        if b.get("allow") is not None and b.get("decisions"):
+            allowed = "%.0f%%" % (100.0 * b["allow"] / b["decisions"])
+        elif mix.get("total"):
             allowed = "%.0f%%" % (100.0 * mix["allow"] / mix["total"])
-        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        inproc = None
+        if b.get("load_ms") is not None and b.get("compile_ms") is not None:
+            inproc = "%.1f + %.1f + %.1f" % (b["load_ms"], b["compile_ms"], b.get("engine_load_ms") or 0)
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             "{:,}".format(n), meta.get("policies", "?"), meta.get("services", "?"),
             fmt(b.get("rate")), fmt(b.get("p50_us"), "{:.2f}"), fmt(b.get("p90_us"), "{:.2f}"),
-            fmt(b.get("p99_us"), "{:.2f}"), allowed or "n/a",
+            fmt(b.get("p99_us"), "{:.2f}"), allowed or "n/a", inproc or "n/a",
             fmt(c.get("wall_s") if c.get("rc") == 0 else None, "{:.3f}"),
             fmt(c.get("lua_bytes"), "{:,}"),
             fmt(m.get("maxrss_kb") / 1024.0 if m.get("maxrss_kb") else None, "{:.1f}"),
@@ -252,6 +265,10 @@ def cmd_report(argv):
     lines.append("|---|---|---|")
     for name, val, ok in checks:
         lines.append("| %s | %s | %s |" % (name, val, {True: "yes", False: "**no**", None: "n/a"}[ok]))
+    for n in sizes:
+        if rows[n]["error"]:
+            lines.append("")
+            lines.append("**%s rules: failed** — %s" % ("{:,}".format(n), rows[n]["error"]))
     report = "\n".join(lines)
     print(report)
     for n in sizes:
@@ -287,11 +304,14 @@ Regenerate with `make bench` (or `bench/run.sh --write-results`).
 
 RESULTS_NOTES = """Columns: decisions/s and latency percentiles as reported by
 `wardctl policy bench --json` on one pinned core; *allowed* is the share of
-allow decisions over the request file (from `wardctl policy eval`); *compile s*
-is the best of 3 wall-clock runs of `wardctl policy compile` (YAML load +
-validation + Lua generation); *Lua bytes* the size of the generated source;
-*peak RSS* the bench process's maximum resident set; *engine memory* what
-wardctl reports for the loaded Lua state (when it does).
+allow decisions among the benchmarked ones; *load+compile+engine ms* are
+wardctl's in-process timings (YAML parse + validation, Lua generation, loading
+the bundle into a Lua state); *`policy compile` s* is the best of 3 wall-clock
+runs of the whole `wardctl policy compile` command (process start, load,
+validation, generation, output); *Lua bytes* the size of the generated source;
+*peak RSS* the bench process's maximum resident set (it also holds the parsed
+requests); *engine memory* the heap of the compiled set and its engine as
+wardctl reports it.
 """
 
 

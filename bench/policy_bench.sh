@@ -32,28 +32,34 @@ U=bench/bench_util.py
 mkdir -p "$OUT"
 echo "policy_bench: $(date -u +%FT%TZ), $(nproc) cores, ${PIN[*]:-not pinned}, ${BENCH_SECONDS}s per size"
 
-for n in $(printf '%s\n' $SIZES | sort -n); do
-    d="$OUT/$n"
+# bench_size N: one size; on failure writes the reason to $OUT/N/error.txt.
+bench_size() {
+    local n="$1" d="$OUT/$1"
     echo
     echo "== $n rules"
+    rm -rf "$d"
+    mkdir -p "$d"
     python3 bench/gen_policies.py --rules "$n" --out "$d" --requests "$REQUESTS" --seed "$n"
 
-    # The generated set must be valid, or the numbers mean nothing.
-    if ! "$WARDCTL" policy check "$d/policies" >"$d/check.txt" 2>&1; then
-        echo "policy_bench.sh: generated policies for $n rules do not validate:" >&2
-        head -20 "$d/check.txt" >&2
-        exit 1
-    fi
-
     # Compile time: best of 3, load + validate + generate.
-    python3 "$U" measure "$OUT/compile-$n.measure.json" --repeat 3 --stdout "$d/compiled.lua" -- \
-        "${PIN[@]}" "$WARDCTL" policy compile "$d/policies"
-    python3 - "$OUT/compile-$n.measure.json" "$d/compiled.lua" <<'EOF'
+    if ! python3 "$U" measure "$d/compile.measure.json" --repeat 3 --stdout "$d/compiled.lua" -- \
+        "${PIN[@]}" "$WARDCTL" policy compile "$d/policies"; then
+        echo "policy compile failed: $(head -c 300 "$d/compiled.lua" | tr '\n' ' ')" >"$d/error.txt"
+        return 1
+    fi
+    python3 - "$d/compile.measure.json" "$d/compiled.lua" <<'EOF'
 import json, os, sys
 m = json.load(open(sys.argv[1])); m["lua_bytes"] = os.path.getsize(sys.argv[2])
 json.dump(m, open(sys.argv[1], "w"))
 print("compile: %.3f s (runs %s), %d bytes of Lua" % (m["wall_s"], m["runs"], m["lua_bytes"]))
 EOF
+
+    # The generated set must be valid (and load), or the numbers mean nothing.
+    if ! "$WARDCTL" policy check "$d/policies" >"$d/check.txt" 2>&1; then
+        echo "policy check failed: $(head -c 300 "$d/check.txt" | tr '\n' ' ')" >"$d/error.txt"
+        cat "$d/error.txt" >&2
+        return 1
+    fi
 
     # The allow/deny mix of the request file (a sanity check of the generator).
     if head -n 5000 "$d/requests.jsonl" | "$WARDCTL" policy eval -p "$d/policies" --input - \
@@ -74,10 +80,18 @@ EOF
     fi
 
     # Throughput and latency on one core.
-    python3 "$U" measure "$d/bench.measure.json" --stdout "$d/bench.json" -- \
+    if ! python3 "$U" measure "$d/bench.measure.json" --stdout "$d/bench.json" -- \
         "${PIN[@]}" "$WARDCTL" policy bench -p "$d/policies" --input "$d/requests.jsonl" \
-        --duration "$BENCH_SECONDS" --json
+        --duration "$BENCH_SECONDS" --json; then
+        echo "policy bench failed" >"$d/error.txt"
+        return 1
+    fi
     echo "bench: $(cat "$d/bench.json")"
+}
+
+failed=0
+for n in $(printf '%s\n' $SIZES | sort -n); do
+    bench_size "$n" || failed=$((failed + 1))
 done
 
 echo
@@ -86,4 +100,8 @@ rc=0
 python3 "$U" report "$OUT" --sizes "$csv_sizes" ${WRITE_RESULTS:+--markdown "$WRITE_RESULTS"} || rc=$?
 if [ -n "$WRITE_RESULTS" ]; then echo; echo "wrote $WRITE_RESULTS"; fi
 if [ "$rc" -eq 3 ] && [ "${BENCH_STRICT:-0}" != 1 ]; then rc=0; fi
+if [ "$failed" -gt 0 ]; then
+    echo "policy_bench.sh: $failed size(s) failed (see the table)" >&2
+    rc=1
+fi
 exit "$rc"
