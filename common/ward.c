@@ -275,10 +275,11 @@ int ward_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
 {
     if (len == 0)
         return WARD_EINVAL;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len; i++) /* not a number at all beats too big */
         if (s[i] < '0' || s[i] > '9')
             return WARD_EINVAL;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
         unsigned d = (unsigned)(s[i] - '0');
         if (v > (UINT64_MAX - d) / 10)
             return WARD_ERANGE;

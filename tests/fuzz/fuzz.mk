@@ -22,9 +22,10 @@ LIB_SRCS := $(foreach d,common lua policy authz,$(sort $(wildcard $(d)/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 TARGETS  := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 BINS     := $(TARGETS:%=$(FUZZ_BUILD)/%)
-# Seeds: the examples (when present) and tests/fuzz/corpus/ (shared by all targets).
-SEEDS    := $(wildcard examples/policies/*.yaml examples/policies/*.yml examples/policies/*.json) \
-            $(wildcard tests/fuzz/corpus/*)
+# Seeds of a target: SEEDS_<target> plus tests/fuzz/corpus/<target>/*; a
+# libFuzzer dictionary tests/fuzz/<target>.dict is used when present.
+SEEDS_fuzz_policy := $(wildcard examples/policies/*.yaml examples/policies/*.yml \
+                                examples/policies/*.json)
 
 .PHONY: run build
 run: $(TARGETS:%=run-%)
@@ -50,13 +51,15 @@ $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/%.o $(LIB_OBJS)
 run-%: $(FUZZ_BUILD)/%
 	@mkdir -p $(FUZZ_BUILD)/corpus/$* $(FUZZ_BUILD)/artifacts/$* $(FUZZ_BUILD)/seeds/$*
 	@rm -f $(FUZZ_BUILD)/seeds/$*/*
-	@for s in $(SEEDS); do cp "$$s" "$(FUZZ_BUILD)/seeds/$*/$$(echo "$$s" | tr / _)"; done
-	@echo "  FUZZ    $* for $(FUZZ_SECONDS)s ($(words $(SEEDS)) seeds)"
+	@for s in $(SEEDS_$*) $(wildcard tests/fuzz/corpus/$*/*); do \
+	    cp "$$s" "$(FUZZ_BUILD)/seeds/$*/$$(echo "$$s" | tr / _)"; done
+	@echo "  FUZZ    $* for $(FUZZ_SECONDS)s ($$(ls $(FUZZ_BUILD)/seeds/$* | wc -l) seeds)"
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(FUZZ_BUILD)/$* -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 	    -max_len=8192 -print_final_stats=1 \
-	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$*/ $(FUZZ_ARGS) \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$*/ \
+	    $(if $(wildcard tests/fuzz/$*.dict),-dict=tests/fuzz/$*.dict) $(FUZZ_ARGS) \
 	    $(FUZZ_BUILD)/corpus/$* $(FUZZ_BUILD)/seeds/$* \
 	    > $(FUZZ_BUILD)/$*.log 2>&1; \
 	rc=$$?; tail -n 25 $(FUZZ_BUILD)/$*.log; \

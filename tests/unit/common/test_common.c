@@ -677,6 +677,14 @@ static void test_u64_non_digits(void **state)
     }
 }
 
+static void test_u64_non_digit_after_overflow_is_invalid(void **state)
+{
+    uint64_t v = 42;
+    assert_int_equal(ward_parse_u64(S("99999999999999999999x"), UINT64_MAX, &v), WARD_EINVAL);
+    assert_int_equal(ward_parse_u64(S("99999999999999999999"), 10, &v), WARD_ERANGE);
+    assert_int_equal(v, 42);
+}
+
 static void test_u64_embedded_nul(void **state)
 {
     uint64_t v;
@@ -1329,6 +1337,7 @@ static const struct CMUnitTest fixed_tests[] = {
     T(test_u64_above_max),
     T(test_u64_empty),
     T(test_u64_non_digits),
+    T(test_u64_non_digit_after_overflow_is_invalid),
     T(test_u64_embedded_nul),
     T(test_u64_respects_len),
     T(test_duration_units),
