@@ -44,20 +44,22 @@ typedef struct authz_request {
 
 typedef enum authz_verdict { AUTHZ_DENY = 0, AUTHZ_ALLOW = 1 } authz_verdict;
 
-/* Owned by the decision; freed by authz_decision_dispose. */
+/* The strings point into the engine that decided: they stay valid until the
+ * next authz_decide, authz_engine_swap or authz_engine_free on it (copy what
+ * must live longer). explain_json is owned by the decision. */
 typedef struct authz_decision {
     authz_verdict decision;
-    char *policy; /* "ns/name" or NULL */
-    int rule;     /* -1 = null */
-    char *reason;
+    const char *policy; /* "ns/name" or NULL */
+    int rule;           /* -1 = null */
+    const char *reason;
     bool audit;
     bool has_dry_run;
     authz_verdict dry_run_decision;
-    char *dry_run_policy;
+    const char *dry_run_policy;
     int dry_run_rule;
-    int deny_status;  /* when denied: the deciding policy's status, else 403 */
-    char *deny_body;  /* NULL = default body */
-    char *explain_json; /* JSON array when requested, else NULL */
+    int deny_status;       /* when denied: the deciding policy's status, else 403 */
+    const char *deny_body; /* NULL = default body */
+    char *explain_json;    /* JSON array when requested, else NULL */
 } authz_decision;
 
 void authz_decision_init(authz_decision *d);

@@ -133,6 +133,16 @@ static void push_prefixed(lua_State *L, const char *prefix, const char *src, siz
     luaL_pushresult(&b);
 }
 
+/* The function ward.condition returns: the compiled source, always metered. */
+static int metered_condition(lua_State *L)
+{
+    int nargs = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    wlua_call_metered(L, nargs, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* ward.condition(src [, name]) -> function(req): the escape hatch of `when:
  * - lua:` conditions. src is an expression over `req` ("req.time.hour < 18"),
  * or a block of statements that returns a value, as in the Lua REPL. */
@@ -147,16 +157,20 @@ static int sb_condition(lua_State *L)
     size_t elen;
     const char *expr = lua_tolstring(L, 4, &elen);
     int status = load_text(L, chunk, expr, elen); /* 5 */
-    if (status == LUA_OK)
+    if (status == LUA_OK) {
+        lua_pushcclosure(L, metered_condition, 1);
         return 1;
+    }
     if (status != LUA_ERRSYNTAX)
         raise_load_error(L, status);
     push_prefixed(L, "local req = ...; ", src, len); /* 6 */
     size_t blen;
     const char *block = lua_tolstring(L, 6, &blen);
     int status2 = load_text(L, chunk, block, blen); /* 7 */
-    if (status2 == LUA_OK)
+    if (status2 == LUA_OK) {
+        lua_pushcclosure(L, metered_condition, 1);
         return 1;
+    }
     if (status2 != LUA_ERRSYNTAX)
         raise_load_error(L, status2);
     /* report the attempt the author most likely meant */

@@ -89,6 +89,8 @@ static void pcre_free(void *p, void *ud)
 
 /* ---- instruction budget -------------------------------------------------------- */
 
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
 int wlua_budget_raise(lua_State *L, int kind)
 {
     wlua_state *st = wlua_state_of(L);
@@ -96,7 +98,7 @@ int wlua_budget_raise(lua_State *L, int kind)
         st->exhausted = kind;
     /* from now on the hook fires at every instruction: each catch by sandboxed
      * code is followed by a new raise at its next instruction */
-    lua_sethook(L, lua_gethook(L), LUA_MASKCOUNT, 1);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
     if (lua_checkstack(L, 1))
         lua_pushlightuserdata(L, (void *)&budget_sentinel);
     lua_error(L);
@@ -117,6 +119,17 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     st->instr += (uint64_t)st->step;
     if (st->instr >= st->max_instr)
         wlua_budget_raise(L, WLUA_BUDGET_INSTRUCTIONS);
+}
+
+void wlua_call_metered(lua_State *L, int nargs, int nresults)
+{
+    wlua_state *st = wlua_state_of(L);
+    bool arm = st->meter_untrusted_only && lua_gethook(L) == NULL;
+    if (arm)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, st->step);
+    lua_call(L, nargs, nresults); /* on error the outer run disarms the hook */
+    if (arm && st->exhausted == WLUA_BUDGET_OK)
+        lua_sethook(L, NULL, 0, 0);
 }
 
 void wlua_charge(lua_State *L, uint64_t cost)
@@ -197,7 +210,10 @@ static int run(wlua_state *st, int nargs, int nresults, ward_err *err)
     if (outer) {
         st->instr = 0;
         st->exhausted = WLUA_BUDGET_OK;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, st->step); /* also resets the count */
+        if (st->meter_untrusted_only)
+            lua_sethook(L, NULL, 0, 0);
+        else
+            lua_sethook(L, budget_hook, LUA_MASKCOUNT, st->step); /* also resets the count */
     }
     st->depth++;
     int status = lua_pcall(L, nargs, nresults, 0);
@@ -210,7 +226,10 @@ static int run(wlua_state *st, int nargs, int nresults, ward_err *err)
     }
     st->depth--;
     int kind = st->exhausted;
-    if (outer && kind != WLUA_BUDGET_OK) {
+    if (outer && st->meter_untrusted_only) {
+        st->exhausted = WLUA_BUDGET_OK;
+        lua_sethook(L, NULL, 0, 0); /* a condition may have left it armed by raising */
+    } else if (outer && kind != WLUA_BUDGET_OK) {
         st->exhausted = WLUA_BUDGET_OK;
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, st->step); /* back from every-instruction */
     }
@@ -297,6 +316,7 @@ int wlua_new(const wlua_limits *limits, wlua_state **out, ward_err *err)
                                                                      : WLUA_DEFAULT_INSTRUCTIONS;
     st->cap = limits != NULL && limits->max_memory != 0 ? limits->max_memory : WLUA_DEFAULT_MEMORY;
     st->step = st->max_instr < WLUA_HOOK_STEP ? (int)st->max_instr : WLUA_HOOK_STEP;
+    st->meter_untrusted_only = limits != NULL && limits->meter_untrusted_only;
 
     st->pgen = pcre2_general_context_create(pcre_malloc, pcre_free, st);
     st->pcomp = st->pgen != NULL ? pcre2_compile_context_create(st->pgen) : NULL;

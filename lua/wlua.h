@@ -10,6 +10,11 @@
 typedef struct wlua_limits {
     uint64_t max_instructions; /* per wlua_call; 0 = default (1,000,000) */
     size_t max_memory;         /* bytes for the whole state; 0 = default (64 MiB) */
+    /* true: the instruction budget meters only untrusted code, i.e. functions
+     * made by ward.condition; the loaded chunks themselves (compiled policies,
+     * bounded by construction) run unmetered, because any count hook puts
+     * every Lua 5.4 instruction on a slow path. The memory cap always applies. */
+    bool meter_untrusted_only;
 } wlua_limits;
 
 typedef struct wlua_state wlua_state;
@@ -68,6 +73,9 @@ size_t wlua_memory(const wlua_state *st);
  *                                 when there is no /ns/<ns> segment); nil when
  *                                 id is not a valid SPIFFE ID
  *   ward.lower(s)              -> ASCII lowercase
+ *   ward.condition(src [, name]) -> function(req): src compiled as text in a
+ *                                 fresh sandbox environment; always metered
+ *                                 by the instruction budget
  */
 
 #endif

@@ -34,6 +34,7 @@ struct wlua_state {
     int step;           /* hook period */
     int depth;          /* nesting of protected runs (0 = host code is running) */
     int exhausted;      /* WLUA_BUDGET_*, sticky for the running call */
+    bool meter_untrusted_only; /* see wlua_limits */
     bool pcre_refused;  /* the PCRE2 allocator refused a block */
     pcre2_general_context *pgen;
     pcre2_compile_context *pcomp;
@@ -51,6 +52,10 @@ static inline wlua_state *wlua_state_of(lua_State *L)
  * budget error. Sandboxed code cannot catch it: pcall/xpcall re-raise it and
  * the hook raises again at every instruction until the outer call returns. */
 int wlua_budget_raise(lua_State *L, int kind) __attribute__((noreturn));
+
+/* Runs the function below nargs arguments (lua_call style, errors propagate)
+ * with the instruction budget's hook armed, whatever the state's mode. */
+void wlua_call_metered(lua_State *L, int nargs, int nresults);
 
 /* Charges `cost` instructions of C-level work to the running call; raises the
  * budget error when that exhausts the budget. No-op outside a call. */

@@ -14,8 +14,40 @@
 typedef struct compiler {
     ward_buf *out;
     unsigned next_k; /* K[] slots: sets, regexes, templates, CIDR sets, conditions */
+    unsigned uses;   /* bitmask of the request slots the generated code reads */
     int rc;
 } compiler;
+
+static const char *const slot_names[POLICY_SLOT_COUNT] = {
+    [POLICY_SLOT_SOURCE_PRINCIPAL] = "SOURCE_PRINCIPAL",
+    [POLICY_SLOT_SOURCE_IP] = "SOURCE_IP",
+    [POLICY_SLOT_SOURCE_PORT] = "SOURCE_PORT",
+    [POLICY_SLOT_SOURCE_NAMESPACE] = "SOURCE_NAMESPACE",
+    [POLICY_SLOT_SOURCE_TRUST_DOMAIN] = "SOURCE_TRUST_DOMAIN",
+    [POLICY_SLOT_DESTINATION_SERVICE] = "DESTINATION_SERVICE",
+    [POLICY_SLOT_DESTINATION_PRINCIPAL] = "DESTINATION_PRINCIPAL",
+    [POLICY_SLOT_DESTINATION_PORT] = "DESTINATION_PORT",
+    [POLICY_SLOT_METHOD] = "METHOD",
+    [POLICY_SLOT_HOST] = "HOST",
+    [POLICY_SLOT_PATH] = "PATH",
+    [POLICY_SLOT_QUERY] = "QUERY",
+    [POLICY_SLOT_PROTOCOL] = "PROTOCOL",
+    [POLICY_SLOT_MTLS] = "MTLS",
+    [POLICY_SLOT_SNI] = "SNI",
+    [POLICY_SLOT_TIME_UNIX] = "TIME_UNIX",
+    [POLICY_SLOT_HEADERS] = "HEADERS",
+    [POLICY_SLOT_VIEW] = "VIEW",
+};
+
+const char *policy_slot_name(policy_slot s)
+{
+    return s > 0 && s < POLICY_SLOT_COUNT ? slot_names[s] : "?";
+}
+
+static void use(compiler *c, policy_slot s)
+{
+    c->uses |= 1u << s;
+}
 
 static void put(compiler *c, const char *s)
 {
@@ -285,8 +317,13 @@ static const char *const source_names[SRC_FIELDS] = {
     "trustDomains", "notTrustDomains", "ipBlocks", "notIpBlocks",
 };
 static const char *const source_vars[SRC_FIELDS] = {
-    "q.source_principal", "q.source_principal", "q.source_namespace", "q.source_namespace",
-    "q.source_trust_domain", "q.source_trust_domain", "q.source_ip", "q.source_ip",
+    "q[SOURCE_PRINCIPAL]", "q[SOURCE_PRINCIPAL]", "q[SOURCE_NAMESPACE]", "q[SOURCE_NAMESPACE]",
+    "q[SOURCE_TRUST_DOMAIN]", "q[SOURCE_TRUST_DOMAIN]", "q[SOURCE_IP]", "q[SOURCE_IP]",
+};
+static const policy_slot source_slots[SRC_FIELDS] = {
+    POLICY_SLOT_SOURCE_PRINCIPAL, POLICY_SLOT_SOURCE_PRINCIPAL, POLICY_SLOT_SOURCE_NAMESPACE,
+    POLICY_SLOT_SOURCE_NAMESPACE, POLICY_SLOT_SOURCE_TRUST_DOMAIN, POLICY_SLOT_SOURCE_TRUST_DOMAIN,
+    POLICY_SLOT_SOURCE_IP, POLICY_SLOT_SOURCE_IP,
 };
 
 static const policy_matches *op_field(const policy_operation *o, int i)
@@ -301,35 +338,60 @@ static const char *const op_names[OP_FIELDS] = {
     "methods", "notMethods", "hosts", "notHosts", "paths", "notPaths",
 };
 static const char *const op_vars[OP_FIELDS] = {
-    "q.method", "q.method", "q.host", "q.host", "q.path", "q.path",
+    "q[METHOD]", "q[METHOD]", "q[HOST]", "q[HOST]", "q[PATH]", "q[PATH]",
+};
+static const policy_slot op_slots[OP_FIELDS] = {
+    POLICY_SLOT_METHOD, POLICY_SLOT_METHOD, POLICY_SLOT_HOST,
+    POLICY_SLOT_HOST,   POLICY_SLOT_PATH,   POLICY_SLOT_PATH,
 };
 
 /* The Lua expression reading a `when` attribute as a string. */
+static const policy_slot attr_slots[] = {
+    [POLICY_ATTR_SOURCE_PRINCIPAL] = POLICY_SLOT_SOURCE_PRINCIPAL,
+    [POLICY_ATTR_SOURCE_IP] = POLICY_SLOT_SOURCE_IP,
+    [POLICY_ATTR_SOURCE_PORT] = POLICY_SLOT_SOURCE_PORT,
+    [POLICY_ATTR_SOURCE_NAMESPACE] = POLICY_SLOT_SOURCE_NAMESPACE,
+    [POLICY_ATTR_SOURCE_TRUST_DOMAIN] = POLICY_SLOT_SOURCE_TRUST_DOMAIN,
+    [POLICY_ATTR_DESTINATION_SERVICE] = POLICY_SLOT_DESTINATION_SERVICE,
+    [POLICY_ATTR_DESTINATION_PRINCIPAL] = POLICY_SLOT_DESTINATION_PRINCIPAL,
+    [POLICY_ATTR_DESTINATION_PORT] = POLICY_SLOT_DESTINATION_PORT,
+    [POLICY_ATTR_REQUEST_METHOD] = POLICY_SLOT_METHOD,
+    [POLICY_ATTR_REQUEST_HOST] = POLICY_SLOT_HOST,
+    [POLICY_ATTR_REQUEST_PATH] = POLICY_SLOT_PATH,
+    [POLICY_ATTR_REQUEST_QUERY] = POLICY_SLOT_QUERY,
+    [POLICY_ATTR_REQUEST_HEADER] = POLICY_SLOT_HEADERS,
+    [POLICY_ATTR_REQUEST_PROTOCOL] = POLICY_SLOT_PROTOCOL,
+    [POLICY_ATTR_CONNECTION_MTLS] = POLICY_SLOT_MTLS,
+    [POLICY_ATTR_CONNECTION_SNI] = POLICY_SLOT_SNI,
+    [POLICY_ATTR_TIME] = POLICY_SLOT_TIME_UNIX,
+};
+
 static void put_attr_var(compiler *c, const policy_condition *w)
 {
+    use(c, attr_slots[w->attr]);
     switch (w->attr) {
-    case POLICY_ATTR_SOURCE_PRINCIPAL: put(c, "q.source_principal"); break;
-    case POLICY_ATTR_SOURCE_IP: put(c, "q.source_ip"); break;
-    case POLICY_ATTR_SOURCE_PORT: put(c, "q.source_port and tostring(q.source_port)"); break;
-    case POLICY_ATTR_SOURCE_NAMESPACE: put(c, "q.source_namespace"); break;
-    case POLICY_ATTR_SOURCE_TRUST_DOMAIN: put(c, "q.source_trust_domain"); break;
-    case POLICY_ATTR_DESTINATION_SERVICE: put(c, "q.destination_service"); break;
-    case POLICY_ATTR_DESTINATION_PRINCIPAL: put(c, "q.destination_principal"); break;
+    case POLICY_ATTR_SOURCE_PRINCIPAL: put(c, "q[SOURCE_PRINCIPAL]"); break;
+    case POLICY_ATTR_SOURCE_IP: put(c, "q[SOURCE_IP]"); break;
+    case POLICY_ATTR_SOURCE_PORT: put(c, "q[SOURCE_PORT] and tostring(q[SOURCE_PORT])"); break;
+    case POLICY_ATTR_SOURCE_NAMESPACE: put(c, "q[SOURCE_NAMESPACE]"); break;
+    case POLICY_ATTR_SOURCE_TRUST_DOMAIN: put(c, "q[SOURCE_TRUST_DOMAIN]"); break;
+    case POLICY_ATTR_DESTINATION_SERVICE: put(c, "q[DESTINATION_SERVICE]"); break;
+    case POLICY_ATTR_DESTINATION_PRINCIPAL: put(c, "q[DESTINATION_PRINCIPAL]"); break;
     case POLICY_ATTR_DESTINATION_PORT:
-        put(c, "q.destination_port and tostring(q.destination_port)");
+        put(c, "q[DESTINATION_PORT] and tostring(q[DESTINATION_PORT])");
         break;
-    case POLICY_ATTR_REQUEST_METHOD: put(c, "q.method"); break;
-    case POLICY_ATTR_REQUEST_HOST: put(c, "q.host"); break;
-    case POLICY_ATTR_REQUEST_PATH: put(c, "q.path"); break;
-    case POLICY_ATTR_REQUEST_QUERY: put(c, "q.query"); break;
+    case POLICY_ATTR_REQUEST_METHOD: put(c, "q[METHOD]"); break;
+    case POLICY_ATTR_REQUEST_HOST: put(c, "q[HOST]"); break;
+    case POLICY_ATTR_REQUEST_PATH: put(c, "q[PATH]"); break;
+    case POLICY_ATTR_REQUEST_QUERY: put(c, "q[QUERY]"); break;
     case POLICY_ATTR_REQUEST_HEADER:
-        put(c, "q.headers[");
+        put(c, "q[HEADERS][");
         put_cstr(c, w->header ? w->header : "");
         put(c, "]");
         break;
-    case POLICY_ATTR_REQUEST_PROTOCOL: put(c, "q.protocol"); break;
-    case POLICY_ATTR_CONNECTION_MTLS: put(c, "q.mtls"); break;
-    case POLICY_ATTR_CONNECTION_SNI: put(c, "q.sni"); break;
+    case POLICY_ATTR_REQUEST_PROTOCOL: put(c, "q[PROTOCOL]"); break;
+    case POLICY_ATTR_CONNECTION_MTLS: put(c, "q[MTLS]"); break;
+    case POLICY_ATTR_CONNECTION_SNI: put(c, "q[SNI]"); break;
     case POLICY_ATTR_TIME: put(c, "rfc3339(q)"); break;
     }
 }
@@ -453,6 +515,8 @@ static int emit_rule(compiler *c, const policy_authz *p, size_t pi, size_t ri)
             putf(c, a ? "  if not ok then repeat -- from[%zu]\n" : "  repeat -- from[%zu]\n", a);
             for (int f = 0; f < SRC_FIELDS; f++) {
                 snprintf(field, sizeof(field), "from[%zu].%s", a, source_names[f]);
+                if (source_field(&r->from[a], f)->present)
+                    use(c, source_slots[f]);
                 emit_check(c, "    ", source_vars[f], source_field(&r->from[a], f), &plans[pl++],
                            f % 2 == 1, field, "break");
             }
@@ -467,13 +531,17 @@ static int emit_rule(compiler *c, const policy_authz *p, size_t pi, size_t ri)
             putf(c, a ? "  if not ok then repeat -- to[%zu]\n" : "  repeat -- to[%zu]\n", a);
             for (int f = 0; f < OP_FIELDS; f++) {
                 snprintf(field, sizeof(field), "to[%zu].%s", a, op_names[f]);
+                if (op_field(o, f)->present)
+                    use(c, op_slots[f]);
                 emit_check(c, "    ", op_vars[f], op_field(o, f), &plans[pl++], f % 2 == 1, field,
                            "break");
             }
+            if (o->ports.present || o->not_ports.present)
+                use(c, POLICY_SLOT_DESTINATION_PORT);
             snprintf(field, sizeof(field), "to[%zu].ports", a);
-            emit_ports_check(c, "    ", "q.destination_port", &o->ports, false, field);
+            emit_ports_check(c, "    ", "q[DESTINATION_PORT]", &o->ports, false, field);
             snprintf(field, sizeof(field), "to[%zu].notPorts", a);
-            emit_ports_check(c, "    ", "q.destination_port", &o->not_ports, true, field);
+            emit_ports_check(c, "    ", "q[DESTINATION_PORT]", &o->not_ports, true, field);
             put(c, a ? "    ok = true\n  until true end\n" : "    ok = true\n  until true\n");
         }
         put(c, "  if not ok then return false end\n");
@@ -481,6 +549,7 @@ static int emit_rule(compiler *c, const policy_authz *p, size_t pi, size_t ri)
     for (size_t w = 0; w < r->n_when; w++) {
         const policy_condition *cd = &r->when[w];
         if (cd->is_lua) {
+            c->uses |= ~0u; /* req is the whole request */
             snprintf(field, sizeof(field), "when[%zu].lua", w);
             putf(c, "  if not lua_cond(K[%u], q, ", cond_k[w]);
             put_cstr(c, field);
@@ -563,6 +632,9 @@ int policy_set_compile(const policy_set *set, const policy_compile_opts *opts, w
     put(&c, "-- revision: ");
     put_comment_text(&c, policy_set_revision(set));
     put(&c, "\n");
+    put(&c, "-- request slots (see policy_slot in policy/policy.h)\n");
+    for (int i = 1; i < POLICY_SLOT_COUNT; i++)
+        putf(&c, "local %s <const> = %d\n", slot_names[i], i);
     if (c.rc == 0 && ward_buf_append(out, policy_prelude_start,
                                      (size_t)(policy_prelude_end - policy_prelude_start)) < 0)
         c.rc = WARD_ENOMEM;
@@ -582,7 +654,11 @@ int policy_set_compile(const policy_set *set, const policy_compile_opts *opts, w
     }
     put(&c, "\n-- ---- end of generated policies ----\n");
     putf(&c, "DEFAULT_ALLOW = %s\nbuild()\n", opts && opts->default_allow ? "true" : "false");
-    put(&c, "return {decide = decide, explain = explain, revision = ");
+    /* the rule indexes read these three whatever the rules say */
+    use(&c, POLICY_SLOT_SOURCE_PRINCIPAL);
+    use(&c, POLICY_SLOT_DESTINATION_SERVICE);
+    use(&c, POLICY_SLOT_PATH);
+    putf(&c, "return {decide = decide, explain = explain, uses = %u, revision = ", c.uses);
     put_cstr(&c, policy_set_revision(set));
     put(&c, "}\n");
     if (c.rc < 0)

@@ -10,6 +10,8 @@ local prefix_index, prefix_lookup = ward.prefix_index, ward.prefix_lookup
 local condition = ward.condition
 
 local P, R, K = {}, {}, {}
+-- rule kinds: what a match of the rule decides
+local DENY <const>, ALLOW <const>, DRY_DENY <const>, DRY_ALLOW <const>, AUDIT <const> = 1, 2, 3, 4, 5
 local DEFAULT_ALLOW = false
 
 local function set(list)
@@ -40,27 +42,27 @@ local function civil(t)
 end
 
 local function rfc3339(q)
-  local c = civil(q.time_unix)
+  local c = civil(q[TIME_UNIX])
   return string.format("%04d-%02d-%02dT%02d:%02d:%02dZ", c.year, c.month, c.day, c.hour, c.minute, c.second)
 end
 
 -- the nested view of the request that `lua:` conditions see as `req`
 local function view(q)
-  local r = q.view
+  local r = q[VIEW]
   if r then return r end
   local h = {}
-  for k, v in pairs(q.headers) do h[k] = v end
+  for k, v in pairs(q[HEADERS]) do h[k] = v end
   r = {
-    source = {principal = q.source_principal, ip = q.source_ip, port = q.source_port,
-              namespace = q.source_namespace, trustDomain = q.source_trust_domain},
-    destination = {service = q.destination_service, principal = q.destination_principal,
-                   port = q.destination_port},
-    request = {method = q.method, host = q.host, path = q.path, query = q.query,
-               headers = h, protocol = q.protocol},
-    connection = {mtls = q.mtls == "true", sni = q.sni},
-    time = civil(q.time_unix),
+    source = {principal = q[SOURCE_PRINCIPAL], ip = q[SOURCE_IP], port = q[SOURCE_PORT],
+              namespace = q[SOURCE_NAMESPACE], trustDomain = q[SOURCE_TRUST_DOMAIN]},
+    destination = {service = q[DESTINATION_SERVICE], principal = q[DESTINATION_PRINCIPAL],
+                   port = q[DESTINATION_PORT]},
+    request = {method = q[METHOD], host = q[HOST], path = q[PATH], query = q[QUERY],
+               headers = h, protocol = q[PROTOCOL]},
+    connection = {mtls = q[MTLS] == "true", sni = q[SNI]},
+    time = civil(q[TIME_UNIX]),
   }
-  q.view = r
+  q[VIEW] = r
   return r
 end
 
@@ -99,6 +101,7 @@ end
 local function add_rule(b, id)
   local r = R[id]
   b.rules[#b.rules + 1] = id
+  if r.kind == nil then return end -- a dry-run AUDIT decides nothing
   if r.key == nil then
     b.always[#b.always + 1] = id
     return
@@ -108,6 +111,9 @@ local function add_rule(b, id)
 end
 
 local function finish_bucket(b)
+  b.default_reason = "no ALLOW policy selects " ..
+    (b.service and ("service " .. b.service) or "this workload") ..
+    (DEFAULT_ALLOW and "; default allow" or "; default deny")
   for _, key in ipairs({"principal", "path"}) do
     b.prefixes[key] = next(b.prefixes[key]) and prefix_index(b.prefixes[key]) or false
   end
@@ -115,63 +121,64 @@ local function finish_bucket(b)
 end
 
 local function build()
-  local services, names = {}, {}
+  local names, seen = {}, {}
   for _, p in ipairs(P) do
-    if p.services then
-      for _, s in ipairs(p.services) do
-        if not services[s] then services[s] = true; names[#names + 1] = s end
-      end
+    for _, s in ipairs(p.services or {}) do
+      if not seen[s] then seen[s] = true; names[#names + 1] = s end
     end
   end
   WILDCARD = new_bucket(nil)
   for _, s in ipairs(names) do BUCKETS[s] = new_bucket(s) end
+  -- the buckets each policy goes in: its services, or every bucket
+  local targets = {}
   for pi, p in ipairs(P) do
-    local sel = p.services and set(p.services)
-    if not sel then add_policy(WILDCARD, pi) end
-    for _, s in ipairs(names) do
-      if not sel or sel[s] then add_policy(BUCKETS[s], pi) end
+    local t = {}
+    if p.services then
+      for s in pairs(set(p.services)) do t[#t + 1] = BUCKETS[s] end
+      table.sort(t, function(x, y) return x.service < y.service end)
+    else
+      t[1] = WILDCARD
+      for _, s in ipairs(names) do t[#t + 1] = BUCKETS[s] end
     end
+    targets[pi] = t
+    for _, b in ipairs(t) do add_policy(b, pi) end
   end
   for id, r in ipairs(R) do
     local p = P[r.policy]
-    if not p.services then add_rule(WILDCARD, id) end
-    local sel = p.services and set(p.services)
-    for _, s in ipairs(names) do
-      if not sel or sel[s] then add_rule(BUCKETS[s], id) end
-    end
+    r.id = p.id
+    if p.action == "DENY" then r.kind = p.dry and DRY_DENY or DENY
+    elseif p.action == "ALLOW" then r.kind = p.dry and DRY_ALLOW or ALLOW
+    elseif not p.dry then r.kind = AUDIT end
+    r.reason = (p.action == "DENY" and "denied by DENY policy " or "allowed by ALLOW policy ") ..
+               p.id .. " rule " .. r.index
+    for _, b in ipairs(targets[r.policy]) do add_rule(b, id) end
+    r.exact, r.prefixes = nil, nil -- only the indexes need them
   end
   finish_bucket(WILDCARD)
   for _, s in ipairs(names) do finish_bucket(BUCKETS[s]) end
 end
 
--- candidate rules for q, ascending by id (= policy order, then rule order)
-local lists, found = {}, {}
-local function candidates(b, q)
-  for i = #lists, 1, -1 do lists[i] = nil end
-  local sp, path = q.source_principal, q.path
+-- The candidate lists for q: rule ids (each list ascending) that the indexes
+-- give for its principal and path, plus the rules no index covers.
+local lists = {}
+local function collect(b, q)
+  if next(lists) then -- left over by a decision that raised an error
+    for k in pairs(lists) do lists[k] = nil end
+  end
+  local n = 0
+  local sp, path = q[SOURCE_PRINCIPAL], q[PATH]
   if sp then
     local l = b.exact.principal[sp]
-    if l then lists[#lists + 1] = l end
-    if b.prefixes.principal then prefix_lookup(b.prefixes.principal, sp, lists) end
+    if l then n = n + 1; lists[n] = l end
+    if b.prefixes.principal then prefix_lookup(b.prefixes.principal, sp, lists); n = #lists end
   end
   if path then
     local l = b.exact.path[path]
-    if l then lists[#lists + 1] = l end
-    if b.prefixes.path then prefix_lookup(b.prefixes.path, path, lists) end
+    if l then n = n + 1; lists[n] = l end
+    if b.prefixes.path then prefix_lookup(b.prefixes.path, path, lists); n = #lists end
   end
-  if b.always[1] then lists[#lists + 1] = b.always end
-  local n = #lists
-  if n == 0 then return nil end
-  if n == 1 then return lists[1] end
-  local out, m = {}, 0
-  for i = 1, n do
-    for _, id in ipairs(lists[i]) do
-      if found[id] == nil then found[id] = true; m = m + 1; out[m] = id end
-    end
-  end
-  for i = 1, m do found[out[i]] = nil end
-  sort(out)
-  return out
+  if b.always[1] then n = n + 1; lists[n] = b.always end
+  return n
 end
 
 -- ---- decision ----------------------------------------------------------------
@@ -191,46 +198,47 @@ end
 -- Returns: allow, policy, rule, reason, audit, dry (nil|"allow"|"deny"),
 -- dry_policy, dry_rule, deny_status, deny_body
 local function decide(q, ex)
-  local b = BUCKETS[q.destination_service] or WILDCARD
-  local ed, ea, dd, da, audit -- first matching rule ids per category
-  local ids = candidates(b, q)
-  if ids then
-    for _, id in ipairs(ids) do
+  local b = BUCKETS[q[DESTINATION_SERVICE]] or WILDCARD
+  -- the lowest matching rule id per category: enforced deny/allow, the dry
+  -- run's deny/allow (enforced rules count there too), audit
+  local ed, ea, dd, da, audit
+  for li = 1, collect(b, q) do
+    local l = lists[li]
+    lists[li] = nil
+    for j = 1, #l do
+      local id = l[j]
       local r = R[id]
-      local p = P[r.policy]
-      local need
-      if p.action == "DENY" then need = (not p.dry and not ed) or not dd
-      elseif p.action == "ALLOW" then need = (not p.dry and not ea) or not da
-      else need = not p.dry and not audit end
-      if need and r.fn(q, nil) then
-        if p.action == "DENY" then
-          if not p.dry and not ed then ed = id end
-          if not dd then dd = id end
-        elseif p.action == "ALLOW" then
-          if not p.dry and not ea then ea = id end
-          if not da then da = id end
-        else
-          audit = id
+      local k = r.kind
+      if k == DENY then
+        if (not ed or id < ed) and r.fn(q, nil) then
+          ed = id
+          if not dd or id < dd then dd = id end
         end
+      elseif k == ALLOW then
+        if (not ea or id < ea) and r.fn(q, nil) then
+          ea = id
+          if not da or id < da then da = id end
+        end
+      elseif k == DRY_DENY then
+        if (not dd or id < dd) and r.fn(q, nil) then dd = id end
+      elseif k == DRY_ALLOW then
+        if (not da or id < da) and r.fn(q, nil) then da = id end
+      elseif not audit and r.fn(q, nil) then -- AUDIT
+        audit = id
       end
     end
   end
-  local allow, pid, rid, reason
+  local allow, pid, reason
   if ed then
-    allow, pid, rid = false, ed, ed
-    reason = "denied by DENY policy " .. P[R[ed].policy].id .. " rule " .. R[ed].index
+    allow, pid, reason = false, ed, R[ed].reason
   elseif b.allow_exists then
     if ea then
-      allow, pid = true, ea
-      reason = "allowed by ALLOW policy " .. P[R[ea].policy].id .. " rule " .. R[ea].index
+      allow, pid, reason = true, ea, R[ea].reason
     else
-      allow = false
-      reason = "no ALLOW rule matched"
+      allow, reason = false, "no ALLOW rule matched"
     end
   else
-    allow = DEFAULT_ALLOW
-    reason = "no ALLOW policy selects " .. (q.destination_service and ("service " .. q.destination_service) or "this request") ..
-             (DEFAULT_ALLOW and "; default allow" or "; default deny")
+    allow, reason = DEFAULT_ALLOW, b.default_reason
   end
   local dry, dpol, drule
   if b.has_dry then
@@ -239,17 +247,17 @@ local function decide(q, ex)
     elseif b.dry_allow_exists then
       if da then dry, d = "allow", da else dry = "deny" end
     else dry = DEFAULT_ALLOW and "allow" or "deny" end
-    if d then dpol, drule = P[R[d].policy].id, R[d].index end
+    if d then dpol, drule = R[d].id, R[d].index end
   end
   local ppol, prule, status, body
-  if pid then ppol, prule = P[R[pid].policy].id, R[pid].index end
+  if pid then ppol, prule = R[pid].id, R[pid].index end
   if not allow then status, body = deny_response(b, pid and R[pid].policy) end
   return allow, ppol, prule, reason, audit ~= nil, dry, dpol, drule, status, body
 end
 
 -- Every rule of every policy that selects the workload, with what failed.
 local function explain(q)
-  local b = BUCKETS[q.destination_service] or WILDCARD
+  local b = BUCKETS[q[DESTINATION_SERVICE]] or WILDCARD
   local out, byp = {}, {}
   for _, pi in ipairs(b.policies) do
     local p = P[pi]

@@ -18,7 +18,7 @@
 
 static wlua_state *new_state(uint64_t instr, size_t mem)
 {
-    wlua_limits lim = {instr, mem};
+    wlua_limits lim = {.max_instructions = instr, .max_memory = mem};
     wlua_state *st = NULL;
     ward_err err = {{0}};
     int rc = wlua_new(&lim, &st, &err);
@@ -109,7 +109,7 @@ static void test_new_defaults(void **state)
 static void test_new_refuses_tiny_memory(void **state)
 {
     (void)state;
-    wlua_limits lim = {0, 2048};
+    wlua_limits lim = {.max_memory = 2048};
     wlua_state *st = (wlua_state *)1;
     ward_err err = {{0}};
     int rc = wlua_new(&lim, &st, &err);
