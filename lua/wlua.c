@@ -25,6 +25,8 @@ static bool refuse_growth(wlua_state *st, size_t grow)
     /* bulk C-level work (concatenations, big strings) is charged to the
      * instruction budget, so a loop of cheap instructions that each copy
      * megabytes still ends */
+    if (!wlua_metering(st))
+        return false;
     st->instr += grow / WLUA_BYTES_PER_INSTR;
     if (st->instr >= st->max_instr) {
         st->exhausted = WLUA_BUDGET_INSTRUCTIONS;
@@ -127,7 +129,9 @@ void wlua_call_metered(lua_State *L, int nargs, int nresults)
     bool arm = st->meter_untrusted_only && lua_gethook(L) == NULL;
     if (arm)
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, st->step);
-    lua_call(L, nargs, nresults); /* on error the outer run disarms the hook */
+    st->untrusted++;
+    lua_call(L, nargs, nresults); /* on error the outer run disarms and resets */
+    st->untrusted--;
     if (arm && st->exhausted == WLUA_BUDGET_OK)
         lua_sethook(L, NULL, 0, 0);
 }
@@ -135,7 +139,7 @@ void wlua_call_metered(lua_State *L, int nargs, int nresults)
 void wlua_charge(lua_State *L, uint64_t cost)
 {
     wlua_state *st = wlua_state_of(L);
-    if (st->depth == 0)
+    if (st->depth == 0 || !wlua_metering(st))
         return;
     if (st->exhausted != WLUA_BUDGET_OK)
         wlua_budget_raise(L, st->exhausted);
@@ -228,6 +232,7 @@ static int run(wlua_state *st, int nargs, int nresults, ward_err *err)
     int kind = st->exhausted;
     if (outer && st->meter_untrusted_only) {
         st->exhausted = WLUA_BUDGET_OK;
+        st->untrusted = 0;
         lua_sethook(L, NULL, 0, 0); /* a condition may have left it armed by raising */
     } else if (outer && kind != WLUA_BUDGET_OK) {
         st->exhausted = WLUA_BUDGET_OK;

@@ -35,12 +35,19 @@ struct wlua_state {
     int depth;          /* nesting of protected runs (0 = host code is running) */
     int exhausted;      /* WLUA_BUDGET_*, sticky for the running call */
     bool meter_untrusted_only; /* see wlua_limits */
+    int untrusted;             /* nesting of wlua_call_metered in the running call */
     bool pcre_refused;  /* the PCRE2 allocator refused a block */
     pcre2_general_context *pgen;
     pcre2_compile_context *pcomp;
     pcre2_match_context *pmatch;
     pcre2_jit_stack *pjit; /* created with the first regex */
 };
+
+/* Whether work done now counts against the instruction budget. */
+static inline bool wlua_metering(const struct wlua_state *st)
+{
+    return !st->meter_untrusted_only || st->untrusted > 0;
+}
 
 /* The wlua_state owning L (kept in L's extra space). */
 static inline wlua_state *wlua_state_of(lua_State *L)
