@@ -549,7 +549,7 @@ static int emit_rule(compiler *c, const policy_authz *p, size_t pi, size_t ri)
     for (size_t w = 0; w < r->n_when; w++) {
         const policy_condition *cd = &r->when[w];
         if (cd->is_lua) {
-            c->uses |= ~0u; /* req is the whole request */
+            c->uses |= (1u << POLICY_SLOT_COUNT) - 2u; /* req is the whole request */
             snprintf(field, sizeof(field), "when[%zu].lua", w);
             putf(c, "  if not lua_cond(K[%u], q, ", cond_k[w]);
             put_cstr(c, field);

@@ -10,6 +10,8 @@ local prefix_index, prefix_lookup = ward.prefix_index, ward.prefix_lookup
 local condition = ward.condition
 
 local P, R, K = {}, {}, {}
+-- hot per-rule data in flat arrays (dense in memory): kind and function
+local KIND, FN = {}, {}
 -- rule kinds: what a match of the rule decides
 local DENY <const>, ALLOW <const>, DRY_DENY <const>, DRY_ALLOW <const>, AUDIT <const> = 1, 2, 3, 4, 5
 local DEFAULT_ALLOW = false
@@ -153,6 +155,7 @@ local function build()
                p.id .. " rule " .. r.index
     for _, b in ipairs(targets[r.policy]) do add_rule(b, id) end
     r.exact, r.prefixes = nil, nil -- only the indexes need them
+    KIND[id], FN[id] = r.kind or false, r.fn
   end
   finish_bucket(WILDCARD)
   for _, s in ipairs(names) do finish_bucket(BUCKETS[s]) end
@@ -207,23 +210,22 @@ local function decide(q, ex)
     lists[li] = nil
     for j = 1, #l do
       local id = l[j]
-      local r = R[id]
-      local k = r.kind
+      local k = KIND[id]
       if k == DENY then
-        if (not ed or id < ed) and r.fn(q, nil) then
+        if (not ed or id < ed) and FN[id](q, nil) then
           ed = id
           if not dd or id < dd then dd = id end
         end
       elseif k == ALLOW then
-        if (not ea or id < ea) and r.fn(q, nil) then
+        if (not ea or id < ea) and FN[id](q, nil) then
           ea = id
           if not da or id < da then da = id end
         end
       elseif k == DRY_DENY then
-        if (not dd or id < dd) and r.fn(q, nil) then dd = id end
+        if (not dd or id < dd) and FN[id](q, nil) then dd = id end
       elseif k == DRY_ALLOW then
-        if (not da or id < da) and r.fn(q, nil) then da = id end
-      elseif not audit and r.fn(q, nil) then -- AUDIT
+        if (not da or id < da) and FN[id](q, nil) then da = id end
+      elseif k == AUDIT and not audit and FN[id](q, nil) then
         audit = id
       end
     end

@@ -127,11 +127,50 @@ typedef struct bench_cfg {
     bool default_allow;
 } bench_cfg;
 
+/* Each request is packed into one contiguous block (its headers and all its
+ * bytes), as a proxy holds a request it just parsed: the benchmark measures
+ * the engine, not pointer chasing through parsed JSON. */
 typedef struct bench_inputs {
     authz_request *req;
-    authz_request_storage **storage;
+    char **block;
     size_t n, cap;
 } bench_inputs;
+
+static void pack_str(authz_str *s, char **at)
+{
+    if (s->ptr == NULL)
+        return;
+    memcpy(*at, s->ptr, s->len);
+    s->ptr = *at;
+    *at += s->len;
+}
+
+/* Rewrites req to point into a new block holding copies of everything it references. */
+static char *pack_request(authz_request *req)
+{
+    authz_str *strs[] = {&req->source_principal, &req->source_ip, &req->destination_service,
+                         &req->destination_principal, &req->method, &req->host, &req->path,
+                         &req->query, &req->protocol, &req->sni};
+    size_t size = req->n_headers * sizeof(authz_header);
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        size += strs[i]->ptr ? strs[i]->len : 0;
+    for (size_t i = 0; i < req->n_headers; i++)
+        size += req->headers[i].name.len + req->headers[i].value.len;
+    char *block = malloc(size ? size : 1);
+    if (block == NULL)
+        return NULL;
+    authz_header *h = (authz_header *)block;
+    char *at = block + req->n_headers * sizeof(authz_header);
+    for (size_t i = 0; i < req->n_headers; i++) {
+        h[i] = req->headers[i];
+        pack_str(&h[i].name, &at);
+        pack_str(&h[i].value, &at);
+    }
+    req->headers = req->n_headers ? h : NULL;
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        pack_str(strs[i], &at);
+    return block;
+}
 
 typedef struct bench_result {
     size_t policies, rules;
@@ -205,14 +244,17 @@ static int inputs_push(bench_inputs *in, const authz_request *req, authz_request
         if (r == NULL)
             return WARD_ENOMEM;
         in->req = r;
-        authz_request_storage **s = realloc(in->storage, cap * sizeof(*s));
-        if (s == NULL)
+        char **b = realloc(in->block, cap * sizeof(*b));
+        if (b == NULL)
             return WARD_ENOMEM;
-        in->storage = s;
+        in->block = b;
         in->cap = cap;
     }
     in->req[in->n] = *req;
-    in->storage[in->n] = st;
+    in->block[in->n] = pack_request(&in->req[in->n]);
+    if (in->block[in->n] == NULL)
+        return WARD_ENOMEM;
+    authz_request_storage_free(st);
     in->n++;
     return 0;
 }
@@ -220,10 +262,9 @@ static int inputs_push(bench_inputs *in, const authz_request *req, authz_request
 static void inputs_dispose(bench_inputs *in)
 {
     for (size_t i = 0; i < in->n; i++)
-        if (in->storage[i] != NULL)
-            authz_request_storage_free(in->storage[i]);
+        free(in->block[i]);
     free(in->req);
-    free(in->storage);
+    free(in->block);
     memset(in, 0, sizeof(*in));
 }
 
