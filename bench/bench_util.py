@@ -171,8 +171,9 @@ def machine():
             mem = "%.1f GiB" % (kb / 1048576)
     except (OSError, ValueError, IndexError):
         pass
-    return "%s, %d cores (nproc), %s RAM, %s %s" % (cpu, os.cpu_count() or 0, mem, platform.system(),
-                                                    platform.release())
+    load = "%.2f %.2f %.2f" % os.getloadavg()
+    return "%s, %d cores (nproc), %s RAM, %s %s; load average at the end %s" % (
+        cpu, os.cpu_count() or 0, mem, platform.system(), platform.release(), load)
 
 
 def cmd_report(argv):
@@ -281,6 +282,10 @@ def cmd_report(argv):
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip() or "?"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        if dirty:
+            commit += " (working tree with uncommitted changes)"
         with open(md, "w") as f:
             f.write(RESULTS_HEAD)
             f.write("## Latest run\n\n")

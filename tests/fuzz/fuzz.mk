@@ -1,6 +1,7 @@
 # fuzz.mk - build the libFuzzer targets (tests/fuzz/fuzz_*.c) with clang into build/fuzz/ and run each for FUZZ_SECONDS
 #   make fuzz [FUZZ_SECONDS=20]            (the top Makefile calls: make -f tests/fuzz/fuzz.mk)
 #   make -f tests/fuzz/fuzz.mk build       build only
+#   make -f tests/fuzz/fuzz.mk TARGETS=fuzz_common   one target
 #   make -f tests/fuzz/fuzz.mk FUZZ_ARGS=-jobs=2 ...   extra libFuzzer flags
 # A crash, leak, sanitizer report or timeout makes the run exit non-zero; the
 # reproducer is left as build/fuzz/artifacts/<target>/crash-* (and the like).
@@ -28,7 +29,13 @@ SEEDS_fuzz_policy := $(wildcard examples/policies/*.yaml examples/policies/*.yml
                                 examples/policies/*.json)
 
 .PHONY: run build
+# Every target runs even if another one crashed; then one verdict for all.
 run: $(TARGETS:%=run-%)
+	@failed=""; for t in $(TARGETS); do \
+	    [ "$$(cat $(FUZZ_BUILD)/$$t.status 2>/dev/null)" = 0 ] || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FUZZ FAILED:$$failed"; exit 1; fi; \
+	echo "  FUZZ    all $(words $(TARGETS)) targets ran $(FUZZ_SECONDS)s without a crash"
 
 build: $(BINS)
 
@@ -47,8 +54,10 @@ $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/%.o $(LIB_OBJS)
 	@$(FUZZ_CC) $(SAN) -fsanitize=fuzzer -o $@ $^ $(FLDLIBS)
 
 # The working corpus lives in build/fuzz/corpus/<target> and grows across runs;
-# the seeds are read-only inputs. -max_total_time bounds the run.
+# the seeds are read-only inputs. -max_total_time bounds the run. The exit
+# status goes to build/fuzz/<target>.status (`run` turns it into the verdict).
 run-%: $(FUZZ_BUILD)/%
+	@rm -f $(FUZZ_BUILD)/$*.status
 	@mkdir -p $(FUZZ_BUILD)/corpus/$* $(FUZZ_BUILD)/artifacts/$* $(FUZZ_BUILD)/seeds/$*
 	@rm -f $(FUZZ_BUILD)/seeds/$*/*
 	@for s in $(SEEDS_$*) $(wildcard tests/fuzz/corpus/$*/*); do \
@@ -62,13 +71,15 @@ run-%: $(FUZZ_BUILD)/%
 	    $(if $(wildcard tests/fuzz/$*.dict),-dict=tests/fuzz/$*.dict) $(FUZZ_ARGS) \
 	    $(FUZZ_BUILD)/corpus/$* $(FUZZ_BUILD)/seeds/$* \
 	    > $(FUZZ_BUILD)/$*.log 2>&1; \
-	rc=$$?; tail -n 25 $(FUZZ_BUILD)/$*.log; \
+	rc=$$?; echo $$rc > $(FUZZ_BUILD)/$*.status; \
 	if [ $$rc -ne 0 ]; then \
-	    echo "FUZZ FAILED: $* (exit $$rc); full log: $(FUZZ_BUILD)/$*.log"; \
+	    grep -E '^(fuzz_[a-z]+:|SUMMARY:|==[0-9]+==ERROR)|runtime error' $(FUZZ_BUILD)/$*.log | head -n 5; \
+	    tail -n 25 $(FUZZ_BUILD)/$*.log; \
+	    echo "  FUZZ    $*: CRASH (exit $$rc); full log: $(FUZZ_BUILD)/$*.log"; \
 	    ls $(FUZZ_BUILD)/artifacts/$*/ 2>/dev/null | sed 's|^|  artifact: $(FUZZ_BUILD)/artifacts/$*/|'; \
-	    exit 1; \
-	fi; \
-	echo "  FUZZ    $*: no crash in $(FUZZ_SECONDS)s"
+	else \
+	    echo "  FUZZ    $*: no crash in $(FUZZ_SECONDS)s"; \
+	fi
 
 .SECONDARY:
 -include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
