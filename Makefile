@@ -68,9 +68,6 @@ $(BUILD)/obj/%.o: %.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-# prelude.c embeds prelude.lua with .incbin
-$(BUILD)/obj/policy/prelude.o: policy/prelude.lua
-
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  AR      $@"

@@ -17,22 +17,11 @@ struct authz_bundle {
     authz_options opts;
 };
 
-/* Strings a decision points at, owned by the engine until its next decision. */
-typedef struct decision_text {
-    char policy[512];
-    char dry_run_policy[512];
-    char reason[1024];
-    char deny_body[4100];
-} decision_text;
-
 struct authz_engine {
     wlua_state *st;
     authz_bundle *bundle;
-    int decide_ref;
-    int explain_ref;
-    int request_ref; /* the request table, reused by every decision */
-    unsigned uses;   /* the slots the bundle reads (policy_slot bits) */
-    decision_text text;
+    program *prog;
+    char reason[1100]; /* the reason of a failure, for the decision it denies */
 };
 
 /* ---- bundles ---- */
@@ -97,9 +86,9 @@ const char *authz_bundle_lua(const authz_bundle *b, size_t *len)
 
 /* ---- engines ---- */
 
-/* Loads b into a new Lua state and finds its entry points. */
-static int engine_load(authz_bundle *b, wlua_state **st_out, int refs[3], unsigned *uses_out,
-                       ward_err *err)
+/* Loads b into a new Lua state: the bundle runs once in the sandbox and its
+ * result becomes the program. */
+static int engine_load(authz_bundle *b, wlua_state **st_out, program **prog_out, ward_err *err)
 {
     wlua_state *st = NULL;
     int rc = 0;
@@ -108,31 +97,10 @@ static int engine_load(authz_bundle *b, wlua_state **st_out, int refs[3], unsign
     snprintf(name, sizeof(name), "=policy bundle %.12s", b->revision);
     WARD_TRY(wlua_load(st, name, b->lua, b->lua_len, err));
     lua_State *L = wlua_L(st);
-    if (!lua_istable(L, -1)) {
-        ward_err_set(err, "policy bundle did not return a table");
-        rc = WARD_ERESULT;
-        goto fail;
-    }
-    lua_getfield(L, -1, "uses");
-    if (!lua_isinteger(L, -1)) {
-        ward_err_set(err, "policy bundle lacks uses");
-        rc = WARD_ERESULT;
-        goto fail;
-    }
-    *uses_out = (unsigned)lua_tointeger(L, -1);
+    rc = program_build(L, prog_out, err);
     lua_pop(L, 1);
-    lua_getfield(L, -1, "decide");
-    lua_getfield(L, -2, "explain");
-    if (!lua_isfunction(L, -1) || !lua_isfunction(L, -2)) {
-        ward_err_set(err, "policy bundle lacks decide/explain");
-        rc = WARD_ERESULT;
-        goto fail;
-    }
-    refs[1] = luaL_ref(L, LUA_REGISTRYINDEX);
-    refs[0] = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
-    lua_createtable(L, POLICY_SLOT_COUNT, 0);
-    refs[2] = luaL_ref(L, LUA_REGISTRYINDEX);
+    WARD_TRY(rc);
+    lua_gc(L, LUA_GCCOLLECT); /* the bundle's tables now live on as the program */
     *st_out = st;
     return 0;
 fail:
@@ -145,19 +113,13 @@ int authz_engine_new(authz_bundle *b, authz_engine **out, ward_err *err)
     authz_engine *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return WARD_ENOMEM;
-    int refs[3];
-    unsigned u;
-    int rc = engine_load(b, &e->st, refs, &u, err);
+    int rc = engine_load(b, &e->st, &e->prog, err);
     if (rc < 0) {
         free(e);
         return rc;
     }
     authz_bundle_ref(b);
     e->bundle = b;
-    e->decide_ref = refs[0];
-    e->explain_ref = refs[1];
-    e->request_ref = refs[2];
-    e->uses = u;
     *out = e;
     return 0;
 }
@@ -166,6 +128,7 @@ void authz_engine_free(authz_engine *e)
 {
     if (e == NULL)
         return;
+    program_free(e->prog, wlua_L(e->st));
     wlua_free(e->st);
     authz_bundle_unref(e->bundle);
     free(e);
@@ -174,78 +137,103 @@ void authz_engine_free(authz_engine *e)
 int authz_engine_swap(authz_engine *e, authz_bundle *b, ward_err *err)
 {
     wlua_state *st;
-    int refs[3];
-    unsigned u;
-    int rc = engine_load(b, &st, refs, &u, err);
+    program *prog;
+    int rc = engine_load(b, &st, &prog, err);
     if (rc < 0)
         return rc; /* the old bundle keeps serving */
+    program_free(e->prog, wlua_L(e->st));
     wlua_free(e->st);
     authz_bundle_unref(e->bundle);
     authz_bundle_ref(b);
     e->st = st;
+    e->prog = prog;
     e->bundle = b;
-    e->decide_ref = refs[0];
-    e->explain_ref = refs[1];
-    e->request_ref = refs[2];
-    e->uses = u;
     return 0;
 }
 
-/* ---- the request table ---- */
+/* ---- `lua:` conditions: the request as nested tables, as `req` ---- */
 
-/* Each slot the bundle reads is written on every decision (nil when absent),
- * so the reused table never carries a value over from the previous request;
- * slots it never reads are never written. */
-static inline bool uses(const authz_engine *e, policy_slot s)
-{
-    return (e->uses >> s) & 1u;
-}
-
-static void set_str(lua_State *L, policy_slot slot, authz_str s)
+static void set_str(lua_State *L, const char *key, authz_str s)
 {
     if (s.ptr == NULL)
-        lua_pushnil(L);
-    else
-        lua_pushlstring(L, s.ptr, s.len);
-    lua_rawseti(L, -2, slot);
+        return;
+    lua_pushlstring(L, s.ptr, s.len);
+    lua_setfield(L, -2, key);
 }
 
-static void set_int(lua_State *L, policy_slot slot, int v)
+static void set_int(lua_State *L, const char *key, int64_t v)
 {
     if (v < 0)
-        lua_pushnil(L);
-    else
-        lua_pushinteger(L, v);
-    lua_rawseti(L, -2, slot);
+        return;
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, key);
 }
 
 static void push_lower(lua_State *L, const char *s, size_t len)
 {
-    char small[256];
-    if (len > sizeof(small)) {
-        luaL_Buffer lb;
-        char *p = luaL_buffinitsize(L, &lb, len);
-        for (size_t j = 0; j < len; j++)
-            p[j] = (s[j] >= 'A' && s[j] <= 'Z') ? (char)(s[j] + 32) : s[j];
-        luaL_pushresultsize(&lb, len);
-        return;
-    }
+    luaL_Buffer lb;
+    char *p = luaL_buffinitsize(L, &lb, len);
     for (size_t j = 0; j < len; j++)
-        small[j] = (s[j] >= 'A' && s[j] <= 'Z') ? (char)(s[j] + 32) : s[j];
-    lua_pushlstring(L, small, len);
+        p[j] = (s[j] >= 'A' && s[j] <= 'Z') ? (char)(s[j] + 32) : s[j];
+    luaL_pushresultsize(&lb, len);
 }
 
-/* Header names lowercased; repeated headers joined with ", " as RFC 9110 allows. */
-static void set_headers(lua_State *L, const authz_request *req)
+static void push_time(lua_State *L, int64_t t)
 {
-    lua_createtable(L, 0, (int)(req->n_headers < 64 ? req->n_headers : 64));
-    for (size_t i = 0; i < req->n_headers; i++) {
-        const authz_header *h = &req->headers[i];
+    time_t tt = (time_t)t;
+    struct tm tm;
+    lua_createtable(L, 0, 8);
+    set_int(L, "unix", t);
+    if (gmtime_r(&tt, &tm) == NULL)
+        return;
+    set_int(L, "year", tm.tm_year + 1900);
+    set_int(L, "month", tm.tm_mon + 1);
+    set_int(L, "day", tm.tm_mday);
+    set_int(L, "hour", tm.tm_hour);
+    set_int(L, "minute", tm.tm_min);
+    set_int(L, "second", tm.tm_sec);
+    set_int(L, "weekday", tm.tm_wday); /* 0 = Sunday */
+}
+
+/* req = {source = {...}, destination = {...}, request = {...}, connection = {...}, time = {...}} */
+static void push_view(lua_State *L, const authz_request *r)
+{
+    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 5);
+    set_str(L, "principal", r->source_principal);
+    set_str(L, "ip", r->source_ip);
+    set_int(L, "port", r->source_port);
+    ward_spiffe_id id;
+    if (r->source_principal.ptr != NULL &&
+        ward_spiffe_id_parse(r->source_principal.ptr, r->source_principal.len, &id, NULL) == 0) {
+        set_str(L, "trustDomain", (authz_str){id.td, id.td_len});
+        authz_str ns;
+        if (ward_spiffe_id_namespace(&id, &ns.ptr, &ns.len))
+            set_str(L, "namespace", ns);
+    }
+    lua_setfield(L, -2, "source");
+    lua_createtable(L, 0, 3);
+    set_str(L, "service", r->destination_service);
+    set_str(L, "principal", r->destination_principal);
+    set_int(L, "port", r->destination_port);
+    lua_setfield(L, -2, "destination");
+    lua_createtable(L, 0, 7);
+    set_str(L, "method", r->method);
+    if (r->host.ptr != NULL) {
+        push_lower(L, r->host.ptr, r->host.len);
+        lua_setfield(L, -2, "host");
+    }
+    set_str(L, "path", r->path);
+    set_str(L, "query", r->query);
+    set_str(L, "protocol", r->protocol);
+    lua_createtable(L, 0, (int)(r->n_headers < 64 ? r->n_headers : 64));
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const authz_header *h = &r->headers[i];
         if (h->name.ptr == NULL || h->value.ptr == NULL)
             continue;
         push_lower(L, h->name.ptr, h->name.len);
         lua_pushvalue(L, -1);
-        if (lua_rawget(L, -3) == LUA_TSTRING) {
+        if (lua_rawget(L, -3) == LUA_TSTRING) { /* repeated: joined as RFC 9110 allows */
             lua_pushliteral(L, ", ");
             lua_pushlstring(L, h->value.ptr, h->value.len);
             lua_concat(L, 3);
@@ -255,75 +243,41 @@ static void set_headers(lua_State *L, const authz_request *req)
         }
         lua_rawset(L, -3);
     }
-    lua_rawseti(L, -2, POLICY_SLOT_HEADERS);
+    lua_setfield(L, -2, "headers");
+    lua_setfield(L, -2, "request");
+    lua_createtable(L, 0, 2);
+    if (r->mtls >= 0) {
+        lua_pushboolean(L, r->mtls);
+        lua_setfield(L, -2, "mtls");
+    }
+    set_str(L, "sni", r->sni);
+    lua_setfield(L, -2, "connection");
+    push_time(L, r->time_unix != 0 ? r->time_unix : (int64_t)time(NULL));
+    lua_setfield(L, -2, "time");
 }
 
-static void set_identity(lua_State *L, const authz_engine *e, authz_str principal)
-{
-    authz_str td = {NULL, 0}, ns = {NULL, 0};
-    ward_spiffe_id id;
-    if (principal.ptr != NULL &&
-        ward_spiffe_id_parse(principal.ptr, principal.len, &id, NULL) == 0) {
-        td = (authz_str){id.td, id.td_len};
-        if (!ward_spiffe_id_namespace(&id, &ns.ptr, &ns.len))
-            ns.ptr = NULL;
-    }
-    if (uses(e, POLICY_SLOT_SOURCE_TRUST_DOMAIN))
-        set_str(L, POLICY_SLOT_SOURCE_TRUST_DOMAIN, td);
-    if (uses(e, POLICY_SLOT_SOURCE_NAMESPACE))
-        set_str(L, POLICY_SLOT_SOURCE_NAMESPACE, ns);
-}
+typedef struct cond_call {
+    authz_engine *e;
+    const authz_request *req;
+} cond_call;
 
-static void push_request(authz_engine *e, const authz_request *req)
+/* Runs one condition (metered: ward.condition's functions always are). */
+static int run_condition(void *data, int ref, const char *field, ward_err *err)
 {
-    lua_State *L = wlua_L(e->st);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, e->request_ref);
-    set_str(L, POLICY_SLOT_SOURCE_PRINCIPAL, req->source_principal);
-    set_str(L, POLICY_SLOT_DESTINATION_SERVICE, req->destination_service);
-    set_str(L, POLICY_SLOT_PATH, req->path);
-    if (uses(e, POLICY_SLOT_SOURCE_TRUST_DOMAIN) || uses(e, POLICY_SLOT_SOURCE_NAMESPACE))
-        set_identity(L, e, req->source_principal);
-    if (uses(e, POLICY_SLOT_SOURCE_IP))
-        set_str(L, POLICY_SLOT_SOURCE_IP, req->source_ip);
-    if (uses(e, POLICY_SLOT_SOURCE_PORT))
-        set_int(L, POLICY_SLOT_SOURCE_PORT, req->source_port);
-    if (uses(e, POLICY_SLOT_DESTINATION_PRINCIPAL))
-        set_str(L, POLICY_SLOT_DESTINATION_PRINCIPAL, req->destination_principal);
-    if (uses(e, POLICY_SLOT_DESTINATION_PORT))
-        set_int(L, POLICY_SLOT_DESTINATION_PORT, req->destination_port);
-    if (uses(e, POLICY_SLOT_METHOD))
-        set_str(L, POLICY_SLOT_METHOD, req->method);
-    if (uses(e, POLICY_SLOT_HOST)) { /* hosts match case-insensitively */
-        if (req->host.ptr != NULL)
-            push_lower(L, req->host.ptr, req->host.len);
-        else
-            lua_pushnil(L);
-        lua_rawseti(L, -2, POLICY_SLOT_HOST);
-    }
-    if (uses(e, POLICY_SLOT_QUERY))
-        set_str(L, POLICY_SLOT_QUERY, req->query);
-    if (uses(e, POLICY_SLOT_PROTOCOL))
-        set_str(L, POLICY_SLOT_PROTOCOL, req->protocol);
-    if (uses(e, POLICY_SLOT_MTLS)) {
-        if (req->mtls >= 0)
-            lua_pushstring(L, req->mtls ? "true" : "false");
-        else
-            lua_pushnil(L);
-        lua_rawseti(L, -2, POLICY_SLOT_MTLS);
-    }
-    if (uses(e, POLICY_SLOT_SNI))
-        set_str(L, POLICY_SLOT_SNI, req->sni);
-    if (uses(e, POLICY_SLOT_TIME_UNIX)) {
-        int64_t t = req->time_unix != 0 ? req->time_unix : (int64_t)time(NULL);
-        lua_pushinteger(L, (lua_Integer)t);
-        lua_rawseti(L, -2, POLICY_SLOT_TIME_UNIX);
-    }
-    if (uses(e, POLICY_SLOT_VIEW)) { /* the lazily built view of the previous request */
-        lua_pushnil(L);
-        lua_rawseti(L, -2, POLICY_SLOT_VIEW);
-    }
-    if (uses(e, POLICY_SLOT_HEADERS))
-        set_headers(L, req);
+    cond_call *cc = data;
+    lua_State *L = wlua_L(cc->e->st);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    push_view(L, cc->req);
+    int rc = wlua_call(cc->e->st, 1, 1, err);
+    if (rc < 0)
+        return rc;
+    int t = lua_type(L, -1);
+    bool holds = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (t == LUA_TBOOLEAN || t == LUA_TNIL)
+        return holds;
+    ward_err_set(err, "%s: lua condition returned a %s, not a boolean", field, lua_typename(L, t));
+    return WARD_ERESULT;
 }
 
 /* ---- decisions ---- */
@@ -343,121 +297,23 @@ void authz_decision_dispose(authz_decision *d)
     authz_decision_init(d);
 }
 
-/* Fills d as a deny caused by an engine failure. */
-static void deny_failure(authz_engine *e, authz_decision *d, const char *what, const char *detail)
-{
-    authz_decision_dispose(d);
-    snprintf(e->text.reason, sizeof(e->text.reason), "%s: %.900s", what, detail);
-    d->reason = e->text.reason;
-}
-
-/* Copies an optional Lua string result into buf (at most cap-1 bytes, no NULs). */
-static int opt_string(lua_State *L, int idx, char *buf, size_t cap, const char **out)
-{
-    int t = lua_type(L, idx);
-    if (t == LUA_TNIL)
-        return 0;
-    if (t != LUA_TSTRING)
-        return WARD_ERESULT;
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
-    if (len >= cap || memchr(s, '\0', len) != NULL)
-        return WARD_ERESULT;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    *out = buf;
-    return 0;
-}
-
-static int opt_int(lua_State *L, int idx, int lo, int hi, int *out)
-{
-    if (lua_isnil(L, idx))
-        return 0;
-    if (!lua_isinteger(L, idx))
-        return WARD_ERESULT;
-    lua_Integer v = lua_tointeger(L, idx);
-    if (v < lo || v > hi)
-        return WARD_ERESULT;
-    *out = (int)v;
-    return 0;
-}
-
-/* Reads decide()'s ten results (at -10..-1) strictly: anything unexpected is a bad result. */
-static int read_results(lua_State *L, decision_text *text, authz_decision *d)
-{
-    int rc = 0;
-    const int base = lua_gettop(L) - 9;
-    if (lua_type(L, base) != LUA_TBOOLEAN || lua_type(L, base + 3) != LUA_TSTRING ||
-        lua_type(L, base + 4) != LUA_TBOOLEAN)
-        return WARD_ERESULT;
-    bool allow = lua_toboolean(L, base);
-    WARD_TRY(opt_string(L, base + 1, text->policy, sizeof(text->policy), &d->policy));
-    WARD_TRY(opt_int(L, base + 2, 0, 1 << 30, &d->rule));
-    WARD_TRY(opt_string(L, base + 3, text->reason, sizeof(text->reason), &d->reason));
-    d->audit = lua_toboolean(L, base + 4);
-    if (!lua_isnil(L, base + 5)) {
-        if (lua_type(L, base + 5) != LUA_TSTRING)
-            return WARD_ERESULT;
-        const char *dry = lua_tostring(L, base + 5);
-        if (strcmp(dry, "allow") != 0 && strcmp(dry, "deny") != 0)
-            return WARD_ERESULT;
-        d->has_dry_run = true;
-        d->dry_run_decision = strcmp(dry, "allow") == 0 ? AUTHZ_ALLOW : AUTHZ_DENY;
-        WARD_TRY(opt_string(L, base + 6, text->dry_run_policy, sizeof(text->dry_run_policy),
-                            &d->dry_run_policy));
-        WARD_TRY(opt_int(L, base + 7, 0, 1 << 30, &d->dry_run_rule));
-    }
-    WARD_TRY(opt_int(L, base + 8, 100, 599, &d->deny_status));
-    WARD_TRY(opt_string(L, base + 9, text->deny_body, sizeof(text->deny_body), &d->deny_body));
-    /* the verdict is set last: a malformed result above leaves the deny in place */
-    d->decision = allow ? AUTHZ_ALLOW : AUTHZ_DENY;
-    return 0;
-fail:
-    return rc;
-}
-
-static int run_explain(authz_engine *e, const authz_request *req, authz_decision *d,
-                       ward_err *err)
-{
-    lua_State *L = wlua_L(e->st);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, e->explain_ref);
-    push_request(e, req);
-    int rc = wlua_call(e->st, 1, 1, err);
-    if (rc < 0)
-        return rc;
-    ward_buf json;
-    ward_buf_init(&json);
-    rc = authz_lua_to_json(L, -1, &json, err);
-    lua_pop(L, 1);
-    if (rc < 0) {
-        ward_buf_dispose(&json);
-        return rc;
-    }
-    d->explain_json = ward_buf_steal(&json);
-    return 0;
-}
-
 int authz_decide(authz_engine *e, const authz_request *req, bool explain, authz_decision *out)
 {
     ward_err err;
+    ward_buf trace;
+    ward_buf_init(&trace);
     authz_decision_init(out);
-    lua_State *L = wlua_L(e->st);
-    int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, e->decide_ref);
-    push_request(e, req);
-    int rc = wlua_call(e->st, 1, 10, &err);
+    cond_call cc = {e, req};
+    int rc = program_decide(e->prog, req, run_condition, &cc, out, explain ? &trace : NULL, &err);
     if (rc < 0) {
-        deny_failure(e, out, "policy engine error", err.msg);
-        return 0;
-    }
-    rc = read_results(L, &e->text, out);
-    lua_settop(L, top);
-    if (rc < 0) {
+        /* fail closed: whatever was decided so far is discarded */
+        ward_buf_dispose(&trace);
         authz_decision_init(out);
-        deny_failure(e, out, "policy engine error", "malformed decision from the policy bundle");
+        snprintf(e->reason, sizeof(e->reason), "policy engine error: %.1000s", err.msg);
+        out->reason = e->reason;
         return 0;
     }
-    if (explain && run_explain(e, req, out, &err) < 0)
-        deny_failure(e, out, "policy engine error (explain)", err.msg);
+    if (explain)
+        out->explain_json = ward_buf_steal(&trace);
     return 0;
 }

@@ -2,7 +2,6 @@
 #include "authz/authz.h"
 
 #include <cjson/cJSON.h>
-#include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -48,7 +47,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 }
 
 /* A JSON string; invalid UTF-8 becomes U+FFFD so the output is always valid JSON. */
-static int json_str(ward_buf *b, const char *s, size_t len)
+int authz_json_str(ward_buf *b, const char *s, size_t len)
 {
     int rc = ward_buf_putc(b, '"');
     const unsigned char *p = (const unsigned char *)s;
@@ -80,7 +79,7 @@ static int json_str(ward_buf *b, const char *s, size_t len)
 
 static int json_cstr_or_null(ward_buf *b, const char *s)
 {
-    return s ? json_str(b, s, strlen(s)) : ward_buf_puts(b, "null");
+    return s ? authz_json_str(b, s, strlen(s)) : ward_buf_puts(b, "null");
 }
 
 static int json_int_or_null(ward_buf *b, int v)
@@ -119,103 +118,6 @@ int authz_decision_to_json(const authz_decision *d, ward_buf *out)
     return 0;
 fail:
     return rc;
-}
-
-static int key_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static int lua_json(lua_State *L, int idx, ward_buf *out, int depth, ward_err *err)
-{
-    int rc = 0;
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL: return ward_buf_puts(out, "null");
-    case LUA_TBOOLEAN: return ward_buf_puts(out, lua_toboolean(L, idx) ? "true" : "false");
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx))
-            return ward_buf_printf(out, "%lld", (long long)lua_tointeger(L, idx));
-        return ward_buf_printf(out, "%.17g", lua_tonumber(L, idx));
-    case LUA_TSTRING: {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
-        return json_str(out, s, len);
-    }
-    case LUA_TTABLE: break;
-    default:
-        ward_err_set(err, "cannot express a Lua %s in JSON", luaL_typename(L, idx));
-        return WARD_ERESULT;
-    }
-    if (depth >= JSON_MAX_DEPTH) {
-        ward_err_set(err, "explain trace nested too deeply");
-        return WARD_ELIMIT;
-    }
-    idx = lua_absindex(L, idx);
-    lua_Unsigned n = lua_rawlen(L, idx);
-    lua_pushnil(L);
-    bool is_array = true;
-    size_t count = 0;
-    while (lua_next(L, idx) != 0) {
-        count++;
-        if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 ||
-            (lua_Unsigned)lua_tointeger(L, -2) > n)
-            is_array = false;
-        lua_pop(L, 1);
-    }
-    if (is_array) {
-        WARD_TRY(ward_buf_putc(out, '['));
-        for (lua_Unsigned i = 1; i <= n; i++) {
-            if (i > 1)
-                WARD_TRY(ward_buf_putc(out, ','));
-            lua_rawgeti(L, idx, (lua_Integer)i);
-            rc = lua_json(L, -1, out, depth + 1, err);
-            lua_pop(L, 1);
-            WARD_TRY(rc);
-        }
-        return ward_buf_putc(out, ']');
-    }
-    /* objects: string keys only, in sorted order for deterministic output */
-    const char **keys = calloc(count, sizeof(*keys));
-    if (keys == NULL)
-        return WARD_ENOMEM;
-    size_t nk = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            lua_pop(L, 1);
-            free(keys);
-            ward_err_set(err, "explain trace has a non-string key");
-            return WARD_ERESULT;
-        }
-        keys[nk++] = lua_tostring(L, -1); /* the table keeps the string alive */
-    }
-    qsort(keys, nk, sizeof(*keys), key_cmp);
-    rc = ward_buf_putc(out, '{');
-    for (size_t i = 0; i < nk && rc == 0; i++) {
-        if (i > 0)
-            rc = ward_buf_putc(out, ',');
-        if (rc == 0)
-            rc = json_str(out, keys[i], strlen(keys[i]));
-        if (rc == 0)
-            rc = ward_buf_putc(out, ':');
-        if (rc == 0) {
-            lua_getfield(L, idx, keys[i]);
-            rc = lua_json(L, -1, out, depth + 1, err);
-            lua_pop(L, 1);
-        }
-    }
-    free(keys);
-    if (rc == 0)
-        rc = ward_buf_putc(out, '}');
-    return rc;
-fail:
-    return rc;
-}
-
-int authz_lua_to_json(lua_State *L, int idx, ward_buf *out, ward_err *err)
-{
-    return lua_json(L, idx, out, 0, err);
 }
 
 /* ---- input: the request JSON of DESIGN.md ---- */

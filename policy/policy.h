@@ -152,35 +152,6 @@ const policy_authz *policy_set_get(const policy_set *set, size_t i);
 /* SHA-256 (hex) over the loaded inputs in load order: the policy revision. */
 const char *policy_set_revision(const policy_set *set);
 
-/* Slots of the request table that compiled bundles read (q[SLOT] in the
- * generated Lua, where each name is a constant). A bundle returns `uses`, a
- * bitmask of (1 << slot) for the slots it reads; the engine fills only those
- * (plus SOURCE_PRINCIPAL, DESTINATION_SERVICE and PATH, which index rules). */
-typedef enum policy_slot {
-    POLICY_SLOT_SOURCE_PRINCIPAL = 1,
-    POLICY_SLOT_SOURCE_IP = 2,
-    POLICY_SLOT_SOURCE_PORT = 3,
-    POLICY_SLOT_SOURCE_NAMESPACE = 4,
-    POLICY_SLOT_SOURCE_TRUST_DOMAIN = 5,
-    POLICY_SLOT_DESTINATION_SERVICE = 6,
-    POLICY_SLOT_DESTINATION_PRINCIPAL = 7,
-    POLICY_SLOT_DESTINATION_PORT = 8,
-    POLICY_SLOT_METHOD = 9,
-    POLICY_SLOT_HOST = 10,
-    POLICY_SLOT_PATH = 11,
-    POLICY_SLOT_QUERY = 12,
-    POLICY_SLOT_PROTOCOL = 13,
-    POLICY_SLOT_MTLS = 14,
-    POLICY_SLOT_SNI = 15,
-    POLICY_SLOT_TIME_UNIX = 16,
-    POLICY_SLOT_HEADERS = 17,
-    POLICY_SLOT_VIEW = 18,
-    POLICY_SLOT_COUNT = 19,
-} policy_slot;
-
-/* The constant's name in generated Lua ("SOURCE_PRINCIPAL"). */
-const char *policy_slot_name(policy_slot s);
-
 typedef struct policy_compile_opts {
     bool default_allow; /* false: default deny */
     const char *only_service; /* non-NULL: compile only what selects this service */
