@@ -195,6 +195,15 @@ static int record_failure(evaluation *e, const char *field)
     return rc < 0 ? rc : authz_json_str(e->failed, field, strlen(field));
 }
 
+static int record_check_failure(evaluation *e, const check *c)
+{
+    if (e->failed == NULL)
+        return 0;
+    char field[64];
+    snprintf(field, sizeof(field), "%s[%u].%s", c->group, c->item, c->name);
+    return record_failure(e, field);
+}
+
 /* Any alternative whose checks all hold (from / to). */
 static int alts_eval(evaluation *e, const alt *alts, uint32_t n)
 {
@@ -202,7 +211,7 @@ static int alts_eval(evaluation *e, const alt *alts, uint32_t n)
         int ok = 1;
         for (uint32_t i = 0; i < alts[a].n && ok == 1; i++) {
             ok = check_eval(e->p, e->v, &alts[a].checks[i]);
-            if (ok == 0 && record_failure(e, alts[a].checks[i].field) < 0)
+            if (ok == 0 && record_check_failure(e, &alts[a].checks[i]) < 0)
                 return WARD_ENOMEM;
         }
         if (ok != 0)
@@ -223,7 +232,7 @@ static int rule_eval(evaluation *e, const rule *r)
         if (ok < 0)
             return ok;
         if (ok == 0)
-            return record_failure(e, r->when[i].field) < 0 ? WARD_ENOMEM : 0;
+            return record_check_failure(e, &r->when[i]) < 0 ? WARD_ENOMEM : 0;
     }
     for (uint32_t i = 0; i < r->n_lua; i++) {
         ok = e->cond(e->cond_data, r->lua_refs[i], r->lua_fields[i], e->err);
@@ -252,7 +261,7 @@ typedef struct best {
 /* Evaluates one candidate if it could still change the outcome. */
 static int consider(evaluation *e, best *b, uint32_t id)
 {
-    const rule *r = &e->p->rules[id];
+    const rule *r = e->p->rules[id];
     uint32_t *primary, *secondary = NULL;
     switch (r->kind) {
     case K_DENY: primary = &b->ed, secondary = &b->dd; break;
@@ -319,7 +328,7 @@ static void deny_response(const program *p, const bucket *bk, uint32_t deciding,
                           authz_decision *d)
 {
     if (deciding != NONE) {
-        const pol *x = &p->pols[p->rules[deciding].policy];
+        const pol *x = &p->pols[p->rules[deciding]->policy];
         if (x->deny_status) {
             d->deny_status = x->deny_status;
             d->deny_body = x->deny_body;
@@ -355,9 +364,9 @@ static int explain_bucket(evaluation *e, const bucket *bk, ward_buf *out)
             rc = authz_json_str(out, x->id, strlen(x->id));
         if (rc == 0)
             rc = ward_buf_puts(out, ",\"rules\":[");
-        for (int first = 1; rc == 0 && ri < bk->n_rules && p->rules[bk->rules[ri]].policy == pi;
+        for (int first = 1; rc == 0 && ri < bk->n_rules && p->rules[bk->rules[ri]]->policy == pi;
              ri++, first = 0) {
-            const rule *r = &p->rules[bk->rules[ri]];
+            const rule *r = p->rules[bk->rules[ri]];
             ward_buf_reset(&failed);
             e->failed = &failed;
             e->n_failed = 0;
@@ -408,12 +417,12 @@ int program_decide(program *p, const authz_request *req, program_cond_fn cond, v
     if (b.ed != NONE) {
         d->decision = AUTHZ_DENY;
         deciding = b.ed;
-        d->reason = p->rules[b.ed].reason;
+        d->reason = p->rules[b.ed]->reason;
     } else if (bk->allow_exists) {
         if (b.ea != NONE) {
             d->decision = AUTHZ_ALLOW;
             deciding = b.ea;
-            d->reason = p->rules[b.ea].reason;
+            d->reason = p->rules[b.ea]->reason;
         } else {
             d->decision = AUTHZ_DENY;
             d->reason = "no ALLOW rule matched";
@@ -423,8 +432,8 @@ int program_decide(program *p, const authz_request *req, program_cond_fn cond, v
         d->reason = bk->default_reason;
     }
     if (deciding != NONE) {
-        d->policy = p->pols[p->rules[deciding].policy].id;
-        d->rule = (int)p->rules[deciding].index;
+        d->policy = p->pols[p->rules[deciding]->policy].id;
+        d->rule = (int)p->rules[deciding]->index;
     }
     d->audit = b.audit != NONE;
     if (bk->has_dry) {
@@ -440,8 +449,8 @@ int program_decide(program *p, const authz_request *req, program_cond_fn cond, v
             d->dry_run_decision = p->default_allow ? AUTHZ_ALLOW : AUTHZ_DENY;
         }
         if (w != NONE) {
-            d->dry_run_policy = p->pols[p->rules[w].policy].id;
-            d->dry_run_rule = (int)p->rules[w].index;
+            d->dry_run_policy = p->pols[p->rules[w]->policy].id;
+            d->dry_run_rule = (int)p->rules[w]->index;
         }
     }
     if (d->decision == AUTHZ_DENY)

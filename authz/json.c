@@ -8,7 +8,6 @@
 
 #include "authz/authz_int.h"
 
-#define JSON_MAX_DEPTH 16
 #define REQUEST_MAX_HEADERS 256
 
 /* ---- output ---- */

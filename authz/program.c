@@ -12,7 +12,7 @@
 
 static void *arena_alloc(program *p, size_t size)
 {
-    size = (size + 15) & ~(size_t)15;
+    size = (size + 7) & ~(size_t)7;
     chunk *c = p->arena;
     if (c == NULL || c->cap - c->used < size) {
         size_t cap = size > 60000 ? size : 60000;
@@ -265,7 +265,7 @@ static const struct {
 };
 
 /* The list at the top of the stack becomes c's patterns. */
-static int build_check(builder *b, check *c, const char *field, bool cidr, bool path)
+static int build_check(builder *b, check *c, bool cidr, bool path)
 {
     lua_State *L = b->L;
     if (!lua_istable(L, -1))
@@ -275,8 +275,7 @@ static int build_check(builder *b, check *c, const char *field, bool cidr, bool 
         return bad(b, "a field must list 1..100000 values");
     c->n = (uint32_t)n;
     c->pats = arena_alloc(b->p, n * sizeof(pat));
-    c->field = arena_str(b->p, field, strlen(field));
-    if (c->pats == NULL || c->field == NULL)
+    if (c->pats == NULL)
         return WARD_ENOMEM;
     /* ports in string form ("8443") stay strings for `when`, numbers for `to` */
     for (lua_Unsigned i = 1; i <= n; i++) {
@@ -317,12 +316,13 @@ static int build_alts(builder *b, int idx, const char *name, const field_spec *s
             return WARD_ENOMEM;
         for (size_t f = 0; f < n_specs && rc == 0; f++) {
             if (rawfield(L, -1, specs[f].name) != LUA_TNIL) {
-                char field[64];
-                snprintf(field, sizeof(field), "%s[%u].%s", name, (unsigned)(i - 1), specs[f].name);
                 check *c = &a->checks[a->n++];
                 c->attr = specs[f].attr;
                 c->negated = specs[f].negated;
-                rc = build_check(b, c, field, specs[f].cidr, specs[f].path);
+                c->group = name;
+                c->item = (uint32_t)(i - 1);
+                c->name = specs[f].name;
+                rc = build_check(b, c, specs[f].cidr, specs[f].path);
             }
             lua_pop(L, 1);
         }
@@ -395,9 +395,11 @@ static int build_when(builder *b, int idx, rule *r)
                 check *c = &r->when[r->n_when++];
                 rc = when_attr(b, key, klen, c);
                 c->negated = neg == 1;
-                snprintf(field, sizeof(field), "when[%u].%s", (unsigned)(i - 1), lists[neg]);
+                c->group = "when";
+                c->item = (uint32_t)(i - 1);
+                c->name = lists[neg];
                 if (rc == 0)
-                    rc = build_check(b, c, field, c->attr == A_SOURCE_IP, c->attr == A_PATH);
+                    rc = build_check(b, c, c->attr == A_SOURCE_IP, c->attr == A_PATH);
             }
             lua_pop(L, 1);
         }
@@ -454,7 +456,11 @@ static int build_policy(builder *b, uint32_t i)
 static int build_rule(builder *b, uint32_t i)
 {
     lua_State *L = b->L;
-    rule *r = &b->p->rules[i];
+    /* in the arena, so a rule and what it checks sit together in memory */
+    rule *r = arena_alloc(b->p, sizeof(rule));
+    if (r == NULL)
+        return WARD_ENOMEM;
+    b->p->rules[i] = r;
     lua_Integer policy, index;
     if (!opt_int(b, -1, "policy", &policy) || !opt_int(b, -1, "index", &index) || policy < 1 ||
         policy > b->p->n_pols || index < 0)
@@ -598,7 +604,7 @@ static int fill_bucket(program *p, bucket *bk)
             bk->dry_allow_exists = true;
     }
     for (uint32_t i = 0; i < p->n_rules && rc == 0; i++) {
-        const rule *r = &p->rules[i];
+        const rule *r = p->rules[i];
         if (!selects(&p->pols[r->policy], bk->service))
             continue;
         rc = push_id(&bk->rules, &bk->n_rules, &bk->cap_rules, i);
@@ -680,7 +686,7 @@ int program_build(lua_State *L, program **out, ward_err *err)
     p->n_pols = (uint32_t)np;
     p->n_rules = (uint32_t)nr;
     p->pols = calloc(np ? np : 1, sizeof(pol));
-    p->rules = calloc(nr ? nr : 1, sizeof(rule));
+    p->rules = calloc(nr ? nr : 1, sizeof(rule *));
     p->seen = calloc(nr ? nr : 1, sizeof(uint32_t));
     if (p->pols == NULL || p->rules == NULL || p->seen == NULL) {
         rc = WARD_ENOMEM;
@@ -737,7 +743,9 @@ void program_free(program *p, lua_State *L)
     if (p == NULL)
         return;
     for (uint32_t i = 0; i < p->n_rules; i++) {
-        rule *r = &p->rules[i];
+        rule *r = p->rules[i];
+        if (r == NULL)
+            continue; /* the build failed before this rule */
         for (uint32_t k = 0; k < r->n_lua && L != NULL; k++)
             luaL_unref(L, LUA_REGISTRYINDEX, r->lua_refs[k]);
         for (uint32_t a = 0; a < r->n_from; a++)

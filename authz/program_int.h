@@ -41,7 +41,10 @@ typedef struct check {
     pat *pats;
     const char *header; /* A_HEADER: lowercased name */
     size_t header_len;
-    const char *field; /* for explain: "from[0].principals" */
+    /* for explain, "from[0].principals": group, item and name (static strings) */
+    const char *group;
+    const char *name;
+    uint32_t item;
 } check;
 
 typedef struct alt {
@@ -92,14 +95,14 @@ typedef struct bucket {
 typedef struct chunk {
     struct chunk *next;
     size_t used, cap;
-    max_align_t data[];
+    uint64_t data[];
 } chunk;
 
 struct program {
     chunk *arena;
     pol *pols;
     uint32_t n_pols;
-    rule *rules;
+    rule **rules;
     uint32_t n_rules;
     bucket wildcard;
     bucket *buckets;
