@@ -14,7 +14,7 @@ TEST_PKGS := cmocka
 # Debian packages the build and the tests need (make deps installs missing ones).
 DEB_BUILD := build-essential pkg-config libssl-dev libuv1-dev liblua5.4-dev libcjson-dev \
              libpcre2-dev libyaml-dev libcmocka-dev
-DEB_TEST  := curl openssl python3 clang libclang-rt-14-dev
+DEB_TEST  := curl openssl python3 python3-cryptography clang libclang-rt-14-dev
 
 ifneq ($(SANITIZE),)
 BUILD    ?= build/sanitize
@@ -39,7 +39,7 @@ else
 Q := @
 endif
 
-LIB_DIRS := common lua policy authz
+LIB_DIRS := common lua policy authz identity proxy
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(sort $(wildcard $(d)/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libward.a
