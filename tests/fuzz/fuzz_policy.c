@@ -1,9 +1,10 @@
-/* fuzz_policy.c - libFuzzer target: YAML/JSON policy bytes -> load -> compile -> Lua that must load */
+/* fuzz_policy.c - libFuzzer target: YAML/JSON policy bytes -> load -> compile -> Lua that must load -> engine that decides */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "authz/authz.h"
 #include "common/ward.h"
 #include "lua/wlua.h"
 #include "policy/policy.h"
@@ -59,6 +60,111 @@ out:
     ward_buf_dispose(&again);
 }
 
+#define STR(lit) ((authz_str){lit, sizeof(lit) - 1})
+#define SLICE(p, n) ((authz_str){(p), (n)})
+
+/* Decides req with e: must succeed (or run out of memory) with a verdict. */
+static void decide_one(authz_engine *e, const authz_request *req)
+{
+    for (int explain = 0; explain <= 1; explain++) {
+        authz_decision d;
+        authz_decision_init(&d);
+        int rc = authz_decide(e, req, explain != 0, &d);
+        if (rc != 0 && rc != WARD_ENOMEM)
+            die("authz_decide failed", ward_strerror(rc), NULL);
+        if (d.decision != AUTHZ_ALLOW && d.decision != AUTHZ_DENY)
+            die("decision is neither allow nor deny", NULL, NULL);
+        if (d.decision == AUTHZ_ALLOW && d.reason == NULL)
+            die("allow without a reason", NULL, NULL);
+        ward_buf json;
+        ward_buf_init(&json);
+        (void)authz_decision_to_json(&d, &json);
+        ward_buf_dispose(&json);
+        authz_decision_dispose(&d);
+    }
+}
+
+/* The first value of a match list as a request attribute (exact or prefix). */
+static authz_str first_value(const policy_matches *m, authz_str fallback)
+{
+    if (m->present && m->n > 0 &&
+        (m->v[0].kind == POLICY_MATCH_EXACT || m->v[0].kind == POLICY_MATCH_PREFIX))
+        return SLICE(m->v[0].value, m->v[0].len);
+    return fallback;
+}
+
+/* Builds an engine from every valid set and decides a few requests: fixed
+ * ones, and one made of the first values the set itself names. */
+static void engine_decide(const policy_set *set)
+{
+    authz_bundle *bundle = NULL;
+    authz_engine *e = NULL;
+    ward_err err;
+    ward_err_clear(&err);
+    authz_options opts = {.default_allow = false};
+    int rc = authz_bundle_new(set, &opts, &bundle, &err);
+    if (rc == WARD_ENOMEM)
+        return;
+    if (rc != 0)
+        die("a valid policy set failed to build a bundle", err.msg, NULL);
+    rc = authz_engine_new(bundle, &e, &err);
+    authz_bundle_unref(bundle);
+    if (rc == WARD_ENOMEM)
+        return;
+    if (rc != 0)
+        die("a valid policy set failed to load into an engine", err.msg, NULL);
+
+    static const authz_header hdrs[] = {
+        {{"x-tenant", 8}, {"acme", 4}}, {{"X-Empty", 7}, {"", 0}}, {{"cookie", 6}, {"a=b", 3}}};
+    authz_request full = {
+        .source_principal = STR("spiffe://example.org/ns/shop/sa/checkout"),
+        .source_ip = STR("10.0.0.7"),
+        .source_port = 41234,
+        .destination_service = STR("payments"),
+        .destination_principal = STR("spiffe://example.org/ns/shop/sa/payments"),
+        .destination_port = 8443,
+        .method = STR("GET"),
+        .host = STR("Payments.Example.COM"),
+        .path = STR("/v1/items/7"),
+        .query = STR("a=1"),
+        .headers = hdrs,
+        .n_headers = 3,
+        .protocol = STR("HTTP/1.1"),
+        .mtls = 1,
+        .sni = STR("payments"),
+        .time_unix = 1767261600,
+    };
+    authz_request empty = {.source_port = -1, .destination_port = -1, .mtls = -1};
+    authz_request odd = full;
+    odd.source_principal = STR("not a spiffe id");
+    odd.source_ip = STR("::ffff:10.0.0.7");
+    odd.path = STR("");
+    odd.method = SLICE("G\0ET", 4);
+    decide_one(e, &full);
+    decide_one(e, &empty);
+    decide_one(e, &odd);
+
+    for (size_t i = 0; i < policy_set_count(set) && i < 4; i++) {
+        const policy_authz *p = policy_set_get(set, i);
+        authz_request own = full;
+        if (p->selector_present && p->n_services > 0)
+            own.destination_service = SLICE(p->services[0], strlen(p->services[0]));
+        if (p->n_rules > 0) {
+            const policy_rule *r = &p->rules[0];
+            if (r->n_from > 0) {
+                own.source_principal = first_value(&r->from[0].principals, own.source_principal);
+            }
+            if (r->n_to > 0) {
+                own.method = first_value(&r->to[0].methods, own.method);
+                own.host = first_value(&r->to[0].hosts, own.host);
+                own.path = first_value(&r->to[0].paths, own.path);
+            }
+        }
+        decide_one(e, &own);
+    }
+    authz_engine_free(e);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     policy_set *set = NULL;
@@ -88,6 +194,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         policy_compile_opts one = {.default_allow = true, .only_service = svc ? svc : "x"};
         compile_and_load(set, &one);
+        engine_decide(set);
     }
 
     ward_diag_dispose(&diag);
