@@ -5,7 +5,8 @@
 #
 # Environment: WARDCTL (build/bin/wardctl), BENCH_OUT (build/bench),
 # BENCH_SIZES ("10 1000 10000"), BENCH_SECONDS (3, per size), BENCH_REQUESTS
-# (20000 distinct requests per size), BENCH_CPU (0: the core to pin to).
+# (20000 distinct requests per size), BENCH_CPU (0: the core to pin to),
+# BENCH_HOT (500: requests of the extra hot-working-set pass).
 # Exit status: 0 when every run worked, non-zero when a step failed; with
 # BENCH_STRICT=1 also 3 when a target of issue 2 was missed.
 set -euo pipefail
@@ -17,6 +18,7 @@ SIZES="${BENCH_SIZES:-10 1000 10000}"
 export BENCH_SECONDS="${BENCH_SECONDS:-3}"
 REQUESTS="${BENCH_REQUESTS:-20000}"
 CPU="${BENCH_CPU:-0}"
+HOT="${BENCH_HOT:-500}"
 WRITE_RESULTS=""
 [ "${1:-}" = "--write-results" ] && WRITE_RESULTS=bench/RESULTS.md
 
@@ -87,6 +89,14 @@ EOF
         return 1
     fi
     echo "bench: $(cat "$d/bench.json")"
+
+    # The same with a hot working set (the first BENCH_HOT requests only): how
+    # much of the cost is cache misses over a large rule set.
+    head -n "$HOT" "$d/requests.jsonl" >"$d/hot.jsonl"
+    if "${PIN[@]}" "$WARDCTL" policy bench -p "$d/policies" --input "$d/hot.jsonl" \
+        --duration "$BENCH_SECONDS" --json >"$d/hot.json"; then
+        echo "hot ($HOT requests): $(cat "$d/hot.json")"
+    fi
 }
 
 failed=0
