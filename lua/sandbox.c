@@ -179,6 +179,44 @@ static int sb_condition(lua_State *L)
     return lua_error(L);
 }
 
+/* Parse-only: the two forms sb_condition tries, in a throwaway state. */
+int wlua_condition_check(const char *src, size_t len, ward_err *err)
+{
+    static const char *const prefixes[2] = {"local req = ...; return ", "local req = ...; "};
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        ward_err_set(err, "out of memory");
+        return WARD_ENOMEM;
+    }
+    int rc = WARD_ESYNTAX;
+    char first[512] = "";
+    for (int i = 0; i < 2 && rc != 0; i++) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        luaL_addstring(&b, prefixes[i]);
+        luaL_addlstring(&b, src, len);
+        luaL_pushresult(&b);
+        size_t n;
+        const char *text = lua_tolstring(L, -1, &n);
+        if (luaL_loadbufferx(L, text, n, "=condition", "t") == LUA_OK) {
+            rc = 0;
+        } else if (i == 0 || memmem(src, len, "return", 6) == NULL) {
+            if (i == 0) /* report the expression form unless the author wrote a block */
+                snprintf(first, sizeof(first), "%s", lua_tostring(L, -1));
+        } else {
+            snprintf(first, sizeof(first), "%s", lua_tostring(L, -1));
+        }
+        lua_settop(L, 0);
+    }
+    lua_close(L);
+    if (rc != 0) {
+        /* "condition:1: msg" -> "line 1: msg" */
+        const char *m = strncmp(first, "condition:", 10) == 0 ? first + 10 : first;
+        ward_err_set(err, "%s%s", m != first ? "line " : "", m);
+    }
+    return rc;
+}
+
 /* ---- the environment ------------------------------------------------------------------- */
 
 /* Pushes a shallow copy of the table at idx, without the names in `skip`. */

@@ -39,6 +39,12 @@ int wlua_load(wlua_state *st, const char *chunkname, const char *src, size_t len
  * err says why. The state stays usable after any error. */
 int wlua_call(wlua_state *st, int nargs, int nresults, ward_err *err);
 
+/* Checks that src compiles as a `lua:` condition (an expression, or a block
+ * that returns), exactly as ward.condition will compile it, without running
+ * anything. On error err holds Lua's message ("line 1: unexpected symbol near
+ * <eof>"). */
+int wlua_condition_check(const char *src, size_t len, ward_err *err);
+
 /* Bytes currently allocated by the state. */
 size_t wlua_memory(const wlua_state *st);
 

@@ -11,6 +11,7 @@
 
 #include "common/ward.h"
 #include "policy/policy.h"
+#include "lua/wlua.h"
 #include "policy/policy_int.h"
 
 #define API_VERSION "ward/v1"
@@ -1042,6 +1043,7 @@ static void parse_condition(vctx *c, const ward_node *n, policy_condition *k)
         size_t old = push(c, "lua");
         const char *s;
         size_t len;
+        ward_err why;
         if (get_str(c, lua, &s, &len)) {
             if (len == 0)
                 verr(c, lua, "must not be empty");
@@ -1049,6 +1051,8 @@ static void parse_condition(vctx *c, const ward_node *n, policy_condition *k)
                 verr(c, lua, "must not contain NUL bytes");
             else if (len > POLICY_MAX_LUA)
                 verr(c, lua, "too long (%zu bytes, limit %d)", len, POLICY_MAX_LUA);
+            else if (wlua_condition_check(s, len, &why) < 0)
+                verr(c, lua, "invalid Lua condition: %s", why.msg);
             else
                 k->lua = vdup(c, s, len);
         }

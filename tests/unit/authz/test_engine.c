@@ -149,12 +149,18 @@ static void test_condition_cannot_reach_other_rules(void **state)
 static void test_condition_cannot_close_its_chunk(void **state)
 {
     (void)state;
-    /* text that would end the expression and run code if it were pasted into the bundle */
-    authz_bundle *b = bundle_of(HEAD("x") "  rules: [{when: [{lua: \"1) or (function() R = nil end)() or (1\"}]}]\n", false);
-    authz_engine *e;
-    ward_err err;
-    assert_true(authz_engine_new(b, &e, &err) < 0);
-    authz_bundle_unref(b);
+    /* text that would end the expression and run code if it were pasted into
+     * the bundle: refused when the policy is loaded */
+    static const char yaml[] = HEAD("x") "  rules: [{when: [{lua: \"1) or (function() R = nil end)() or (1\"}]}]\n";
+    policy_set *set;
+    ward_diag diag;
+    ward_diag_init(&diag);
+    assert_int_equal(policy_set_new(&set), 0);
+    assert_int_equal(policy_set_load_buffer(set, "t.yaml", yaml, strlen(yaml), &diag), WARD_EPOLICY);
+    assert_int_equal(diag.n, 1);
+    assert_non_null(strstr(diag.msgs[0], "invalid Lua condition"));
+    policy_set_free(set);
+    ward_diag_dispose(&diag);
 }
 
 static void test_engine_serves_after_budget_failure(void **state)
@@ -266,22 +272,32 @@ static void test_swap_keeps_old_set_on_failure(void **state)
 {
     (void)state;
     authz_engine *e = engine_of(HEAD("all") "  rules: [{}]\n");
-    /* a condition that fails to compile makes the new bundle unloadable */
-    authz_bundle *bad = bundle_of(HEAD("bad") "  rules: [{when: [{lua: \"1 +\"}]}]\n", false);
+    /* a bundle that cannot load: its engine would get 4 KiB of Lua memory */
+    policy_set *set;
+    ward_diag diag;
+    ward_diag_init(&diag);
+    static const char none[] = HEAD("none") "  rules: []\n";
+    assert_int_equal(policy_set_new(&set), 0);
+    assert_int_equal(policy_set_load_buffer(set, "n.yaml", none, strlen(none), &diag), 0);
+    authz_options tiny = {.limits = {.max_memory = 4096}};
+    authz_bundle *bad;
     ward_err err;
+    assert_int_equal(authz_bundle_new(set, &tiny, &bad, &err), 0);
     assert_true(authz_engine_swap(e, bad, &err) < 0);
     authz_decision d;
     decide_json(e, REQ, false, &d);
     assert_int_equal(d.decision, AUTHZ_ALLOW);
     assert_string_equal(d.policy, "shop/all");
     authz_decision_dispose(&d);
-    authz_bundle *good = bundle_of(HEAD("none") "  rules: []\n", false);
+    authz_bundle *good = bundle_of(none, false);
     assert_int_equal(authz_engine_swap(e, good, &err), 0);
     decide_json(e, REQ, false, &d);
     assert_int_equal(d.decision, AUTHZ_DENY);
     authz_decision_dispose(&d);
     authz_bundle_unref(bad);
     authz_bundle_unref(good);
+    policy_set_free(set);
+    ward_diag_dispose(&diag);
     authz_engine_free(e);
 }
 

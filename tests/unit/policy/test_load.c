@@ -1155,6 +1155,12 @@ static void test_error_conditions(void **state)
     check_only_error(RULE "{when: [{lua: \"true\", key: time, values: [x]}]}\n",
                      "p.yaml:6:13: spec.rules[0].when[0]: lua cannot be combined with key, values "
                      "or notValues");
+    check_only_error(RULE "{when: [{lua: \"req.time.hour >\"}]}\n",
+                     "p.yaml:6:19: spec.rules[0].when[0].lua: invalid Lua condition: line 1: "
+                     "unexpected symbol near <eof>");
+    check_only_error(RULE "{when: [{lua: \"1) or (function() return true end)() or (1\"}]}\n",
+                     "p.yaml:6:19: spec.rules[0].when[0].lua: invalid Lua condition: line 1: "
+                     "unexpected symbol near '1'");
     check_only_error(RULE "{when: [\"req.x\"]}\n",
                      "p.yaml:6:13: spec.rules[0].when[0]: expected a map, got a string");
     check_only_error(RULE "{when: [{key: connection.mtls, values: [maybe]}]}\n",
