@@ -143,4 +143,124 @@ int ident_tokens_create(ident_tokens *t, const char *spiffe_id, uint64_t ttl_s, 
 int ident_tokens_redeem(ident_tokens *t, const char *token, time_t now, char *id, ward_err *why);
 int ident_tokens_revoke(ident_tokens *t, const char *token, ward_err *err);
 
+/* ---- the workload client (client.c) -----------------------------------------------
+ * What ward-proxy and wardctl use to obtain and rotate an X509-SVID from wardd:
+ * a P-256 key made in memory (it never leaves the process), a CSR for it, and a
+ * blocking HTTPS client (TLS 1.3 only, connect and read deadlines, strict and
+ * bounded response parsing) that authenticates wardd as
+ * spiffe://TD/ward/server with ident_svid_verify against a pinned bundle (no
+ * system roots, no hostname checks). */
+
+/* An X509-SVID snapshot: private key, chain (leaf first), SPIFFE ID, validity
+ * and the trust domain's bundle. Immutable once made, reference-counted,
+ * replaced whole when renewed. */
+typedef struct ident_svid ident_svid;
+
+/* Builds a snapshot from its parts (each gets its own reference; the caller
+ * keeps its own). Runs ident_svid_verify on the chain against the bundle at
+ * `now` and checks that the leaf's public key is the key's. */
+int ident_svid_new(EVP_PKEY *key, STACK_OF(X509) *chain, ident_bundle *bundle, time_t now,
+                   ident_svid **out, ward_err *err);
+void ident_svid_ref(ident_svid *s);
+void ident_svid_unref(ident_svid *s); /* the last one frees (the key with EVP_PKEY_free) */
+
+const char *ident_svid_id(const ident_svid *s);
+time_t ident_svid_not_before(const ident_svid *s);
+time_t ident_svid_not_after(const ident_svid *s);
+EVP_PKEY *ident_svid_key(const ident_svid *s);            /* borrowed */
+STACK_OF(X509) *ident_svid_chain(const ident_svid *s);    /* borrowed, leaf first */
+ident_bundle *ident_svid_bundle(const ident_svid *s);     /* borrowed */
+
+/* Writes DIR/svid.pem (leaf first), DIR/svid.key (PKCS#8 PEM, created with mode
+ * 0600, never readable by others even briefly), DIR/bundle.pem and
+ * DIR/bundle.json, each through a temporary file renamed into place. DIR must
+ * exist. */
+int ident_svid_write_dir(const ident_svid *s, const char *dir, ward_err *err);
+/* Loads a snapshot from files: a PEM chain (leaf first), its PKCS#8 (or
+ * traditional) PEM key, and the trust domain's bundle as PEM certificates or
+ * SPIFFE bundle JSON (the trust domain is the leaf's). Verified as
+ * ident_svid_new does. */
+int ident_svid_load_files(const char *cert_file, const char *key_file, const char *bundle_file,
+                          time_t now, ident_svid **out, ward_err *err);
+
+/* A new ECDSA P-256 key (EVP_EC_gen), held only in memory. */
+int ident_client_key_new(EVP_PKEY **out, ward_err *err);
+/* A PEM CSR signed by key; with spiffe_id non-NULL it asks for that URI SAN
+ * (wardd ignores it and signs the attested ID). Appends to pem. */
+int ident_client_csr_new(EVP_PKEY *key, const char *spiffe_id, ward_buf *pem, ward_err *err);
+
+/* How to reach and authenticate wardd. */
+typedef struct ident_client_conf {
+    const char *server;         /* "https://HOST:PORT" (HOST: IPv4, [IPv6] or a name) */
+    /* The pin, one of: */
+    const ident_bundle *bundle; /* the trust domain's bundle */
+    const char *bundle_data;    /* or PEM certificates / SPIFFE bundle JSON (as read from a
+                                   file) whose trust domain is the one wardd's SVID names */
+    size_t bundle_len;
+    bool insecure_bootstrap;    /* or no verification of wardd (first contact only) */
+    uint32_t timeout_ms;        /* connect, and each whole request/response; 0 = 10 s */
+} ident_client_conf;
+
+/* "https://HOST[:PORT][/]" -> host (IPv6 without brackets) and port ("443"
+ * when absent). */
+int ident_client_url_parse(const char *url, char *host, size_t host_size, char *port,
+                           size_t port_size, ward_err *err);
+
+#define IDENT_CLIENT_MAX_RESPONSE ((size_t)1 << 20) /* larger answers are refused */
+
+/* GET /v1/bundle: the SPIFFE bundle as wardd sent it (JSON, appended to json)
+ * and, when out is non-NULL, parsed. */
+int ident_client_fetch_bundle(const ident_client_conf *conf, ward_buf *json, ident_bundle **out,
+                              ward_err *err);
+/* POST /v1/attest: a new key and CSR, the join token as the credential. The
+ * returned bundle must be of the pinned trust domain (with insecure_bootstrap:
+ * of the returned ID's), and the SVID must verify against it (ident_svid_verify)
+ * and carry the key's public key. */
+int ident_client_attest(const ident_client_conf *conf, const char *token, ident_svid **out,
+                        ward_err *err);
+/* POST /v1/renew over mTLS with `current`: a new key, the same SPIFFE ID back.
+ * With conf->bundle NULL the pin is current's bundle. */
+int ident_client_renew(const ident_client_conf *conf, const ident_svid *current, ident_svid **out,
+                       ward_err *err);
+
+/* The admin API over wardd's Unix socket: POST /v1/admin/tokens. ttl NULL =
+ * the server's default; otherwise a duration ("10m"). Appends the answer's
+ * JSON ({"token", "spiffe_id", "expires_at"}) to json and copies the token into
+ * token (IDENT_TOKEN_MAX bytes). */
+int ident_client_token_create(const char *admin_socket, const char *spiffe_id, const char *ttl,
+                              uint32_t timeout_ms, char *token, ward_buf *json, ward_err *err);
+
+/* ---- the renewal loop (client.c) --------------------------------------------------
+ * A background thread that keeps a current snapshot: attests with a join token
+ * when it has no SVID yet, renews at about half the SVID's lifetime (+-10%
+ * jitter), retries with jittered exponential backoff (1 s .. 60 s) while wardd
+ * is unreachable or refuses, keeps serving the old snapshot until it expires,
+ * and publishes each new snapshot with one atomic swap. */
+
+typedef struct ident_client ident_client;
+
+/* Called on the renewal thread after each swap (svid borrowed: ref it to keep
+ * it) and after each failed attempt (svid NULL, why says what failed). */
+typedef void (*ident_client_update_cb)(ident_svid *svid, const ward_err *why, void *data);
+
+typedef struct ident_client_options {
+    ident_client_conf conf;    /* server and pin (the pin for renewals is the
+                                  current snapshot's bundle once there is one) */
+    ident_svid *initial;       /* the SVID to start from, or NULL (ref taken) */
+    const char *token;         /* join token when there is no usable SVID (copied, wiped) */
+    const char *state_dir;     /* optional: load the SVID from here at start, write
+                                  each new one here (ident_svid_write_dir) */
+    ident_client_update_cb cb; /* optional */
+    void *data;
+} ident_client_options;
+
+int ident_client_start(const ident_client_options *opts, ident_client **out, ward_err *err);
+/* The current snapshot (a new reference: unref it), or NULL when there is none
+ * yet or it has expired. */
+ident_svid *ident_client_current(ident_client *c);
+/* Waits up to timeout_ms for a current snapshot; returns a new reference or NULL. */
+ident_svid *ident_client_wait(ident_client *c, uint32_t timeout_ms);
+/* Stops the thread (interrupting a request in flight) and frees the client. */
+void ident_client_stop(ident_client *c);
+
 #endif

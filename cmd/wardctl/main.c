@@ -8,6 +8,8 @@
  * added here when they exist; until then they are unknown groups. */
 static const wctl_command groups[] = {
     {"policy", wctl_policy_main, "validate, compile, evaluate, test and benchmark policies"},
+    {"identity", wctl_identity_main, "join tokens and the trust bundle (wardd)"},
+    {"svid", wctl_svid_main, "fetch an X509-SVID from wardd, inspect one"},
     {NULL, NULL, NULL},
 };
 
