@@ -20,6 +20,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1155,16 +1156,53 @@ static void conn_close(conn *c)
     c->fd = -1;
 }
 
+/* OpenSSL writes to the socket with write(2): a peer that closed early would
+ * raise SIGPIPE. Each call blocks it on its own thread for the whole exchange
+ * (handshake, request, close_notify) and swallows one that it caused (as libpq
+ * does), without touching the process's signal dispositions. */
+typedef struct sigpipe_guard {
+    sigset_t old;
+    bool was_pending;
+} sigpipe_guard;
+
+static void sigpipe_block(sigpipe_guard *g)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void sigpipe_restore(sigpipe_guard *g)
+{
+    sigset_t pending;
+    sigpending(&pending);
+    if (!g->was_pending && sigismember(&pending, SIGPIPE) == 1) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        struct timespec zero = {0, 0};
+        int saved = errno;
+        (void)sigtimedwait(&set, NULL, &zero);
+        errno = saved;
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 static int conn_write_all(conn *c, const char *p, size_t len, ward_err *err)
 {
+    int rc = 0;
     while (len > 0) {
         if (c->ssl != NULL) {
             size_t n = 0;
             int ret = SSL_write_ex(c->ssl, p, len, &n);
             if (ret != 1) {
-                int rc = conn_ssl_step(c, ret, "sending the request", err);
+                rc = conn_ssl_step(c, ret, "sending the request", err);
                 if (rc < 0)
-                    return rc;
+                    break;
+                rc = 0;
                 continue;
             }
             p += n;
@@ -1172,19 +1210,22 @@ static int conn_write_all(conn *c, const char *p, size_t len, ward_err *err)
         } else {
             ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-                if (conn_wait(c, POLLOUT, "sending the request", err) < 0)
-                    return WARD_EIO;
+                if (conn_wait(c, POLLOUT, "sending the request", err) < 0) {
+                    rc = WARD_EIO;
+                    break;
+                }
                 continue;
             }
             if (n < 0) {
                 ward_err_set(err, "sending the request: %s", strerror(errno));
-                return WARD_EIO;
+                rc = WARD_EIO;
+                break;
             }
             p += n;
             len -= (size_t)n;
         }
     }
-    return 0;
+    return rc;
 }
 
 /* Reads some bytes: >0 count, 0 end of stream (*clean: a TLS close_notify or a
@@ -1314,6 +1355,8 @@ static int https_call(const ident_client_conf *conf, const ident_bundle *pin,
     conn c;
     ident_http_resp r;
     ward_buf raw;
+    sigpipe_guard g;
+    sigpipe_block(&g);
     ward_buf_init(&raw);
     ident_http_resp_init(&r);
     conn_init(&c, conf, cancel_fd);
@@ -1343,6 +1386,7 @@ fail:
     conn_close(&c);
     ident_http_resp_dispose(&r);
     ward_buf_dispose(&raw);
+    sigpipe_restore(&g);
     return rc;
 }
 
