@@ -160,7 +160,7 @@ static void chain_error(X509_STORE_CTX *ctx, const ident_bundle *bundle, ward_er
         if (cert == NULL || ident_asn1_time_get(X509_get0_notAfter(cert), &when) < 0)
             when = 0;
         ident_time_format(when, t, sizeof(t));
-        ward_err_set(why, "%s has expired (certificate has expired at %s)", which, t);
+        ward_err_set(why, "%s has expired (at %s)", which, t);
         break;
     case X509_V_ERR_CERT_NOT_YET_VALID:
         if (cert == NULL || ident_asn1_time_get(X509_get0_notBefore(cert), &when) < 0)
