@@ -1,0 +1,293 @@
+/* config.c - wardd's flags and its YAML configuration file: strict keys, bounded numbers, durations with units */
+#include "cmd/wardd/wardd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DURATION_MAX_NS ((uint64_t)10 * 365 * 24 * 3600 * 1000000000ull) /* ten years */
+
+void wardd_usage(FILE *out)
+{
+    fputs("usage: wardd --trust-domain TD --data-dir DIR [options]\n"
+          "\n"
+          "The Ward identity service: a CA that signs SPIFFE X509-SVIDs from CSRs after\n"
+          "join-token attestation, renews them over mTLS, issues JWT-SVIDs and serves the\n"
+          "trust bundle (HTTPS, TLS 1.3). Admin operations (join tokens, issuance list)\n"
+          "go through a Unix socket only the operator can reach.\n"
+          "\n"
+          "options:\n"
+          "  --trust-domain TD        the trust domain served (required)\n"
+          "  --data-dir DIR           CA keys, state, tokens and the event log (required;\n"
+          "                           created with mode 0700)\n"
+          "  --listen ADDR:PORT       the HTTPS workload API (default 127.0.0.1:8443)\n"
+          "  --admin-socket PATH      the admin API (default DIR/admin.sock, mode 0600)\n"
+          "  --config FILE            a YAML file with the keys below; flags win\n"
+          "  --ca-ttl D               CA lifetime (default 24h); rotation prepares the next\n"
+          "                           CA at 1/2 and activates it at 5/6 of it\n"
+          "  --svid-ttl D             X509-SVID lifetime (default 1h)\n"
+          "  --upstream-cert FILE     sign under this upstream CA certificate ...\n"
+          "  --upstream-key FILE      ... and key (both or neither)\n"
+          "  -h, --help               this help\n"
+          "\n"
+          "config file keys: trust_domain, data_dir, listen, admin_socket, ca_ttl, svid_ttl,\n"
+          "  svid_ttl_max, jwt_ttl, upstream_cert, upstream_key, header_timeout (10s),\n"
+          "  body_timeout (10s), idle_timeout (60s), max_connections (4096),\n"
+          "  attest_failures (10: failed join token attempts per peer address per minute)\n"
+          "durations take units: 90s, 5m, 1h30m, 24h.\n"
+          "\n"
+          "Signals: SIGINT and SIGTERM stop accepting, finish what is in flight, exit 0.\n"
+          "Exit status: 0 stopped cleanly, 1 could not start, 2 usage error.\n",
+          out);
+}
+
+static int set_str(char **dst, const char *v)
+{
+    char *s = strdup(v);
+    if (s == NULL)
+        return WARD_ENOMEM;
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+static int duration_s(const char *what, const char *v, size_t len, uint64_t *out, ward_err *err)
+{
+    uint64_t ns;
+    if (ward_parse_duration(v, len, DURATION_MAX_NS, &ns) < 0 || ns < 1000000000ull ||
+        ns % 1000000000ull != 0) {
+        ward_err_set(err, "%s: invalid duration \"%.*s\" (whole seconds with units: 90s, 5m, 1h)",
+                     what, (int)(len > 64 ? 64 : len), v);
+        return WARD_EINVAL;
+    }
+    *out = ns / 1000000000ull;
+    return 0;
+}
+
+static int duration_ms(const char *what, const char *v, size_t len, uint64_t *out, ward_err *err)
+{
+    uint64_t ns;
+    if (ward_parse_duration(v, len, (uint64_t)3600 * 1000000000ull, &ns) < 0 || ns < 1000000ull) {
+        ward_err_set(err, "%s: invalid duration \"%.*s\" (1ms .. 1h, with units)", what,
+                     (int)(len > 64 ? 64 : len), v);
+        return WARD_EINVAL;
+    }
+    *out = ns / 1000000ull;
+    return 0;
+}
+
+static int number(const char *what, const char *v, size_t len, uint64_t max, uint64_t *out,
+                  ward_err *err)
+{
+    if (ward_parse_u64(v, len, max, out) < 0 || *out == 0) {
+        ward_err_set(err, "%s: expected a number 1..%llu", what, (unsigned long long)max);
+        return WARD_EINVAL;
+    }
+    return 0;
+}
+
+/* One setting, from a flag or a config key (both spelled with '_' here). */
+static int apply(wardd_config *c, const char *key, const char *v, size_t len, ward_err *err)
+{
+    if (memchr(v, '\0', len) != NULL) {
+        ward_err_set(err, "%s: NUL byte in value", key);
+        return WARD_EINVAL;
+    }
+    if (strcmp(key, "trust_domain") == 0)
+        return set_str(&c->trust_domain, v);
+    if (strcmp(key, "data_dir") == 0)
+        return set_str(&c->data_dir, v);
+    if (strcmp(key, "listen") == 0)
+        return set_str(&c->listen, v);
+    if (strcmp(key, "admin_socket") == 0)
+        return set_str(&c->admin_socket, v);
+    if (strcmp(key, "upstream_cert") == 0)
+        return set_str(&c->upstream_cert, v);
+    if (strcmp(key, "upstream_key") == 0)
+        return set_str(&c->upstream_key, v);
+    if (strcmp(key, "ca_ttl") == 0)
+        return duration_s(key, v, len, &c->ca_ttl_s, err);
+    if (strcmp(key, "svid_ttl") == 0)
+        return duration_s(key, v, len, &c->svid_ttl_s, err);
+    if (strcmp(key, "svid_ttl_max") == 0)
+        return duration_s(key, v, len, &c->svid_ttl_max_s, err);
+    if (strcmp(key, "jwt_ttl") == 0)
+        return duration_s(key, v, len, &c->jwt_ttl_s, err);
+    if (strcmp(key, "header_timeout") == 0)
+        return duration_ms(key, v, len, &c->header_timeout_ms, err);
+    if (strcmp(key, "body_timeout") == 0)
+        return duration_ms(key, v, len, &c->body_timeout_ms, err);
+    if (strcmp(key, "idle_timeout") == 0)
+        return duration_ms(key, v, len, &c->idle_timeout_ms, err);
+    if (strcmp(key, "max_connections") == 0)
+        return number(key, v, len, 1000000, &c->max_connections, err);
+    if (strcmp(key, "attest_failures") == 0)
+        return number(key, v, len, 1000000, &c->attest_failures, err);
+    ward_err_set(err, "unknown key \"%s\"", key);
+    return WARD_ENOENT;
+}
+
+static int load_file(wardd_config *c, const char *path, ward_err *err)
+{
+    int rc = 0;
+    char *text = NULL;
+    size_t len = 0;
+    ward_docs docs = {0};
+    ward_diag diag;
+    ward_diag_init(&diag);
+    WARD_TRY(ward_file_read(path, (size_t)1 << 20, &text, &len, err));
+    if (ward_docs_parse(path, text, len, &docs, &diag) < 0) {
+        ward_err_set(err, "%s", diag.n ? diag.msgs[0] : "invalid YAML");
+        rc = WARD_EINVAL;
+        goto fail;
+    }
+    if (docs.n != 1 || docs.docs[0]->kind != WARD_NODE_MAP) {
+        ward_err_set(err, "%s: expected one mapping of settings", path);
+        rc = WARD_EINVAL;
+        goto fail;
+    }
+    const ward_node *m = docs.docs[0];
+    for (size_t i = 0; i < m->n; i++) {
+        const ward_node *k = m->pairs[i].key, *v = m->pairs[i].value;
+        if (v->kind != WARD_NODE_SCALAR) {
+            ward_err_set(err, "%s:%d:%d: %s: expected a scalar", path, v->line, v->col, k->str);
+            rc = WARD_EINVAL;
+            goto fail;
+        }
+        ward_err e;
+        int r = apply(c, k->str, v->str, v->len, &e);
+        if (r < 0) {
+            const ward_node *at = r == WARD_ENOENT ? k : v;
+            ward_err_set(err, "%s:%d:%d: %.900s", path, at->line, at->col, e.msg);
+            rc = WARD_EINVAL;
+            goto fail;
+        }
+    }
+fail:
+    ward_docs_dispose(&docs);
+    ward_diag_dispose(&diag);
+    free(text);
+    return rc;
+}
+
+static const struct {
+    const char *flag;
+    const char *key;
+} flags[] = {
+    {"--trust-domain", "trust_domain"},   {"--data-dir", "data_dir"},
+    {"--listen", "listen"},               {"--admin-socket", "admin_socket"},
+    {"--ca-ttl", "ca_ttl"},               {"--svid-ttl", "svid_ttl"},
+    {"--upstream-cert", "upstream_cert"}, {"--upstream-key", "upstream_key"},
+};
+
+int wardd_config_parse(int argc, char **argv, wardd_config *cfg, ward_err *err)
+{
+    int rc = 0;
+    memset(cfg, 0, sizeof(*cfg));
+    const char *config_file = NULL;
+    /* the file first, so that flags override it */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return 1;
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                ward_err_set(err, "--config needs a value");
+                return WARD_EINVAL;
+            }
+            config_file = argv[++i];
+        }
+    }
+    if (config_file != NULL)
+        WARD_TRY(load_file(cfg, config_file, err));
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        const char *key = NULL;
+        for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
+            size_t n = strlen(flags[f].flag);
+            if (strncmp(a, flags[f].flag, n) == 0 && (a[n] == '\0' || a[n] == '='))
+                key = flags[f].key;
+        }
+        if (key == NULL) {
+            ward_err_set(err, "unknown option '%.200s'", a);
+            rc = WARD_EINVAL;
+            goto fail;
+        }
+        const char *v = strchr(a, '=');
+        if (v != NULL) {
+            v++;
+        } else if (i + 1 < argc) {
+            v = argv[++i];
+        } else {
+            ward_err_set(err, "%.200s needs a value", a);
+            rc = WARD_EINVAL;
+            goto fail;
+        }
+        ward_err e;
+        if (apply(cfg, key, v, strlen(v), &e) < 0) {
+            ward_err_set(err, "%.900s", e.msg);
+            rc = WARD_EINVAL;
+            goto fail;
+        }
+    }
+    if (cfg->trust_domain == NULL || cfg->data_dir == NULL) {
+        ward_err_set(err, "--trust-domain and --data-dir are required");
+        rc = WARD_EINVAL;
+        goto fail;
+    }
+    if (!ward_spiffe_td_valid(cfg->trust_domain, strlen(cfg->trust_domain))) {
+        ward_err_set(err, "invalid trust domain \"%.255s\" (lowercase [a-z0-9._-], 1..255 bytes)",
+                     cfg->trust_domain);
+        rc = WARD_EINVAL;
+        goto fail;
+    }
+    if ((cfg->upstream_cert == NULL) != (cfg->upstream_key == NULL)) {
+        ward_err_set(err, "--upstream-cert and --upstream-key go together");
+        rc = WARD_EINVAL;
+        goto fail;
+    }
+    if (cfg->listen == NULL)
+        WARD_TRY(set_str(&cfg->listen, "127.0.0.1:8443"));
+    struct sockaddr_storage ss;
+    ward_err e;
+    if (proxy_addr_parse(cfg->listen, &ss, &e) < 0) {
+        ward_err_set(err, "--listen: %.900s", e.msg);
+        rc = WARD_EINVAL;
+        goto fail;
+    }
+    if (cfg->admin_socket == NULL) {
+        size_t n = strlen(cfg->data_dir) + sizeof("/admin.sock");
+        cfg->admin_socket = malloc(n);
+        if (cfg->admin_socket == NULL) {
+            rc = WARD_ENOMEM;
+            goto fail;
+        }
+        snprintf(cfg->admin_socket, n, "%s/admin.sock", cfg->data_dir);
+    }
+    if (strlen(cfg->admin_socket) >= 100) {
+        ward_err_set(err, "admin socket path too long (at most 99 bytes): %.200s",
+                     cfg->admin_socket);
+        rc = WARD_EINVAL;
+        goto fail;
+    }
+    if (cfg->attest_failures == 0)
+        cfg->attest_failures = 10;
+    return 0;
+fail:
+    wardd_config_dispose(cfg);
+    return rc;
+}
+
+void wardd_config_dispose(wardd_config *cfg)
+{
+    free(cfg->trust_domain);
+    free(cfg->data_dir);
+    free(cfg->listen);
+    free(cfg->admin_socket);
+    free(cfg->upstream_cert);
+    free(cfg->upstream_key);
+    memset(cfg, 0, sizeof(*cfg));
+}

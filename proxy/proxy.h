@@ -1,0 +1,314 @@
+/* proxy.h - the network base: strict HTTP/1.1 request parsing, responses, TLS over libuv streams, HTTP servers with deadlines */
+#ifndef PROXY_H
+#define PROXY_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <uv.h>
+
+#include "common/ward.h"
+#include "identity/identity.h"
+
+/* Bytes from the network: never NUL-terminated. ptr == NULL means absent. */
+typedef struct proxy_slice {
+    const char *ptr;
+    size_t len;
+} proxy_slice;
+
+typedef struct proxy_header {
+    proxy_slice name; /* as sent (a token); compare case-insensitively */
+    proxy_slice value; /* leading and trailing whitespace removed */
+} proxy_header;
+
+/* ==== HTTP/1.1 request heads (http_parse.c) ====================================
+ * A strict, bounded, incremental parser of request heads (RFC 9112): the
+ * request line, the header fields and the framing they imply. It never
+ * guesses: what RFC 9112 lets a server reject is rejected (obs-fold, bare CR
+ * or LF, NUL and other controls, whitespace before a colon, a missing or
+ * duplicate Host, duplicate, listed or malformed Content-Length,
+ * Transfer-Encoding with Content-Length or in HTTP/1.0, unknown versions). */
+
+#define PROXY_HTTP_REQUEST_LINE_MAX ((size_t)8 << 10)  /* without its CRLF */
+#define PROXY_HTTP_HEADER_BYTES_MAX ((size_t)60 << 10) /* all field lines, CRLFs included */
+#define PROXY_HTTP_HEADERS_MAX      100
+#define PROXY_HTTP_BODY_MAX         ((uint64_t)64 << 10)
+
+typedef struct proxy_http_limits {
+    size_t request_line_max; /* 0 = PROXY_HTTP_REQUEST_LINE_MAX (longer: 414) */
+    size_t header_bytes_max; /* 0 = PROXY_HTTP_HEADER_BYTES_MAX (more: 431) */
+    size_t headers_max;      /* 0 = PROXY_HTTP_HEADERS_MAX (more: 431) */
+    uint64_t body_max;       /* 0 = PROXY_HTTP_BODY_MAX (a larger Content-Length: 413) */
+    bool allow_chunked;      /* false: any Transfer-Encoding is 501 */
+} proxy_http_limits;
+
+typedef enum proxy_http_target_form {
+    PROXY_TARGET_ORIGIN,    /* "/path?query" */
+    PROXY_TARGET_ABSOLUTE,  /* "http://authority/path?query" */
+    PROXY_TARGET_AUTHORITY, /* "host:port" (CONNECT only) */
+    PROXY_TARGET_ASTERISK,  /* "*" (OPTIONS only) */
+} proxy_http_target_form;
+
+typedef enum proxy_http_body_kind {
+    PROXY_BODY_NONE,    /* no Content-Length, no Transfer-Encoding */
+    PROXY_BODY_LENGTH,  /* content_length bytes follow the head */
+    PROXY_BODY_CHUNKED, /* only with limits.allow_chunked */
+} proxy_http_body_kind;
+
+/* A parsed head. Every slice points into the buffer given to the parser. */
+typedef struct proxy_http_request {
+    proxy_slice method;
+    proxy_slice target;    /* the request-target as sent */
+    proxy_http_target_form target_form;
+    proxy_slice authority; /* absolute- and authority-form, else absent */
+    proxy_slice path;      /* origin- and absolute-form: up to '?' (may be empty in absolute-form) */
+    proxy_slice query;     /* after '?', absent if there is no '?' */
+    int version_minor;     /* HTTP/1.0 or HTTP/1.1 */
+    proxy_slice host;      /* the Host field (required and unique in HTTP/1.1) */
+    const proxy_header *headers;
+    size_t n_headers;
+    proxy_http_body_kind body_kind;
+    uint64_t content_length; /* PROXY_BODY_LENGTH */
+    bool keep_alive;         /* persistent per version and Connection */
+    bool expect_continue;    /* "Expect: 100-continue" */
+    size_t head_len;         /* bytes up to and including the empty line */
+} proxy_http_request;
+
+/* Why a head was refused: the status to answer with, and a static reason. */
+typedef struct proxy_http_error {
+    int status; /* 400, 414, 417, 431, 501 or 505 */
+    const char *reason;
+} proxy_http_error;
+
+typedef struct proxy_http_parser proxy_http_parser;
+
+int proxy_http_parser_new(const proxy_http_limits *limits, proxy_http_parser **out);
+void proxy_http_parser_free(proxy_http_parser *p);
+/* Forgets the current head: the next feed starts a new request. */
+void proxy_http_parser_reset(proxy_http_parser *p);
+/* buf[0..len) holds the bytes of one request so far, starting at its first
+ * byte; each call may only append to what the previous call saw (each byte is
+ * examined once). Returns 1 when the head is complete (req filled; its slices
+ * and headers stay valid until the next feed or reset and while buf is
+ * unchanged), 0 when more bytes are needed, and WARD_EINVAL / WARD_ELIMIT
+ * with *err filled when the head must be refused (and the connection closed);
+ * after an error every feed fails the same way until reset. */
+int proxy_http_parser_feed(proxy_http_parser *p, const char *buf, size_t len,
+                           proxy_http_request *req, proxy_http_error *err);
+
+/* The first field named `name` (case-insensitive), absent if none. */
+proxy_slice proxy_http_header_get(const proxy_http_request *req, const char *name);
+/* Case-insensitive comparison of a slice with a C string. */
+bool proxy_slice_eq_nocase(proxy_slice s, const char *lit);
+
+/* ==== responses (http_write.c) ================================================= */
+
+/* "OK", "Not Found", ... ("Unknown" for codes it does not know). */
+const char *proxy_http_reason(int status);
+/* Appends "HTTP/1.1 <status> <reason>" CRLF, the headers, Content-Length
+ * (omitted for 1xx, 204 and 304), "Connection: close" when close is set (or
+ * "Connection: keep-alive" when keep_alive_10: an HTTP/1.0 client asked for
+ * it), and the empty line. Header names must be tokens and values must not
+ * hold controls (WARD_EINVAL: no response splitting). */
+int proxy_http_response_head(ward_buf *out, int status, const proxy_header *headers, size_t n,
+                             uint64_t content_length, bool close, bool keep_alive_10);
+
+/* ==== addresses ================================================================ */
+
+/* "127.0.0.1:8443" or "[::1]:8443" (numeric only, port 0..65535). */
+int proxy_addr_parse(const char *s, struct sockaddr_storage *out, ward_err *err);
+/* "127.0.0.1:41234" / "[::1]:41234" into buf (at least PROXY_ADDR_STRLEN bytes). */
+#define PROXY_ADDR_STRLEN 64
+void proxy_addr_format(const struct sockaddr *sa, char *buf, size_t size);
+
+/* ==== TLS contexts (tls.c) =====================================================
+ * An immutable, reference-counted TLS configuration: our certificate chain and
+ * key, how peers are checked, protocol versions. Swapped whole (a new context
+ * for new connections) when the certificate or the bundle changes; a
+ * connection keeps the context it started with. Peers are never checked
+ * against system roots or host names: only by ident_svid_verify against a
+ * SPIFFE bundle. Session resumption is off (every connection proves its
+ * certificate). */
+
+typedef enum proxy_tls_peer_mode {
+    PROXY_TLS_PEER_NONE,     /* server: no client certificate asked; client: the server
+                                is NOT verified (tests, bootstrap) */
+    PROXY_TLS_PEER_OPTIONAL, /* server: a client certificate is asked for but not required
+                                and not checked during the handshake: the application
+                                checks it per request (proxy_peer_verify) */
+    PROXY_TLS_PEER_REQUIRED, /* a valid X509-SVID of the bundle's trust domain is required
+                                during the handshake (a client may also require an ID) */
+} proxy_tls_peer_mode;
+
+typedef struct proxy_tls_options {
+    bool server;
+    const char *chain_pem; /* our certificate, leaf first, then intermediates; NULL = none
+                              (only for clients) */
+    size_t chain_len;
+    EVP_PKEY *key;         /* its private key (a reference is taken) */
+    ident_bundle *bundle;  /* trust anchors for peers (REQUIRED; a reference is taken) */
+    proxy_tls_peer_mode peer;
+    bool allow_tls12;      /* false: TLS 1.3 only */
+} proxy_tls_options;
+
+typedef struct proxy_tls_ctx proxy_tls_ctx;
+
+int proxy_tls_ctx_new(const proxy_tls_options *opts, proxy_tls_ctx **out, ward_err *err);
+void proxy_tls_ctx_ref(proxy_tls_ctx *t);
+void proxy_tls_ctx_unref(proxy_tls_ctx *t);
+
+/* ==== peers ===================================================================== */
+
+/* Who is on the other end of a connection. Filled when the connection is
+ * accepted or made, and (TLS) when the handshake completes. */
+typedef struct proxy_peer {
+    char addr[PROXY_ADDR_STRLEN]; /* "127.0.0.1:41234", "[::1]:41234", or "unix" */
+    bool is_unix;
+    bool has_cred; /* Unix socket: SO_PEERCRED of the peer process */
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+    bool tls;
+    STACK_OF(X509) *chain; /* TLS: the certificates the peer presented, leaf first, or NULL */
+    char *spiffe_id;       /* REQUIRED mode: the verified peer ID, else NULL */
+} proxy_peer;
+
+/* Checks the peer's certificate chain as an X509-SVID against `bundle` at
+ * `now` (ident_svid_verify). WARD_ENOENT when the peer presented none. */
+int proxy_peer_verify(const proxy_peer *peer, const ident_bundle *bundle, time_t now, char *id,
+                      ward_err *why);
+
+/* ==== streams: TCP or Unix connections, with or without TLS (stream.c) ==========
+ * TLS runs over the libuv stream through two OpenSSL memory BIOs: ciphertext
+ * read from the socket is written to one, the TLS engine's output is drained
+ * from the other and written to the socket. The callbacks see plaintext only.
+ * A stream is freed after its on_close callback returns (its libuv handles are
+ * closed first); every other callback may call any stream function. */
+
+typedef struct proxy_stream proxy_stream;
+
+/* Client streams: connected (and TLS handshake done); accepted TLS streams:
+ * handshake done. status < 0: it failed (proxy_stream_error says why) and the
+ * stream is being closed. */
+typedef void (*proxy_stream_open_cb)(proxy_stream *s, int status, void *data);
+/* Plaintext bytes (valid during the call only). */
+typedef void (*proxy_stream_read_cb)(proxy_stream *s, const char *buf, size_t len, void *data);
+/* No more bytes will come: 0 = the peer finished cleanly (FIN, after
+ * close_notify under TLS), WARD_EIO = error or a TLS stream cut without
+ * close_notify. The stream stays open for writing until closed. */
+typedef void (*proxy_stream_eof_cb)(proxy_stream *s, int status, void *data);
+/* The deadline set with proxy_stream_set_timeout passed. */
+typedef void (*proxy_stream_timeout_cb)(proxy_stream *s, void *data);
+/* Everything queued has been written (after the queue was non-empty). */
+typedef void (*proxy_stream_drain_cb)(proxy_stream *s, void *data);
+/* The last callback; the stream is freed when it returns. */
+typedef void (*proxy_stream_close_cb)(proxy_stream *s, void *data);
+
+typedef struct proxy_stream_cbs {
+    proxy_stream_open_cb on_open; /* each may be NULL */
+    proxy_stream_read_cb on_read;
+    proxy_stream_eof_cb on_eof;
+    proxy_stream_timeout_cb on_timeout;
+    proxy_stream_drain_cb on_drain;
+    proxy_stream_close_cb on_close;
+} proxy_stream_cbs;
+
+/* Accepts one connection from a listening TCP or pipe handle (tls NULL =
+ * plaintext). */
+int proxy_stream_accept(uv_stream_t *listener, proxy_tls_ctx *tls, const proxy_stream_cbs *cbs,
+                        void *data, proxy_stream **out);
+/* Connects to addr (tls NULL = plaintext). With tls in REQUIRED mode and
+ * expected_id non-NULL, the server's SPIFFE ID must equal it byte for byte. */
+int proxy_stream_connect(uv_loop_t *loop, const struct sockaddr *addr, proxy_tls_ctx *tls,
+                         const char *expected_id, const proxy_stream_cbs *cbs, void *data,
+                         proxy_stream **out);
+/* Queues bytes (copied). Under TLS before the handshake completes they are
+ * held and sent after it. WARD_EIO once the stream is closing. */
+int proxy_stream_write(proxy_stream *s, const void *buf, size_t len);
+/* Bytes queued and not yet handed to the kernel. */
+size_t proxy_stream_pending(const proxy_stream *s);
+void proxy_stream_read_pause(proxy_stream *s);
+void proxy_stream_read_resume(proxy_stream *s);
+/* A one-shot deadline ms from now (0 = none); replaces the previous one. */
+void proxy_stream_set_timeout(proxy_stream *s, uint64_t ms);
+/* Graceful close: after what is queued, close_notify (TLS) and FIN; then
+ * input is read and discarded until the peer closes or linger_ms pass (so a
+ * response is not destroyed by a reset); then the stream closes. */
+void proxy_stream_shutdown(proxy_stream *s, uint64_t linger_ms);
+/* Closes now; queued bytes are dropped. */
+void proxy_stream_close(proxy_stream *s);
+bool proxy_stream_is_closing(const proxy_stream *s);
+bool proxy_stream_handshake_done(const proxy_stream *s); /* always true without TLS */
+const proxy_peer *proxy_stream_peer(const proxy_stream *s);
+/* Why the stream failed ("" if it did not). */
+const char *proxy_stream_error(const proxy_stream *s);
+void *proxy_stream_data(const proxy_stream *s);
+
+/* ==== HTTP/1.1 servers (http_server.c) ============================================
+ * One listener (TCP, optionally TLS, or a Unix socket) and its connections:
+ * keep-alive, pipelining (answered in order, one request at a time),
+ * deadlines, bounded buffering. Each complete request (head and body, the
+ * body at most limits.body_max bytes) goes to the handler as an exchange,
+ * which must be answered exactly once with proxy_http_respond, at once or
+ * later. The server answers protocol errors itself (400, 408, 413, 414, 417,
+ * 431, 501, 505) and closes those connections. */
+
+typedef struct proxy_http_server proxy_http_server;
+typedef struct proxy_http_exchange proxy_http_exchange;
+
+typedef void (*proxy_http_handler_cb)(proxy_http_exchange *ex, void *data);
+/* Renders the body of an error the server answers itself (body starts empty;
+ * leave it empty for a plain-text reason). */
+typedef void (*proxy_http_error_cb)(int status, const char *reason, const proxy_peer *peer,
+                                    ward_buf *body, void *data);
+typedef void (*proxy_done_cb)(void *data);
+
+typedef struct proxy_http_server_options {
+    proxy_http_limits limits;
+    uint64_t header_timeout_ms; /* the TLS handshake and a whole request head, from its first
+                                   byte: 0 = 10 s; then 408 (or a silent close before any byte) */
+    uint64_t body_timeout_ms;   /* the whole body, from the end of the head: 0 = 10 s; then 408 */
+    uint64_t idle_timeout_ms;   /* keep-alive wait for the next request: 0 = 60 s */
+    uint64_t write_timeout_ms;  /* a peer that stops reading responses: 0 = 30 s */
+    size_t max_connections;     /* 0 = 4096; beyond, new connections are closed at once */
+    proxy_http_handler_cb handler;
+    proxy_http_error_cb on_error; /* optional */
+    const char *error_content_type; /* of bodies on_error renders; NULL = text/plain */
+    void *data;
+} proxy_http_server_options;
+
+int proxy_http_server_new(uv_loop_t *loop, const proxy_http_server_options *opts,
+                          proxy_http_server **out);
+/* "ADDR:PORT" (port 0 = any free port, see proxy_http_server_port). */
+int proxy_http_server_listen_tcp(proxy_http_server *s, const char *addr_port, ward_err *err);
+/* A Unix socket created with mode 0600 (a stale socket file is replaced;
+ * another existing file is an error). */
+int proxy_http_server_listen_unix(proxy_http_server *s, const char *path, ward_err *err);
+int proxy_http_server_port(const proxy_http_server *s);
+/* TLS for connections accepted from now on (a reference is taken; NULL =
+ * plaintext). */
+void proxy_http_server_set_tls(proxy_http_server *s, proxy_tls_ctx *tls);
+size_t proxy_http_server_connections(const proxy_http_server *s);
+/* Stops accepting; idle connections close now, busy ones after their current
+ * response (or their deadline). cb runs once everything is closed and the
+ * server freed. force: close every connection now. */
+void proxy_http_server_close(proxy_http_server *s, bool force, proxy_done_cb cb, void *data);
+
+const proxy_http_request *proxy_http_exchange_request(const proxy_http_exchange *ex);
+proxy_slice proxy_http_exchange_body(const proxy_http_exchange *ex);
+/* Who sent it (a copy that lives as long as the exchange). */
+const proxy_peer *proxy_http_exchange_peer(const proxy_http_exchange *ex);
+/* Close the connection after this response. */
+void proxy_http_exchange_set_close(proxy_http_exchange *ex);
+/* Answers and frees the exchange (also when its connection is already gone:
+ * then nothing is sent). The body is not sent for HEAD requests. Invalid
+ * headers answer 500 instead and return WARD_EINVAL. */
+int proxy_http_respond(proxy_http_exchange *ex, int status, const proxy_header *headers, size_t n,
+                       const void *body, size_t len);
+
+#endif
