@@ -292,6 +292,13 @@ def cmd_report(argv):
                                capture_output=True, text=True).stdout.strip()
         if dirty:
             commit += " (working tree with uncommitted changes)"
+        # other benchmarks' sections (from "## Identity" on) are kept as they are
+        tail = ""
+        if os.path.exists(md):
+            old = open(md).read()
+            at = old.find("\n## Identity")
+            if at >= 0:
+                tail = old[at:]
         with open(md, "w") as f:
             f.write(RESULTS_HEAD)
             f.write("## Latest run\n\n")
@@ -299,6 +306,7 @@ def cmd_report(argv):
             f.write("- Command: `make bench` (bench/run.sh → bench/policy_bench.sh), one core "
                     "(`taskset`), %s s per size\n\n" % os.environ.get("BENCH_SECONDS", "?"))
             f.write(report + "\n\n" + RESULTS_NOTES)
+            f.write(tail)
     return 0 if all(ok is not False for _, _, ok in checks) else 3
 
 

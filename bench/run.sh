@@ -11,4 +11,11 @@ case "$rc" in
 3) echo "bench: some targets missed (see the table above)" ;;
 *) echo "bench: policy_bench.sh failed (exit $rc)" ;;
 esac
+
+echo
+echo "### identity service (bench/identity_bench.sh)"
+irc=0
+bench/identity_bench.sh "$@" || irc=$?
+[ "$irc" -eq 0 ] || echo "bench: identity_bench.sh exit $irc"
+[ "$rc" -ne 0 ] || rc=$irc
 exit "$rc"
