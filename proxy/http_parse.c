@@ -143,15 +143,14 @@ static int refuse(proxy_http_parser *p, int status, const char *reason)
 
 /* ---- the request line ------------------------------------------------------------ */
 
-static int check_target(proxy_http_parser *p, const char *t, size_t len, bool connect,
-                        bool options)
+static int check_target(proxy_http_parser *p, const char *t, size_t len, bool connect, bool options)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)t[i];
         if (!is_uri_char(c))
             return refuse(p, 400, "invalid character in request target");
-        if (c == '%' && (i + 2 >= len || !is_hex((unsigned char)t[i + 1]) ||
-                         !is_hex((unsigned char)t[i + 2])))
+        if (c == '%' &&
+            (i + 2 >= len || !is_hex((unsigned char)t[i + 1]) || !is_hex((unsigned char)t[i + 2])))
             return refuse(p, 400, "malformed percent-encoding in request target");
     }
     if (connect) {

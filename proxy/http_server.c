@@ -1,14 +1,17 @@
-/* http_server.c - HTTP/1.1 servers: listeners, keep-alive connections, deadlines, exchanges and responses */
+/* http_server.c - HTTP/1.1 servers: listeners, keep-alive, deadlines, exchanges, responses */
 #include "proxy/proxy_int.h"
 
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 #include <errno.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LINGER_MS      2000               /* after an answer that closes */
+#define LINGER_MS      2000                /* after an answer that closes */
 #define WRITE_HIGH     ((size_t)256 << 10) /* unread responses before reading stops */
 #define READ_AHEAD_MAX ((size_t)64 << 10)  /* pipelined bytes buffered while busy */
 
@@ -53,6 +56,11 @@ struct conn {
     bool peer_eof;
     proxy_http_request req;
     proxy_http_exchange *ex;
+    /* the last successful peer check: its bundle snapshot, the ID, and the
+     * time window in which every certificate of the chain is valid */
+    ident_bundle *v_bundle;
+    char *v_id;
+    time_t v_from, v_until;
 };
 
 struct proxy_http_exchange {
@@ -61,7 +69,8 @@ struct proxy_http_exchange {
     proxy_slice body;
     proxy_peer peer;
     bool close, head;
-    size_t consumed; /* bytes of the connection's input this request used */
+    size_t consumed;  /* bytes of the connection's input this request used */
+    size_t block_len; /* bytes after the struct: headers and request */
     /* then: the headers, then the request's bytes (one block, freed once) */
 };
 
@@ -95,6 +104,8 @@ static void exchange_free(proxy_http_exchange *ex)
 {
     sk_X509_pop_free(ex->peer.chain, X509_free);
     free(ex->peer.spiffe_id);
+    /* requests carry credentials (tokens, Authorization): wiped, not just freed */
+    OPENSSL_cleanse(ex + 1, ex->block_len);
     free(ex);
 }
 
@@ -125,6 +136,7 @@ static proxy_http_exchange *exchange_new(conn *c, const proxy_http_request *r, s
     ex->body.ptr = bytes + r->head_len;
     ex->body.len = body_len;
     ex->consumed = total;
+    ex->block_len = hsize + total;
     ex->head = r->method.len == 4 && memcmp(r->method.ptr, "HEAD", 4) == 0;
     ex->c = c;
     if (peer_copy(&ex->peer, proxy_stream_peer(c->st)) < 0) {
@@ -152,6 +164,63 @@ const proxy_peer *proxy_http_exchange_peer(const proxy_http_exchange *ex)
 void proxy_http_exchange_set_close(proxy_http_exchange *ex)
 {
     ex->close = true;
+}
+
+static int asn1_time_get(const ASN1_TIME *t, time_t *out)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return WARD_EINVAL;
+    *out = timegm(&tm);
+    return 0;
+}
+
+/* When every certificate of the chain is valid: [*from, *until). */
+static int chain_window(STACK_OF(X509) * chain, time_t *from, time_t *until)
+{
+    *from = 0;
+    *until = (time_t)INT64_MAX;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        time_t nb, na;
+        X509 *x = sk_X509_value(chain, i);
+        if (asn1_time_get(X509_get0_notBefore(x), &nb) < 0 ||
+            asn1_time_get(X509_get0_notAfter(x), &na) < 0)
+            return WARD_EINVAL;
+        if (nb > *from)
+            *from = nb;
+        if (na < *until)
+            *until = na;
+    }
+    return 0;
+}
+
+int proxy_http_exchange_verify_peer(proxy_http_exchange *ex, ident_bundle *bundle, time_t now,
+                                    char *id, ward_err *why)
+{
+    conn *c = ex->c;
+    if (c != NULL && c->v_bundle == bundle && c->v_id != NULL && ex->peer.chain != NULL &&
+        now >= c->v_from && now < c->v_until) {
+        snprintf(id, IDENT_ID_MAX, "%s", c->v_id);
+        return 0;
+    }
+    int rc = proxy_peer_verify(&ex->peer, bundle, now, id, why);
+    if (rc < 0 || c == NULL)
+        return rc;
+    time_t from, until;
+    char *copy = strdup(id);
+    if (copy == NULL || chain_window(ex->peer.chain, &from, &until) < 0) {
+        free(copy);
+        return rc; /* verified, just not remembered */
+    }
+    if (c->v_bundle != NULL)
+        ident_bundle_unref(c->v_bundle);
+    free(c->v_id);
+    ident_bundle_ref(bundle);
+    c->v_bundle = bundle;
+    c->v_id = copy;
+    c->v_from = from;
+    c->v_until = until;
+    return rc;
 }
 
 /* ---- connections -------------------------------------------------------------------------- */
@@ -218,8 +287,8 @@ static void process(conn *c)
     if (c->processing)
         return;
     c->processing = true;
-    while (!proxy_stream_is_closing(c->st) && c->state != C_CLOSING &&
-           c->state != C_DISPATCHED && !c->write_blocked) {
+    while (!proxy_stream_is_closing(c->st) && c->state != C_CLOSING && c->state != C_DISPATCHED &&
+           !c->write_blocked) {
         if (c->state == C_HEAD) {
             if (c->in.len == 0) {
                 if (c->peer_eof || srv->closing)
@@ -320,8 +389,8 @@ static void on_drain(proxy_stream *st, void *data)
     if (!c->write_blocked)
         return;
     c->write_blocked = false;
-    proxy_stream_set_timeout(st, c->in.len ? c->srv->o.header_timeout_ms
-                                           : c->srv->o.idle_timeout_ms);
+    proxy_stream_set_timeout(st,
+                             c->in.len ? c->srv->o.header_timeout_ms : c->srv->o.idle_timeout_ms);
     c->started = c->in.len > 0;
     proxy_stream_read_resume(st);
     process(c);
@@ -344,6 +413,9 @@ static void on_close(proxy_stream *st, void *data)
     srv->n_conns--;
     proxy_http_parser_free(c->parser);
     ward_buf_dispose(&c->in);
+    if (c->v_bundle != NULL)
+        ident_bundle_unref(c->v_bundle);
+    free(c->v_id);
     free(c);
     maybe_finish(srv);
 }
@@ -375,6 +447,7 @@ int proxy_http_respond(proxy_http_exchange *ex, int status, const proxy_header *
     if (!ex->head && len > 0)
         ward_buf_append(&out, body, len);
     c->ex = NULL;
+    OPENSSL_cleanse(c->in.ptr, ex->consumed);
     if (ex->consumed < c->in.len)
         memmove(c->in.ptr, c->in.ptr + ex->consumed, c->in.len - ex->consumed);
     c->in.len -= ex->consumed;

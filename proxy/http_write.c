@@ -80,8 +80,8 @@ int proxy_http_response_head(ward_buf *out, int status, const proxy_header *head
         WARD_TRY(ward_buf_append(out, "\r\n", 2));
     }
     if (status >= 200 && status != 204 && status != 304)
-        WARD_TRY(ward_buf_printf(out, "Content-Length: %llu\r\n",
-                                 (unsigned long long)content_length));
+        WARD_TRY(
+            ward_buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long)content_length));
     if (close)
         WARD_TRY(ward_buf_puts(out, "Connection: close\r\n"));
     else if (keep_alive_10)

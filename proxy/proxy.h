@@ -1,4 +1,4 @@
-/* proxy.h - the network base: strict HTTP/1.1 request parsing, responses, TLS over libuv streams, HTTP servers with deadlines */
+/* proxy.h - the network base: HTTP/1.1 parsing, TLS over libuv streams, HTTP servers */
 #ifndef PROXY_H
 #define PROXY_H
 
@@ -22,7 +22,7 @@ typedef struct proxy_slice {
 } proxy_slice;
 
 typedef struct proxy_header {
-    proxy_slice name; /* as sent (a token); compare case-insensitively */
+    proxy_slice name;  /* as sent (a token); compare case-insensitively */
     proxy_slice value; /* leading and trailing whitespace removed */
 } proxy_header;
 
@@ -63,13 +63,13 @@ typedef enum proxy_http_body_kind {
 /* A parsed head. Every slice points into the buffer given to the parser. */
 typedef struct proxy_http_request {
     proxy_slice method;
-    proxy_slice target;    /* the request-target as sent */
+    proxy_slice target; /* the request-target as sent */
     proxy_http_target_form target_form;
     proxy_slice authority; /* absolute- and authority-form, else absent */
-    proxy_slice path;      /* origin- and absolute-form: up to '?' (may be empty in absolute-form) */
-    proxy_slice query;     /* after '?', absent if there is no '?' */
-    int version_minor;     /* HTTP/1.0 or HTTP/1.1 */
-    proxy_slice host;      /* the Host field (required and unique in HTTP/1.1) */
+    proxy_slice path;  /* origin- and absolute-form: up to '?' (may be empty in absolute-form) */
+    proxy_slice query; /* after '?', absent if there is no '?' */
+    int version_minor; /* HTTP/1.0 or HTTP/1.1 */
+    proxy_slice host;  /* the Host field (required and unique in HTTP/1.1) */
     const proxy_header *headers;
     size_t n_headers;
     proxy_http_body_kind body_kind;
@@ -150,10 +150,10 @@ typedef struct proxy_tls_options {
     const char *chain_pem; /* our certificate, leaf first, then intermediates; NULL = none
                               (only for clients) */
     size_t chain_len;
-    EVP_PKEY *key;         /* its private key (a reference is taken) */
-    ident_bundle *bundle;  /* trust anchors for peers (REQUIRED; a reference is taken) */
+    EVP_PKEY *key;        /* its private key (a reference is taken) */
+    ident_bundle *bundle; /* trust anchors for peers (REQUIRED; a reference is taken) */
     proxy_tls_peer_mode peer;
-    bool allow_tls12;      /* false: TLS 1.3 only */
+    bool allow_tls12; /* false: TLS 1.3 only */
 } proxy_tls_options;
 
 typedef struct proxy_tls_ctx proxy_tls_ctx;
@@ -174,8 +174,8 @@ typedef struct proxy_peer {
     gid_t gid;
     pid_t pid;
     bool tls;
-    STACK_OF(X509) *chain; /* TLS: the certificates the peer presented, leaf first, or NULL */
-    char *spiffe_id;       /* REQUIRED mode: the verified peer ID, else NULL */
+    STACK_OF(X509) * chain; /* TLS: the certificates the peer presented, leaf first, or NULL */
+    char *spiffe_id;        /* REQUIRED mode: the verified peer ID, else NULL */
 } proxy_peer;
 
 /* Checks the peer's certificate chain as an X509-SVID against `bundle` at
@@ -222,8 +222,9 @@ typedef struct proxy_stream_cbs {
  * plaintext). */
 int proxy_stream_accept(uv_stream_t *listener, proxy_tls_ctx *tls, const proxy_stream_cbs *cbs,
                         void *data, proxy_stream **out);
-/* Connects to addr (tls NULL = plaintext). With tls in REQUIRED mode and
- * expected_id non-NULL, the server's SPIFFE ID must equal it byte for byte. */
+/* Connects to addr (tls NULL = plaintext). With expected_id non-NULL (only
+ * with a REQUIRED-mode context, else WARD_EINVAL), the server's SPIFFE ID must
+ * equal it byte for byte. */
 int proxy_stream_connect(uv_loop_t *loop, const struct sockaddr *addr, proxy_tls_ctx *tls,
                          const char *expected_id, const proxy_stream_cbs *cbs, void *data,
                          proxy_stream **out);
@@ -277,7 +278,7 @@ typedef struct proxy_http_server_options {
     uint64_t write_timeout_ms;  /* a peer that stops reading responses: 0 = 30 s */
     size_t max_connections;     /* 0 = 4096; beyond, new connections are closed at once */
     proxy_http_handler_cb handler;
-    proxy_http_error_cb on_error; /* optional */
+    proxy_http_error_cb on_error;   /* optional */
     const char *error_content_type; /* of bodies on_error renders; NULL = text/plain */
     void *data;
 } proxy_http_server_options;
@@ -303,6 +304,12 @@ const proxy_http_request *proxy_http_exchange_request(const proxy_http_exchange 
 proxy_slice proxy_http_exchange_body(const proxy_http_exchange *ex);
 /* Who sent it (a copy that lives as long as the exchange). */
 const proxy_peer *proxy_http_exchange_peer(const proxy_http_exchange *ex);
+/* proxy_peer_verify on the exchange's peer, remembered by its connection:
+ * later requests on the same connection, checked against the same bundle
+ * snapshot while every certificate of the chain is still valid, get the same
+ * answer without another signature check. Failures are not remembered. */
+int proxy_http_exchange_verify_peer(proxy_http_exchange *ex, ident_bundle *bundle, time_t now,
+                                    char *id, ward_err *why);
 /* Close the connection after this response. */
 void proxy_http_exchange_set_close(proxy_http_exchange *ex);
 /* Answers and frees the exchange (also when its connection is already gone:

@@ -1,4 +1,4 @@
-/* proxy_int.h - internals shared inside proxy/: the TLS context's OpenSSL side and per-connection checks */
+/* proxy_int.h - internals shared inside proxy/: the OpenSSL side of TLS contexts */
 #ifndef PROXY_INT_H
 #define PROXY_INT_H
 
@@ -19,5 +19,6 @@ typedef struct proxy_tls_check {
 /* A new SSL for one connection of this context (accept or connect state). */
 SSL *proxy_tls_ctx_ssl_new(proxy_tls_ctx *t);
 bool proxy_tls_ctx_is_server(const proxy_tls_ctx *t);
+proxy_tls_peer_mode proxy_tls_ctx_peer_mode(const proxy_tls_ctx *t);
 
 #endif

@@ -549,7 +549,8 @@ int proxy_stream_connect(uv_loop_t *loop, const struct sockaddr *addr, proxy_tls
         return WARD_ENOMEM;
     WARD_TRY(handles_init(s, loop, false));
     if (tls != NULL) {
-        if (proxy_tls_ctx_is_server(tls)) {
+        if (proxy_tls_ctx_is_server(tls) ||
+            (expected_id != NULL && proxy_tls_ctx_peer_mode(tls) != PROXY_TLS_PEER_REQUIRED)) {
             rc = WARD_EINVAL;
             goto fail;
         }
@@ -565,7 +566,8 @@ fail:
     return rc;
 }
 
-/* ---- flow control and shutdown ------------------------------------------------------------------ */
+/* ---- flow control and shutdown ------------------------------------------------------------------
+ */
 
 void proxy_stream_read_pause(proxy_stream *s)
 {
@@ -625,7 +627,8 @@ void proxy_stream_shutdown(proxy_stream *s, uint64_t linger_ms)
     uv_timer_start(&s->timer, timer_cb, linger_ms ? linger_ms : 1, 0);
 }
 
-/* ---- accessors ------------------------------------------------------------------------------------ */
+/* ---- accessors
+ * ------------------------------------------------------------------------------------ */
 
 bool proxy_stream_handshake_done(const proxy_stream *s)
 {

@@ -1,4 +1,4 @@
-/* tls.c - TLS contexts: our SVID and key, TLS 1.3, peers checked only as X509-SVIDs against a SPIFFE bundle */
+/* tls.c - TLS contexts: our SVID and key, TLS 1.3, peers checked only against a SPIFFE bundle */
 #include "proxy/proxy_int.h"
 
 #include <openssl/err.h>
@@ -50,7 +50,7 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
     }
     for (int i = 0; untrusted != NULL && i < sk_X509_num(untrusted); i++) {
         X509 *c = sk_X509_value(untrusted, i);
-        if (c != leaf && !sk_X509_push(chain, c)) {
+        if (X509_cmp(c, leaf) != 0 && !sk_X509_push(chain, c)) {
             ward_err_set(&why, "out of memory");
             goto done;
         }
@@ -153,8 +153,8 @@ int proxy_tls_ctx_new(const proxy_tls_options *o, proxy_tls_ctx **out, ward_err 
         goto fail;
     }
     SSL_CTX_set_min_proto_version(t->ssl, o->allow_tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
-    SSL_CTX_set_options(t->ssl, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
-                                    SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_options(t->ssl, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                    SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_session_cache_mode(t->ssl, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(t->ssl, 0);
     SSL_CTX_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
@@ -220,6 +220,11 @@ SSL *proxy_tls_ctx_ssl_new(proxy_tls_ctx *t)
 bool proxy_tls_ctx_is_server(const proxy_tls_ctx *t)
 {
     return t->server;
+}
+
+proxy_tls_peer_mode proxy_tls_ctx_peer_mode(const proxy_tls_ctx *t)
+{
+    return t->peer;
 }
 
 int proxy_peer_verify(const proxy_peer *peer, const ident_bundle *bundle, time_t now, char *id,

@@ -1,4 +1,4 @@
-/* admin.c - wardd's admin API over its Unix socket: join tokens (create, revoke) and recent issuance, for the operator only */
+/* admin.c - wardd's admin API on its Unix socket: join tokens and recent issuance */
 #include "cmd/wardd/wardd.h"
 
 #include <openssl/crypto.h>
@@ -118,7 +118,8 @@ refuse:
     wardd_reply_refusal(ex, &why);
 }
 
-/* ---- DELETE /v1/admin/tokens/<token> ----------------------------------------------------------- */
+/* ---- DELETE /v1/admin/tokens/<token> -----------------------------------------------------------
+ */
 
 static int hexval(char c)
 {
@@ -181,7 +182,8 @@ refuse:
     wardd_reply_refusal(ex, &why);
 }
 
-/* ---- GET /v1/admin/issuance?limit=N -------------------------------------------------------------- */
+/* ---- GET /v1/admin/issuance?limit=N
+ * -------------------------------------------------------------- */
 
 static void issuance(wardd *d, proxy_http_exchange *ex)
 {
@@ -219,7 +221,8 @@ static void issuance(wardd *d, proxy_http_exchange *ex)
     ward_buf_dispose(&out);
 }
 
-/* ---- routing -------------------------------------------------------------------------------------------- */
+/* ---- routing
+ * -------------------------------------------------------------------------------------------- */
 
 void wardd_admin_handle(proxy_http_exchange *ex, void *data)
 {

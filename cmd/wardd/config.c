@@ -1,4 +1,4 @@
-/* config.c - wardd's flags and its YAML configuration file: strict keys, bounded numbers, durations with units */
+/* config.c - wardd's flags and YAML config file: strict keys, bounded numbers, durations */
 #include "cmd/wardd/wardd.h"
 
 #include <stdio.h>
@@ -174,10 +174,14 @@ static const struct {
     const char *flag;
     const char *key;
 } flags[] = {
-    {"--trust-domain", "trust_domain"},   {"--data-dir", "data_dir"},
-    {"--listen", "listen"},               {"--admin-socket", "admin_socket"},
-    {"--ca-ttl", "ca_ttl"},               {"--svid-ttl", "svid_ttl"},
-    {"--upstream-cert", "upstream_cert"}, {"--upstream-key", "upstream_key"},
+    {"--trust-domain", "trust_domain"},
+    {"--data-dir", "data_dir"},
+    {"--listen", "listen"},
+    {"--admin-socket", "admin_socket"},
+    {"--ca-ttl", "ca_ttl"},
+    {"--svid-ttl", "svid_ttl"},
+    {"--upstream-cert", "upstream_cert"},
+    {"--upstream-key", "upstream_key"},
 };
 
 int wardd_config_parse(int argc, char **argv, wardd_config *cfg, ward_err *err)

@@ -1,4 +1,4 @@
-/* events.c - wardd's event log: one JSON line per issuance and refusal (events.jsonl and stderr), recent issuance */
+/* events.c - wardd's event log: JSON lines of issuance and refusals, recent issuance */
 #include "cmd/wardd/wardd.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* main.c - wardd: start the identity service (CA, tokens, HTTPS and admin listeners), tick rotation, stop on signals */
+/* main.c - wardd: start the identity service, tick CA rotation, stop on signals */
 #include "cmd/wardd/wardd.h"
 
 #include <errno.h>
@@ -11,8 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define TICK_MS       1000 /* CA rotation and server SVID checks */
-#define SHUTDOWN_MS   5000 /* in-flight requests get this long after a signal */
+#define TICK_MS     1000 /* CA rotation and server SVID checks */
+#define SHUTDOWN_MS 5000 /* in-flight requests get this long after a signal */
 
 static wardd the; /* one daemon per process; large (rate table), so not on the stack */
 

@@ -1,4 +1,4 @@
-/* reply.c - wardd's HTTP plumbing: JSON answers and errors, strict JSON request bodies, the layer's own errors */
+/* reply.c - wardd's HTTP plumbing: JSON answers and errors, strict JSON bodies */
 #include "cmd/wardd/wardd.h"
 
 #include <openssl/crypto.h>
@@ -129,7 +129,8 @@ static bool is_json_type(proxy_slice ct)
 static bool has_escaped_nul(const char *s, size_t len)
 {
     for (size_t i = 0; i + 6 <= len; i++)
-        if (s[i] == '\\' && (s[i + 1] == 'u' || s[i + 1] == 'U') && memcmp(s + i + 2, "0000", 4) == 0)
+        if (s[i] == '\\' && (s[i + 1] == 'u' || s[i + 1] == 'U') &&
+            memcmp(s + i + 2, "0000", 4) == 0)
             return true;
     return false;
 }

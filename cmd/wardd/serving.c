@@ -1,8 +1,9 @@
-/* serving.c - wardd's own SVID (spiffe://TD/ward/server) and TLS context, the CA rotation tick, the served bundle */
+/* serving.c - wardd's own SVID and TLS context, the CA rotation tick, the bundle */
 #include "cmd/wardd/wardd.h"
 
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,38 +40,107 @@ static void ca_key_id(X509 *ca, char *out, size_t size)
     hex(md, n > 20 ? 20 : n, out, size);
 }
 
+/* The first PEM certificate as DER (malloc'ed). */
+static unsigned char *pem_first_der(const char *pem, size_t len, int *der_len)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    static const char end[] = "-----END CERTIFICATE-----";
+    const char *b = memmem(pem, len, begin, sizeof(begin) - 1);
+    if (b == NULL)
+        return NULL;
+    b += sizeof(begin) - 1;
+    const char *e = memmem(b, len - (size_t)(b - pem), end, sizeof(end) - 1);
+    if (e == NULL || e - b > INT32_MAX / 2)
+        return NULL;
+    unsigned char *der = malloc((size_t)(e - b));
+    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+    int n = 0, fin = 0;
+    if (der == NULL || ctx == NULL)
+        goto fail;
+    EVP_DecodeInit(ctx);
+    if (EVP_DecodeUpdate(ctx, der, &n, (const unsigned char *)b, (int)(e - b)) < 0 ||
+        EVP_DecodeFinal(ctx, der + n, &fin) < 0)
+        goto fail;
+    EVP_ENCODE_CTX_free(ctx);
+    *der_len = n + fin;
+    return der;
+fail:
+    EVP_ENCODE_CTX_free(ctx);
+    free(der);
+    return NULL;
+}
+
+/* Enters (or with skip, steps over) one DER element; WARD_EINVAL when malformed. */
+static int der_next(const unsigned char **p, const unsigned char *end, bool skip, int want_tag)
+{
+    long len;
+    int tag, cls;
+    const unsigned char *q = *p;
+    int r = ASN1_get_object(&q, &len, &tag, &cls, end - *p);
+    if ((r & 0x80) || (want_tag >= 0 && tag != want_tag) || len > end - q)
+        return WARD_EINVAL;
+    *p = skip ? q + len : q;
+    return 0;
+}
+
 int wardd_leaf_info(const char *pem, size_t len, wardd_leaf *out)
 {
-    int rc = WARD_EINVAL;
+    /* A walk over the TBSCertificate: X509 parsing would also decode the public
+     * key, which OpenSSL 3.0 makes the most expensive step of an issuance. */
+    int rc = WARD_EINVAL, der_len = 0;
     memset(out, 0, sizeof(*out));
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    unsigned char *der = pem_first_der(pem, len, &der_len);
+    ASN1_INTEGER *serial = NULL;
+    ASN1_TIME *nb = NULL, *na = NULL;
     BIGNUM *bn = NULL;
     char *h = NULL;
-    if (x == NULL)
+    if (der == NULL)
         goto fail;
-    if (asn1_time(X509_get0_notBefore(x), &out->not_before) < 0 ||
-        asn1_time(X509_get0_notAfter(x), &out->not_after) < 0)
+    const unsigned char *p = der, *end = der + der_len;
+    if (der_next(&p, end, false, V_ASN1_SEQUENCE) < 0 || /* Certificate */
+        der_next(&p, end, false, V_ASN1_SEQUENCE) < 0)   /* TBSCertificate */
         goto fail;
-    bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    if (p < end && *p == 0xa0 && der_next(&p, end, true, -1) < 0) /* [0] version */
+        goto fail;
+    if ((serial = d2i_ASN1_INTEGER(NULL, &p, end - p)) == NULL ||
+        der_next(&p, end, true, V_ASN1_SEQUENCE) < 0 ||  /* signature */
+        der_next(&p, end, true, V_ASN1_SEQUENCE) < 0 ||  /* issuer */
+        der_next(&p, end, false, V_ASN1_SEQUENCE) < 0 || /* validity */
+        (nb = d2i_ASN1_TIME(NULL, &p, end - p)) == NULL ||
+        (na = d2i_ASN1_TIME(NULL, &p, end - p)) == NULL)
+        goto fail;
+    if (asn1_time(nb, &out->not_before) < 0 || asn1_time(na, &out->not_after) < 0)
+        goto fail;
+    bn = ASN1_INTEGER_to_BN(serial, NULL);
     h = bn ? BN_bn2hex(bn) : NULL;
     if (h == NULL)
         goto fail;
-    for (char *p = h; *p; p++)
-        if (*p >= 'A' && *p <= 'F')
-            *p = (char)(*p - 'A' + 'a');
+    for (char *c = h; *c; c++)
+        if (*c >= 'A' && *c <= 'F')
+            *c = (char)(*c - 'A' + 'a');
     snprintf(out->serial, sizeof(out->serial), "%s", h);
-    const ASN1_OCTET_STRING *akid = X509_get0_authority_key_id(x);
-    if (akid != NULL)
-        hex(ASN1_STRING_get0_data(akid), (size_t)ASN1_STRING_length(akid), out->issuer_key_id,
-            sizeof(out->issuer_key_id));
     rc = 0;
 fail:
     OPENSSL_free(h);
     BN_free(bn);
+    ASN1_INTEGER_free(serial);
+    ASN1_TIME_free(nb);
+    ASN1_TIME_free(na);
+    free(der);
+    return rc;
+}
+
+/* The authority key identifier of the first certificate (full parse; rare). */
+static void issuer_key_id(const char *pem, size_t len, char *out, size_t size)
+{
+    out[0] = '\0';
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    const ASN1_OCTET_STRING *akid = x ? X509_get0_authority_key_id(x) : NULL;
+    if (akid != NULL)
+        hex(ASN1_STRING_get0_data(akid), (size_t)ASN1_STRING_length(akid), out, size);
     X509_free(x);
     BIO_free(bio);
-    return rc;
 }
 
 int wardd_bundle_refresh(wardd *d, ward_err *err)
@@ -116,7 +186,7 @@ int wardd_serving_refresh(wardd *d, time_t now, bool force, ward_err *err)
         proxy_http_server_set_tls(d->api, tls);
     time_t life = leaf.not_after - leaf.not_before;
     d->svid_renew_at = leaf.not_before + life / 2;
-    snprintf(d->svid_issuer, sizeof(d->svid_issuer), "%s", leaf.issuer_key_id);
+    issuer_key_id(chain.ptr, chain.len, d->svid_issuer, sizeof(d->svid_issuer));
     char exp[32];
     wardd_time_format(leaf.not_after, exp, sizeof(exp));
     cJSON *ev = wardd_event_new("svid.issued");

@@ -1,4 +1,4 @@
-/* wardd.h - internals of wardd, the identity service: configuration, state, event log, API handlers */
+/* wardd.h - internals of wardd: configuration, state, event log, API handlers */
 #ifndef WARDD_H
 #define WARDD_H
 
@@ -17,8 +17,8 @@
 typedef struct wardd_config {
     char *trust_domain;
     char *data_dir;
-    char *listen;       /* "127.0.0.1:8443" */
-    char *admin_socket; /* DIR/admin.sock */
+    char *listen;                                             /* "127.0.0.1:8443" */
+    char *admin_socket;                                       /* DIR/admin.sock */
     uint64_t ca_ttl_s, svid_ttl_s, svid_ttl_max_s, jwt_ttl_s; /* 0 = the CA's defaults */
     char *upstream_cert, *upstream_key;
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms;
@@ -49,12 +49,12 @@ typedef struct wardd {
     char server_id[IDENT_ID_MAX]; /* spiffe://TD/ward/server */
     ident_ca *ca;
     ident_tokens *tokens;
-    ident_bundle *bundle;  /* the current bundle */
-    ward_buf bundle_json;  /* ... as served */
+    ident_bundle *bundle; /* the current bundle */
+    ward_buf bundle_json; /* ... as served */
     proxy_http_server *api, *admin;
-    proxy_tls_ctx *tls;    /* what the API serves (its SVID) */
-    time_t svid_renew_at;  /* re-mint the server SVID from then on */
-    char svid_issuer[96];  /* key id of the CA that signed it */
+    proxy_tls_ctx *tls;   /* what the API serves (its SVID) */
+    time_t svid_renew_at; /* re-mint the server SVID from then on */
+    char svid_issuer[96]; /* key id of the CA that signed it */
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
     bool stopping;
@@ -101,12 +101,12 @@ int wardd_bundle_refresh(wardd *d, ward_err *err);
  * certificate of chain). */
 typedef struct wardd_leaf {
     time_t not_before, not_after;
-    char serial[80];        /* lowercase hex */
-    char issuer_key_id[96]; /* authority key identifier, lowercase hex */
+    char serial[80]; /* lowercase hex */
 } wardd_leaf;
 int wardd_leaf_info(const char *pem, size_t len, wardd_leaf *out);
 
-/* ---- HTTP helpers (reply.c) ------------------------------------------------------------------------ */
+/* ---- HTTP helpers (reply.c)
+ * ------------------------------------------------------------------------ */
 
 /* Answers {"error": code, "message": ...} with Content-Type application/json. */
 void wardd_reply_error(proxy_http_exchange *ex, int status, const char *code, const char *fmt, ...)
@@ -138,7 +138,8 @@ void wardd_http_error(int status, const char *reason, const proxy_peer *peer, wa
 bool wardd_path_is(const proxy_http_request *r, const char *lit);
 bool wardd_method_is(const proxy_http_request *r, const char *lit);
 
-/* ---- the workload API (api.c) and the admin API (admin.c) --------------------------------------- */
+/* ---- the workload API (api.c) and the admin API (admin.c) ---------------------------------------
+ */
 
 void wardd_api_handle(proxy_http_exchange *ex, void *data);
 void wardd_admin_handle(proxy_http_exchange *ex, void *data);

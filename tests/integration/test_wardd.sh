@@ -300,6 +300,17 @@ expect_match "... with a PEM chain" 'BEGIN CERTIFICATE' "$(cat "$TMP/w1.pem")"
 expect_match "... and the bundle" '"spiffe_sequence"' "$(jget bundle <"$TMP/attest.json")"
 expect_eq "the SVID passes an independent check (one URI SAN, CA=false, KU, EKU, chain, key)" ok \
     "$(check_svid "$TMP/w1.pem" "$TMP/w1.key" "$PAY" "$TMP/bundle.json")"
+meta=$(python3 - "$TMP/w1.pem" "$TMP/attest.json" <<'EOF'
+import json, sys
+from cryptography import x509
+leaf = x509.load_pem_x509_certificate(open(sys.argv[1], "rb").read())
+na = getattr(leaf, "not_valid_after_utc", None) or leaf.not_valid_after
+print(na.strftime("%Y-%m-%dT%H:%M:%SZ"), json.load(open(sys.argv[2]))["expires_at"], "%x" % leaf.serial_number)
+EOF
+)
+read -r cert_exp resp_exp serial <<<"$meta"
+expect_eq "expires_at is the certificate's notAfter" "$cert_exp" "$resp_exp"
+expect_match "svid.issued names the certificate's serial" "\"serial\":\"0*$serial\"" "$(cat "$D/events.jsonl")"
 expect_match "openssl verifies the SVID against bundle.pem" ': OK$' \
     "$(openssl verify -CAfile "$TMP/bundle.pem" -purpose sslclient "$TMP/w1.pem" 2>&1)"
 
@@ -481,6 +492,7 @@ expect_match "svid.issued is logged with serial and expiry" '"event":"svid.issue
 expect_match "token.refused is logged with error and message" '"event":"token.refused".*"error":"token_used","message":' "$(cat "$EV")"
 expect_match "token.created is logged" '"event":"token.created"' "$(cat "$EV")"
 expect_match "jwt.issued is logged" '"event":"jwt.issued"' "$(cat "$EV")"
+expect_match "refusals by the HTTP layer are logged (http.refused)" '"event":"http.refused","status":413,"error":"body_too_large"' "$(cat "$EV")"
 expect_match "svid.refused is logged for a bad CSR" '"event":"svid.refused".*CA=true' "$(cat "$EV")"
 bad_lines=$(python3 -c 'import json,sys
 n = 0
@@ -553,6 +565,27 @@ admin GET '/v1/admin/issuance?limit=1000'
 expect_match "recent issuance survives the restart" '"via":"attest"' "$BODY"
 stop_wardd
 expect_eq "wardd stops cleanly again" 0 "$STOP_RC"
+
+# ---- an operator's upstream CA --------------------------------------------------------------------------
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=upstream -days 30 \
+    -keyout "$TMP/up.key" -out "$TMP/up.pem" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+if launch "$TMP/updata" "$TMP/up.log" --upstream-cert "$TMP/up.pem" --upstream-key "$TMP/up.key"; then
+    UPID=$LPID
+    timeout 10 openssl s_client -connect "127.0.0.1:$LPORT" -showcerts </dev/null 2>/dev/null |
+        sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' >"$TMP/upchain.pem"
+    expect_match "under an upstream CA the served chain verifies to the upstream root" ': OK$' \
+        "$(openssl verify -CAfile "$TMP/up.pem" -untrusted "$TMP/upchain.pem" "$TMP/upchain.pem" 2>&1)"
+    timeout 15 curl -sk --max-time 10 "https://127.0.0.1:$LPORT/v1/bundle" >"$TMP/upbundle.json"
+    expect_eq "... and the bundle publishes the upstream root" "$(openssl x509 -in "$TMP/up.pem" -outform DER | base64 -w0)" \
+        "$(python3 -c 'import json,sys; print(*[k["x5c"][0] for k in json.load(open(sys.argv[1]))["keys"] if k["use"] == "x509-svid"])' "$TMP/upbundle.json")"
+    kill -TERM "$UPID"
+    wait "$UPID"
+    expect_eq "... and stops cleanly" 0 "$?"
+else
+    fail "wardd starts under an upstream CA" "$(tail -3 "$TMP/up.log")"
+fi
 
 # ---- CA rotation: prepared, published, activated, the server SVID re-minted ------------------------------
 

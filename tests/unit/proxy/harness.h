@@ -1,4 +1,4 @@
-/* harness.h - test-only helpers for the proxy tests: a loop runner, in-loop clients, a recording server, a test CA */
+/* harness.h - test helpers for proxy tests: loop runner, clients, a server, a test CA */
 #ifndef TEST_PROXY_HARNESS_H
 #define TEST_PROXY_HARNESS_H
 
@@ -158,7 +158,8 @@ static void ts_handler(proxy_http_exchange *ex, void *data)
     char id[IDENT_ID_MAX] = "none";
     if (peer->chain != NULL) {
         ward_err why;
-        if (t->bundle == NULL || proxy_peer_verify(peer, t->bundle, time(NULL), id, &why) < 0)
+        if (t->bundle == NULL ||
+            proxy_http_exchange_verify_peer(ex, t->bundle, time(NULL), id, &why) < 0)
             snprintf(id, sizeof(id), "invalid");
     }
     if (r->path.len == 4 && memcmp(r->path.ptr, "/big", 4) == 0) {

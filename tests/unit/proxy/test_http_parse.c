@@ -1,4 +1,4 @@
-/* test_http_parse.c - unit tests of the HTTP/1.1 request head parser, the response writer and addresses */
+/* test_http_parse.c - unit tests of the HTTP/1.1 request parser, responses, addresses */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -122,8 +122,9 @@ static void test_no_query_is_absent(void **state)
 
 static void test_post_with_length(void **state)
 {
-    static const char r[] = "POST /v1/attest HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
-                            "Content-Length: 0042\r\nExpect: 100-Continue\r\n\r\n{...";
+    static const char r[] =
+        "POST /v1/attest HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+        "Content-Length: 0042\r\nExpect: 100-Continue\r\n\r\n{...";
     proxy_http_request req;
     proxy_http_error err;
     assert_int_equal(parse(S(r), &req, &err), 1);
@@ -204,8 +205,9 @@ static void test_target_forms(void **state)
 
 static void test_byte_by_byte(void **state)
 {
-    static const char r[] = "POST /v1/renew HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nContent-Length: 5\r\n"
-                            "X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\nhello";
+    static const char r[] =
+        "POST /v1/renew HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nContent-Length: 5\r\n"
+        "X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\nhello";
     size_t head = sizeof(r) - 1 - 5;
     proxy_http_parser *p;
     assert_int_equal(proxy_http_parser_new(NULL, &p), 0);
@@ -397,7 +399,8 @@ static void test_body_too_large(void **state)
 {
     static const char a[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 65537\r\n\r\n";
     expect_status(S(a), NULL, 413);
-    static const char b[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n";
+    static const char b[] =
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n";
     expect_status(S(b), NULL, 413);
     static const char ok[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 65536\r\n\r\n";
     proxy_http_request req;
@@ -427,8 +430,10 @@ static void test_transfer_encoding(void **state)
     /* wardd's limits: no chunked bodies at all */
     expect_status(S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"), NULL, 501);
     /* smuggling shapes are 400 whatever the limits */
-    expect_400(S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"));
-    expect_400(S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    expect_400(
+        S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"));
+    expect_400(
+        S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"));
     expect_400(S("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"));
     expect_400(S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"));
     expect_400(S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n"));
@@ -472,7 +477,8 @@ static void test_nul_and_controls(void **state)
     expect_400(S("GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n"));
     expect_400(S("GET /\0 HTTP/1.1\r\nHost: h\r\n\r\n"));
     expect_400(S("GET / HTTP/1.1\r\nHost: h\r\nX\0: a\r\n\r\n"));
-    expect_400(S("GET / HTTP/1.1\r\nHost: h\r\nX: a\x01" "b\r\n\r\n"));
+    expect_400(S("GET / HTTP/1.1\r\nHost: h\r\nX: a\x01"
+                 "b\r\n\r\n"));
     expect_400(S("GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n"));
     expect_400(S("GET / HTTP/1.1\r\nHost: h\r\nX: \x1b[31m\r\n\r\n"));
     expect_reason(S("GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n"), "NUL");

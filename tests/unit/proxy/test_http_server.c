@@ -1,4 +1,4 @@
-/* test_http_server.c - unit tests of the HTTP/1.1 server: keep-alive, pipelining, deadlines, errors, async answers, Unix sockets, closing */
+/* test_http_server.c - unit tests of the HTTP/1.1 server: keep-alive, deadlines, errors */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -92,8 +92,9 @@ static void test_pipelined_in_order(void **state)
     world *w = *state;
     start(w);
     tclient c;
-    CONNECT_SEND(w, &c,
-                 REQ("/1") "POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc" REQ_CLOSE("/3"));
+    CONNECT_SEND(
+        w, &c,
+        REQ("/1") "POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc" REQ_CLOSE("/3"));
     assert_true(run_until(&w->loop, &c.closed, 3000));
     const char *a = strstr(c.got.ptr, "GET /1 len=0");
     const char *b = strstr(c.got.ptr, "POST /2 len=3");
@@ -247,8 +248,9 @@ static void test_body_too_large_answered_before_the_body(void **state)
     world *w = *state;
     start(w);
     tclient c;
-    CONNECT_SEND(w, &c, "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
-                        "Content-Length: 65537\r\n\r\n");
+    CONNECT_SEND(w, &c,
+                 "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+                 "Content-Length: 65537\r\n\r\n");
     assert_true(run_until(&w->loop, &c.closed, 3000));
     assert_non_null(strstr(c.got.ptr, "HTTP/1.1 413 "));
     assert_null(strstr(c.got.ptr, "100 Continue"));
@@ -260,8 +262,9 @@ static void test_100_continue(void **state)
     world *w = *state;
     start(w);
     tclient c;
-    CONNECT_SEND(w, &c, "POST /c HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
-                        "Content-Length: 5\r\nConnection: close\r\n\r\n");
+    CONNECT_SEND(w, &c,
+                 "POST /c HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+                 "Content-Length: 5\r\nConnection: close\r\n\r\n");
     while (c.got.len == 0 && !c.closed)
         uv_run(&w->loop, UV_RUN_ONCE);
     assert_string_equal(c.got.ptr, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -308,7 +311,8 @@ static void test_invalid_response_headers_become_500(void **state)
     tclient_dispose(&c, &w->loop);
 }
 
-/* ---- deadlines ------------------------------------------------------------------------------------ */
+/* ---- deadlines
+ * ------------------------------------------------------------------------------------ */
 
 static void test_header_deadline_408(void **state)
 {
@@ -377,7 +381,8 @@ static void test_others_served_while_a_client_stalls(void **state)
     tclient_dispose(&stall, &w->loop);
 }
 
-/* ---- asynchronous answers ---------------------------------------------------------------------------- */
+/* ---- asynchronous answers
+ * ---------------------------------------------------------------------------- */
 
 static void test_async_answers_keep_order(void **state)
 {
@@ -436,7 +441,8 @@ static void test_client_gone_after_fin_is_answered_then_closed(void **state)
     assert_int_equal(proxy_http_server_connections(w->ts.srv), 0);
 }
 
-/* ---- connection limits, Unix sockets, closing --------------------------------------------------------- */
+/* ---- connection limits, Unix sockets, closing
+ * --------------------------------------------------------- */
 
 static void test_max_connections(void **state)
 {

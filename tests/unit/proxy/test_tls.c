@@ -1,4 +1,4 @@
-/* test_tls.c - unit tests of TLS over libuv streams: loopback handshakes, SPIFFE peer checks, failures, close_notify */
+/* test_tls.c - unit tests of TLS over libuv: loopback handshakes, SPIFFE peer checks */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -116,6 +116,31 @@ static void test_foreign_client_certificate_is_invalid(void **state)
     tclient_connect(&c, &w->loop, w->ts.port, ct, SERVER_ID, GET_CLOSE, sizeof(GET_CLOSE) - 1);
     assert_true(run_until(&w->loop, &c.closed, 5000));
     assert_non_null(strstr(c.got.ptr, "peer=invalid\n"));
+    tclient_dispose(&c, &w->loop);
+    proxy_tls_ctx_unref(ct);
+}
+
+static void test_peer_check_remembered_per_bundle(void **state)
+{
+    world *w = *state;
+    start_server(w, PROXY_TLS_PEER_OPTIONAL, 0);
+    proxy_tls_ctx *ct = tpki_ctx(&w->pki, CLIENT_ID, false, PROXY_TLS_PEER_REQUIRED, w->pki.bundle);
+    tclient c;
+    tclient_connect(&c, &w->loop, w->ts.port, ct, SERVER_ID, GET, sizeof(GET) - 1);
+    while (count_of(&c, "peer=") < 1 && !c.closed)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    assert_int_equal(count_of(&c, "peer=" CLIENT_ID), 1);
+    /* the same connection checked against another snapshot: checked again, and refused */
+    w->ts.bundle = w->other.bundle;
+    proxy_stream_write(c.s, GET, sizeof(GET) - 1);
+    while (count_of(&c, "peer=") < 2 && !c.closed)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    assert_int_equal(count_of(&c, "peer=invalid"), 1);
+    /* a failure is not remembered: the right bundle passes again */
+    w->ts.bundle = w->pki.bundle;
+    proxy_stream_write(c.s, GET_CLOSE, sizeof(GET_CLOSE) - 1);
+    assert_true(run_until(&w->loop, &c.closed, 5000));
+    assert_int_equal(count_of(&c, "peer=" CLIENT_ID), 2);
     tclient_dispose(&c, &w->loop);
     proxy_tls_ctx_unref(ct);
 }
@@ -258,8 +283,8 @@ static void test_large_request_body(void **state)
     proxy_tls_ctx *ct = tpki_ctx(&w->pki, NULL, false, PROXY_TLS_PEER_REQUIRED, w->pki.bundle);
     size_t n = 60000;
     char *req = malloc(n + 200);
-    int h = sprintf(req, "POST /up HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n",
-                    n);
+    int h = sprintf(
+        req, "POST /up HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n", n);
     memset(req + h, 'x', n);
     tclient c;
     tclient_connect(&c, &w->loop, w->ts.port, ct, SERVER_ID, req, (size_t)h + n);
@@ -332,6 +357,15 @@ static void test_ctx_options_refused(void **state)
     EVP_PKEY_free(key);
     EVP_PKEY_free(other);
     ward_buf_dispose(&chain);
+    /* a required server ID with a context that does not check servers */
+    proxy_tls_ctx *unchecked = tpki_ctx(&w->pki, NULL, false, PROXY_TLS_PEER_NONE, NULL);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 1, &a);
+    proxy_stream *st;
+    assert_int_equal(proxy_stream_connect(&w->loop, (struct sockaddr *)&a, unchecked, SERVER_ID,
+                                          NULL, NULL, &st),
+                     WARD_EINVAL);
+    proxy_tls_ctx_unref(unchecked);
 }
 
 int main(void)
@@ -343,6 +377,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_foreign_client_certificate_is_invalid, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_peer_check_remembered_per_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_required_client_certificate_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_required_client_certificate_foreign, setup, teardown),
         cmocka_unit_test_setup_teardown(test_required_client_certificate_valid, setup, teardown),
