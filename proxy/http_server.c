@@ -350,6 +350,13 @@ static void on_read(proxy_stream *st, const char *buf, size_t len, void *data)
     process(c);
 }
 
+static void on_open(proxy_stream *st, int status, void *data)
+{
+    conn *c = data;
+    if (status < 0 && c->srv->o.on_tls_error != NULL)
+        c->srv->o.on_tls_error(proxy_stream_peer(st), proxy_stream_error(st), c->srv->o.data);
+}
+
 static void on_eof(proxy_stream *st, int status, void *data)
 {
     conn *c = data;
@@ -484,7 +491,7 @@ static void on_connection(uv_stream_t *l, int status)
     if (status < 0)
         return;
     conn *c = calloc(1, sizeof(*c));
-    proxy_stream_cbs cbs = {NULL, on_read, on_eof, on_timeout, on_drain, on_close};
+    proxy_stream_cbs cbs = {on_open, on_read, on_eof, on_timeout, on_drain, on_close};
     if (c == NULL || srv->closing || srv->n_conns >= srv->o.max_connections ||
         proxy_http_parser_new(&srv->o.limits, &c->parser) < 0) {
         /* take it off the backlog and close it */

@@ -268,6 +268,8 @@ typedef void (*proxy_http_handler_cb)(proxy_http_exchange *ex, void *data);
 typedef void (*proxy_http_error_cb)(int status, const char *reason, const proxy_peer *peer,
                                     ward_buf *body, void *data);
 typedef void (*proxy_done_cb)(void *data);
+/* A TLS handshake failed (reason as proxy_stream_error gives it). */
+typedef void (*proxy_http_tls_error_cb)(const proxy_peer *peer, const char *reason, void *data);
 
 typedef struct proxy_http_server_options {
     proxy_http_limits limits;
@@ -278,8 +280,9 @@ typedef struct proxy_http_server_options {
     uint64_t write_timeout_ms;  /* a peer that stops reading responses: 0 = 30 s */
     size_t max_connections;     /* 0 = 4096; beyond, new connections are closed at once */
     proxy_http_handler_cb handler;
-    proxy_http_error_cb on_error;   /* optional */
-    const char *error_content_type; /* of bodies on_error renders; NULL = text/plain */
+    proxy_http_error_cb on_error;         /* optional */
+    const char *error_content_type;       /* of bodies on_error renders; NULL = text/plain */
+    proxy_http_tls_error_cb on_tls_error; /* optional */
     void *data;
 } proxy_http_server_options;
 

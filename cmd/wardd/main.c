@@ -112,6 +112,11 @@ static int data_dir_make(const char *dir, ward_err *err)
     return 0;
 }
 
+static void on_tls_error(const proxy_peer *peer, const char *reason, void *data)
+{
+    fprintf(stderr, "wardd: %s: %s\n", peer->addr, reason);
+}
+
 static int start(wardd *d, ward_err *err)
 {
     int rc = 0;
@@ -147,6 +152,7 @@ static int start(wardd *d, ward_err *err)
     so.limits.body_max = PROXY_HTTP_BODY_MAX; /* 64 KiB, no chunked bodies */
     so.on_error = wardd_http_error;
     so.error_content_type = "application/json";
+    so.on_tls_error = on_tls_error;
     so.data = d;
     so.handler = wardd_api_handle;
     WARD_TRY(proxy_http_server_new(d->loop, &so, &d->api));

@@ -31,7 +31,7 @@ EOF
 
 # launch DIR LOGFILE [extra flags...]: starts a wardd on a free port; sets LPID and LPORT.
 launch() {
-    local dir=$1 log=$2 before
+    local dir=$1 log=$2 before now
     shift 2
     before=$(grep -c 'bound port' "$log" 2>/dev/null)
     "$W" --trust-domain "$TD" --data-dir "$dir" --listen 127.0.0.1:0 --config "$TMP/wardd.yaml" "$@" \
@@ -39,7 +39,8 @@ launch() {
     LPID=$!
     LPORT=""
     for _ in $(seq 100); do
-        if [ "$(grep -c 'bound port' "$log")" -gt "${before:-0}" ]; then
+        now=$(grep -c 'bound port' "$log" 2>/dev/null)
+        if [ "${now:-0}" -gt "${before:-0}" ]; then
             LPORT=$(grep -o 'bound port [0-9]*' "$log" | tail -1 | awk '{print $3}')
             return 0
         fi
@@ -286,6 +287,15 @@ if command -v runuser >/dev/null && id nobody >/dev/null 2>&1 && [ "$(id -u)" -e
     out=$(timeout 10 runuser -u nobody -- curl -s --max-time 5 --unix-socket "$D/admin.sock" \
         -o /dev/null -w '%{http_code}' http://wardd/v1/admin/issuance 2>&1)
     expect_match "another user cannot reach the admin socket" '^000$' "$out"
+    # behind the file mode, the peer's uid is checked too (SO_PEERCRED)
+    chmod 0711 "$TMP" "$D"
+    chmod 0666 "$D/admin.sock"
+    out=$(timeout 10 runuser -u nobody -- curl -s --max-time 5 --unix-socket "$D/admin.sock" \
+        -w ' %{http_code}' http://wardd/v1/admin/issuance 2>&1)
+    chmod 0600 "$D/admin.sock"
+    chmod 0700 "$TMP" "$D"
+    expect_match "another user's request is 403 forbidden even if the socket mode is opened" \
+        '"error":"forbidden".* 403$' "$out"
 fi
 
 # ---- attestation ---------------------------------------------------------------------------------

@@ -139,7 +139,16 @@ typedef struct tserver {
     proxy_http_exchange *held; /* the last one held */
     bool done;
     proxy_peer last_peer; /* of the last request (chain and ID not kept) */
+    int tls_errors;
+    char tls_error[512];
 } tserver;
+
+static void ts_tls_error(const proxy_peer *peer, const char *reason, void *data)
+{
+    tserver *t = data;
+    t->tls_errors++;
+    snprintf(t->tls_error, sizeof(t->tls_error), "%s %s", peer->addr, reason);
+}
 
 /* Answers "METHOD PATH len=N peer=ID|none|invalid" (or a large body for /big). */
 static void ts_handler(proxy_http_exchange *ex, void *data)
@@ -188,6 +197,7 @@ H_FN void tserver_start(tserver *t, uv_loop_t *loop, proxy_http_server_options *
 {
     ward_err err;
     o->handler = ts_handler;
+    o->on_tls_error = ts_tls_error;
     o->data = t;
     assert_int_equal(proxy_http_server_new(loop, o, &t->srv), 0);
     if (tls != NULL)

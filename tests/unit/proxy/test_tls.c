@@ -172,6 +172,8 @@ static void test_required_client_certificate_foreign(void **state)
     assert_true(run_until(&w->loop, &c.closed, 5000));
     assert_int_equal(c.got.len, 0);
     assert_int_equal(w->ts.requests, 0);
+    assert_int_equal(w->ts.tls_errors, 1);
+    assert_non_null(strstr(w->ts.tls_error, "trust domain"));
     tclient_dispose(&c, &w->loop);
     proxy_tls_ctx_unref(ct);
 }
@@ -232,6 +234,10 @@ static void test_plaintext_to_tls_server_then_good_client(void **state)
     assert_true(run_until(&w->loop, &bad.closed, 5000));
     assert_null(strstr(bad.got.ptr ? bad.got.ptr : "", "HTTP/1.1"));
     assert_int_equal(w->ts.requests, 0);
+    /* the server reports the failed handshake, with the peer and a reason */
+    assert_int_equal(w->ts.tls_errors, 1);
+    assert_non_null(strstr(w->ts.tls_error, "127.0.0.1:"));
+    assert_non_null(strstr(w->ts.tls_error, "TLS handshake"));
     tclient_dispose(&bad, &w->loop);
     /* the server still serves */
     proxy_tls_ctx *ct = tpki_ctx(&w->pki, NULL, false, PROXY_TLS_PEER_REQUIRED, w->pki.bundle);
