@@ -3,6 +3,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -16,6 +17,7 @@
 #define BUNDLE_KID_MAX         256
 #define BUNDLE_REFRESH_DEFAULT 300 /* seconds; SPIRE's bundle endpoint default */
 #define BUNDLE_RSA_MIN_BITS    2048
+#define BUNDLE_RSA_MAX_BITS    8192
 #define JSON_INT_MAX           9007199254740992.0 /* 2^53: integers a double holds exactly */
 
 typedef struct bundle_jwt_key {
@@ -76,14 +78,31 @@ const char *ident_ec_curve(const EVP_PKEY *pkey, size_t *field_len)
     return crv;
 }
 
+/* One deterministic rule for RSA keys, whichever way they arrive (PEM, JSON,
+ * the add functions): 2048..8192 bits, odd modulus, odd exponent >= 3.
+ * (OpenSSL's public check is not used: its primality test is randomized, so
+ * the same bundle would be accepted or refused by chance.) */
+static int rsa_key_ok(const EVP_PKEY *pkey)
+{
+    int bits = EVP_PKEY_get_bits(pkey);
+    if (bits < BUNDLE_RSA_MIN_BITS || bits > BUNDLE_RSA_MAX_BITS)
+        return 0;
+    BIGNUM *n = NULL, *e = NULL;
+    int ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &n) == 1 &&
+             EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1 && BN_is_odd(n) &&
+             BN_is_odd(e) && !BN_is_one(e);
+    BN_free(n);
+    BN_free(e);
+    return ok;
+}
+
 /* Keys a bundle can carry (and the JWK format can describe): EC on a NIST
- * curve, or RSA of at least 2048 bits. */
+ * curve, or RSA as rsa_key_ok says. */
 static int key_supported(const EVP_PKEY *pkey)
 {
     if (ident_ec_curve(pkey, NULL) != NULL)
         return 1;
-    if (pkey != NULL && EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA &&
-        EVP_PKEY_get_bits(pkey) >= BUNDLE_RSA_MIN_BITS)
+    if (pkey != NULL && EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA && rsa_key_ok(pkey))
         return 1;
     return 0;
 }
@@ -328,7 +347,8 @@ static int jwk_b64(const cJSON *key, const char *name, unsigned char **out, size
     return 0;
 }
 
-static int pkey_from_params(const char *type, OSSL_PARAM_BLD *bld, EVP_PKEY **out)
+/* check: run OpenSSL's public-key check (used for EC: point on the curve). */
+static int pkey_from_params(const char *type, OSSL_PARAM_BLD *bld, bool check_key, EVP_PKEY **out)
 {
     int rc = WARD_EINVAL;
     OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
@@ -338,9 +358,11 @@ static int pkey_from_params(const char *type, OSSL_PARAM_BLD *bld, EVP_PKEY **ou
     if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
         EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
         goto fail;
-    check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-    if (check == NULL || EVP_PKEY_public_check(check) != 1)
-        goto fail;
+    if (check_key) {
+        check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+        if (check == NULL || EVP_PKEY_public_check(check) != 1)
+            goto fail;
+    }
     *out = pkey;
     pkey = NULL;
     rc = 0;
@@ -402,7 +424,7 @@ static int jwk_to_pkey(const cJSON *key, const char *kty, EVP_PKEY **out, const 
             rc = WARD_ENOMEM;
             goto fail;
         }
-        if (pkey_from_params("EC", bld, out) < 0) {
+        if (pkey_from_params("EC", bld, true, out) < 0) {
             ward_err_set(err, "%s: EC point is not on curve %s", where, crv);
             rc = WARD_EINVAL;
             goto fail;
@@ -413,20 +435,21 @@ static int jwk_to_pkey(const cJSON *key, const char *kty, EVP_PKEY **out, const 
         WARD_TRY(jwk_b64(key, "e", &c, &clen, where, err));
         n = BN_bin2bn(a, (int)alen, NULL);
         e = BN_bin2bn(c, (int)clen, NULL);
-        if (n == NULL || e == NULL || alen > 2048 ||
+        if (n == NULL || e == NULL || alen > BUNDLE_RSA_MAX_BITS / 8 ||
             OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
             OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1) {
             ward_err_set(err, "%s: bad RSA parameters", where);
             rc = WARD_EINVAL;
             goto fail;
         }
-        if (pkey_from_params("RSA", bld, out) < 0) {
+        if (pkey_from_params("RSA", bld, false, out) < 0) {
             ward_err_set(err, "%s: bad RSA key", where);
             rc = WARD_EINVAL;
             goto fail;
         }
-        if (EVP_PKEY_get_bits(*out) < BUNDLE_RSA_MIN_BITS) {
-            ward_err_set(err, "%s: RSA key shorter than %d bits", where, BUNDLE_RSA_MIN_BITS);
+        if (!rsa_key_ok(*out)) {
+            ward_err_set(err, "%s: RSA key must be %d..%d bits with an odd modulus and exponent",
+                         where, BUNDLE_RSA_MIN_BITS, BUNDLE_RSA_MAX_BITS);
             EVP_PKEY_free(*out);
             *out = NULL;
             rc = WARD_EINVAL;

@@ -138,8 +138,10 @@ void ident_tokens_free(ident_tokens *t);
 #define IDENT_TOKEN_MAX 80
 int ident_tokens_create(ident_tokens *t, const char *spiffe_id, uint64_t ttl_s, time_t now,
                         char *token, ward_err *err);
-/* Consumes the token: on success copies its SPIFFE ID into id. Unknown,
- * expired, already used or rate-limited tokens fail with a reason. */
+/* Consumes the token: on success copies its SPIFFE ID into id. Failures, each
+ * with a reason in why: WARD_ENOENT unknown, WARD_ERANGE expired, WARD_EINVAL
+ * already used, WARD_ELIMIT rate limited (too many failed guesses), WARD_EIO
+ * the store could not be saved (the token is then not granted). */
 int ident_tokens_redeem(ident_tokens *t, const char *token, time_t now, char *id, ward_err *why);
 int ident_tokens_revoke(ident_tokens *t, const char *token, ward_err *err);
 

@@ -465,6 +465,70 @@ static void test_refcount_is_thread_safe(void **state)
     assert_int_equal(ident_bundle_x509_count(f->b), 1);
 }
 
+/* ---- RSA keys: one deterministic rule whichever way they arrive (found by fuzz_bundle) ---- */
+
+static char *fixture(const char *name, size_t *len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "tests/unit/identity/data/%s", name);
+    char *data;
+    ward_err err;
+    if (ward_file_read(path, 0, &data, len, &err) != 0)
+        fail_msg("%s", err.msg);
+    return data;
+}
+
+static void test_rsa_over_8192_bits_refused_from_pem(void **state)
+{
+    (void)state;
+    size_t len;
+    char *pem = fixture("rsa8200.pem", &len);
+    ident_bundle *b = NULL;
+    ward_err err;
+    assert_true(ident_bundle_from_pem("example.org", pem, len, &b, &err) < 0);
+    assert_null(b);
+    free(pem);
+}
+
+static void test_rsa_pem_and_json_agree(void **state)
+{
+    (void)state;
+    size_t len;
+    char *pem = fixture("rsa_div3.pem", &len);
+    ident_bundle *b = NULL;
+    ward_err err;
+    /* a modulus divisible by 3: whatever PEM accepts, our own JSON of it must load */
+    int rc = ident_bundle_from_pem("example.org", pem, len, &b, &err);
+    if (rc == 0) {
+        ward_buf json;
+        ward_buf_init(&json);
+        assert_int_equal(ident_bundle_to_json(b, &json), 0);
+        ident_bundle *again = NULL;
+        assert_int_equal(ident_bundle_from_json("example.org", json.ptr, json.len, &again, &err), 0);
+        ident_bundle_unref(again);
+        ward_buf_dispose(&json);
+        ident_bundle_unref(b);
+    }
+    free(pem);
+}
+
+static void test_rsa_verdict_is_deterministic(void **state)
+{
+    (void)state;
+    size_t len;
+    char *json = fixture("flaky_rsa_jwk.json", &len);
+    ward_err err;
+    ident_bundle *b = NULL;
+    int first = ident_bundle_from_json("example.org", json, len, &b, &err);
+    ident_bundle_unref(b);
+    for (int i = 0; i < 200; i++) {
+        b = NULL;
+        assert_int_equal(ident_bundle_from_json("example.org", json, len, &b, &err), first);
+        ident_bundle_unref(b);
+    }
+    free(json);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -495,6 +559,9 @@ int main(void)
         T(test_pem_garbage_refused),
         T(test_pem_second_certificate_malformed_refused),
         T(test_refcount_is_thread_safe),
+        cmocka_unit_test(test_rsa_over_8192_bits_refused_from_pem),
+        cmocka_unit_test(test_rsa_pem_and_json_agree),
+        cmocka_unit_test(test_rsa_verdict_is_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
