@@ -2,6 +2,7 @@
 #include "common/ward.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,6 +268,66 @@ fail:
     free(data);
     close(fd);
     return rc;
+}
+
+int ward_dir_fsync(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int ward_file_write_atomic(const char *dir, const char *name, const void *data, size_t len,
+                           unsigned mode, ward_err *err)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    int n1 = snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, name);
+    int n2 = snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof(tmp) || (size_t)n2 >= sizeof(path)) {
+        ward_err_set(err, "%s/%s: path too long", dir, name);
+        return WARD_EINVAL;
+    }
+    int fd = mkostemp(tmp, O_CLOEXEC); /* created 0600 */
+    if (fd < 0) {
+        ward_err_set(err, "%s: %s", tmp, strerror(errno));
+        return WARD_EIO;
+    }
+    const char *p = data;
+    size_t left = len;
+    if (fchmod(fd, (mode_t)mode) != 0)
+        goto fail;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            goto fail;
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0)
+        goto fail;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0)
+        goto fail;
+    if (ward_dir_fsync(dir) != 0) {
+        ward_err_set(err, "%s: fsync: %s", dir, strerror(errno));
+        return WARD_EIO;
+    }
+    return 0;
+fail:
+    ward_err_set(err, "%s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return WARD_EIO;
 }
 
 /* ---- numbers ---- */

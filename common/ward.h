@@ -85,6 +85,15 @@ int ward_diag_add(ward_diag *d, const char *file, int line, int col, const char 
  * NUL-terminated and must be freed. */
 int ward_file_read(const char *path, size_t max_len, char **out, size_t *out_len, ward_err *err);
 
+/* Writes dir/name atomically: a temporary file in dir (created 0600, then
+ * given `mode`), fsynced, renamed into place, and the folder fsynced. A
+ * reader sees the old file or the new one, never a part, and the file never
+ * exists with wider rights than mode. */
+int ward_file_write_atomic(const char *dir, const char *name, const void *data, size_t len,
+                           unsigned mode, ward_err *err);
+/* fsync of a folder (after a rename in it); -1 with errno on failure. */
+int ward_dir_fsync(const char *dir);
+
 /* ---- bounded number / duration parsers ------------------------------------ */
 
 /* Decimal digits only, no sign, no whitespace, value <= max. */

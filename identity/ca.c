@@ -97,66 +97,6 @@ int ident_dir_make(const char *path, mode_t mode, ward_err *err)
     return 0;
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-int ident_file_write_atomic(const char *dir, const char *name, const void *data, size_t len,
-                            mode_t mode, ward_err *err)
-{
-    char tmp[PATH_MAX], path[PATH_MAX];
-    int n1 = snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, name);
-    int n2 = snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof(tmp) || (size_t)n2 >= sizeof(path)) {
-        ward_err_set(err, "%s/%s: path too long", dir, name);
-        return WARD_EINVAL;
-    }
-    int fd = mkostemp(tmp, O_CLOEXEC); /* created 0600 */
-    if (fd < 0) {
-        ward_err_set(err, "%s: %s", tmp, strerror(errno));
-        return WARD_EIO;
-    }
-    const char *p = data;
-    size_t left = len;
-    if (fchmod(fd, mode) != 0)
-        goto fail;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            goto fail;
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0)
-        goto fail;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0)
-        goto fail;
-    if (fsync_dir(dir) != 0) {
-        ward_err_set(err, "%s: fsync: %s", dir, strerror(errno));
-        return WARD_EIO;
-    }
-    return 0;
-fail:
-    ward_err_set(err, "%s: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    return WARD_EIO;
-}
-
 static int path_of(char *buf, size_t size, const char *dir, const char *name, const char *ext)
 {
     int n = snprintf(buf, size, "%s/%s%s", dir, name, ext);
@@ -177,7 +117,7 @@ static int write_key(const char *dir, const char *name, EVP_PKEY *key, ward_err 
         rc = WARD_ENOMEM;
         goto fail;
     }
-    rc = ident_file_write_atomic(dir, name, data, (size_t)len, 0600, err);
+    rc = ward_file_write_atomic(dir, name, data, (size_t)len, 0600, err);
 fail:
     if (data != NULL && len > 0)
         OPENSSL_cleanse(data, (size_t)len);
@@ -196,7 +136,7 @@ static int write_cert(const char *dir, const char *name, X509 *cert, ward_err *e
         rc = WARD_ENOMEM;
         goto fail;
     }
-    rc = ident_file_write_atomic(dir, name, data, (size_t)len, 0644, err);
+    rc = ward_file_write_atomic(dir, name, data, (size_t)len, 0644, err);
 fail:
     BIO_free(bio);
     return rc;
@@ -447,7 +387,7 @@ static void gen_remove(ident_ca *ca, const ca_gen *g)
     for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
         if (path_of(path, sizeof(path), ca->dir, g->name, exts[i]) == 0)
             unlink(path);
-    fsync_dir(ca->dir);
+    ward_dir_fsync(ca->dir);
 }
 
 /* A new generation: CA key and certificate, JWT key and kid, written to disk
@@ -621,7 +561,7 @@ static int state_write(ident_ca *ca, ward_err *err)
         WARD_TRY(put_gen(&b, ca->retired[i], true));
     }
     WARD_TRY(ward_buf_puts(&b, "]}\n"));
-    rc = ident_file_write_atomic(ca->dir, "state.json", b.ptr, b.len, 0600, err);
+    rc = ward_file_write_atomic(ca->dir, "state.json", b.ptr, b.len, 0600, err);
 fail:
     ward_buf_dispose(&b);
     return rc;

@@ -171,55 +171,6 @@ ident_bundle *ident_svid_bundle(const ident_svid *s)
 /* files                                                                     */
 /* ======================================================================== */
 
-/* Writes dir/name through dir/.name.tmp-PID created with `mode` (O_EXCL, so it
- * never exists with wider rights), fsynced and renamed into place. */
-static int write_file_atomic(const char *dir, const char *name, const void *data, size_t len,
-                             mode_t mode, ward_err *err)
-{
-    char path[4096], tmp[4096];
-    int n1 = snprintf(path, sizeof(path), "%s/%s", dir, name);
-    int n2 = snprintf(tmp, sizeof(tmp), "%s/.%s.tmp-%ld", dir, name, (long)getpid());
-    if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof(path) || (size_t)n2 >= sizeof(tmp)) {
-        ward_err_set(err, "%s: path too long", dir);
-        return WARD_EINVAL;
-    }
-    (void)unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0) {
-        ward_err_set(err, "%s: %s", tmp, strerror(errno));
-        return WARD_EIO;
-    }
-    const char *p = data;
-    size_t left = len;
-    if (fchmod(fd, mode) != 0)
-        goto fail;
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            goto fail;
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fsync(fd) != 0)
-        goto fail;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0)
-        goto fail;
-    return 0;
-fail:
-    ward_err_set(err, "%s: %s", path, strerror(errno ? errno : EIO));
-    if (fd >= 0)
-        close(fd);
-    (void)unlink(tmp);
-    return WARD_EIO;
-}
-
 static int chain_to_pem(STACK_OF(X509) * chain, ward_buf *out)
 {
     BIO *bio = BIO_new(BIO_s_mem());
@@ -255,16 +206,16 @@ int ident_svid_write_dir(const ident_svid *s, const char *dir, ward_err *err)
     }
     char *kp;
     long kn = BIO_get_mem_data(kbio, &kp);
-    WARD_TRY(write_file_atomic(dir, "svid.key", kp, (size_t)kn, 0600, err));
+    WARD_TRY(ward_file_write_atomic(dir, "svid.key", kp, (size_t)kn, 0600, err));
     WARD_TRY(chain_to_pem(s->chain, &buf));
-    WARD_TRY(write_file_atomic(dir, "svid.pem", buf.ptr, buf.len, 0644, err));
+    WARD_TRY(ward_file_write_atomic(dir, "svid.pem", buf.ptr, buf.len, 0644, err));
     ward_buf_reset(&buf);
     WARD_TRY(ident_bundle_to_pem(s->bundle, &buf));
-    WARD_TRY(write_file_atomic(dir, "bundle.pem", buf.ptr, buf.len, 0644, err));
+    WARD_TRY(ward_file_write_atomic(dir, "bundle.pem", buf.ptr, buf.len, 0644, err));
     ward_buf_reset(&buf);
     WARD_TRY(ident_bundle_to_json(s->bundle, &buf));
     WARD_TRY(ward_buf_putc(&buf, '\n'));
-    WARD_TRY(write_file_atomic(dir, "bundle.json", buf.ptr, buf.len, 0644, err));
+    WARD_TRY(ward_file_write_atomic(dir, "bundle.json", buf.ptr, buf.len, 0644, err));
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);

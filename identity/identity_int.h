@@ -45,8 +45,5 @@ void ident_sanitize(const unsigned char *s, size_t len, char *buf, size_t size);
 
 /* mkdir -p of one level with mode (an existing directory is fine). */
 int ident_dir_make(const char *path, mode_t mode, ward_err *err);
-/* Writes dir/name atomically: a temp file in dir, fsync, rename, fsync dir. */
-int ident_file_write_atomic(const char *dir, const char *name, const void *data, size_t len,
-                            mode_t mode, ward_err *err);
 
 #endif

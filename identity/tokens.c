@@ -100,7 +100,7 @@ static int tokens_save(ident_tokens *t, size_t skip, ward_err *err)
         WARD_TRY(ward_buf_putc(&b, '}'));
     }
     WARD_TRY(ward_buf_puts(&b, "\n]}\n"));
-    rc = ident_file_write_atomic(t->dir, "tokens.json", b.ptr, b.len, 0600, err);
+    rc = ward_file_write_atomic(t->dir, "tokens.json", b.ptr, b.len, 0600, err);
 fail:
     ward_buf_dispose(&b);
     return rc;
