@@ -72,6 +72,8 @@ typedef struct authz_bundle authz_bundle;
 
 typedef struct authz_options {
     bool default_allow;
+    /* budgets of `lua:` conditions (per decision: instructions; per engine:
+     * memory). Compiled rules run in C and are not metered. */
     wlua_limits limits;
 } authz_options;
 
@@ -83,7 +85,8 @@ void authz_bundle_unref(authz_bundle *b);
 const char *authz_bundle_revision(const authz_bundle *b);
 const char *authz_bundle_lua(const authz_bundle *b, size_t *len);
 
-/* One engine per thread: its own Lua state loaded from a bundle. */
+/* One engine per thread: its own Lua state, in which the bundle ran once, and
+ * the indexed C matchers it built (see docs/engine.md). */
 typedef struct authz_engine authz_engine;
 
 int authz_engine_new(authz_bundle *b, authz_engine **out, ward_err *err);
