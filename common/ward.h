@@ -174,4 +174,63 @@ void ward_docs_dispose(ward_docs *docs);
 /* The value of key `key` in a MAP, or NULL. */
 const ward_node *ward_node_get(const ward_node *map, const char *key);
 
+/* ---- checking documents (common/doccheck.c) ---------------------------------
+ * A validator walks a ward_node tree keeping the field path
+ * ("spec.rules[0].to[1].paths[2]"; keys that are not plain identifiers as
+ * ["key"]) and records every problem as "path: message" at a node's position;
+ * ward_docv_flush hands them to a ward_diag in document order, so users see
+ * all their mistakes at once as "file:line:col: path: message". */
+
+typedef struct ward_docv_problem {
+    int line, col;
+    size_t seq;
+    char *msg;
+} ward_docv_problem;
+
+typedef struct ward_docv {
+    const char *file;
+    int rc; /* WARD_ENOMEM once an allocation failed */
+    ward_docv_problem *probs;
+    size_t n_probs, cap_probs;
+    char path[1024];
+    size_t plen;
+} ward_docv;
+
+void ward_docv_error(ward_docv *c, const ward_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sorts the problems by position, adds them to diag (may be NULL), frees them. */
+void ward_docv_flush(ward_docv *c, ward_diag *diag);
+/* Path steps; each returns the length to pop back to. */
+size_t ward_docv_push(ward_docv *c, const char *key);
+size_t ward_docv_push_key(ward_docv *c, const char *key, size_t len);
+size_t ward_docv_push_idx(ward_docv *c, size_t i);
+void ward_docv_pop(ward_docv *c, size_t old);
+/* Allocation that records WARD_ENOMEM in c->rc. */
+char *ward_docv_dup(ward_docv *c, const char *s, size_t len);
+void *ward_docv_calloc(ward_docv *c, size_t n, size_t size);
+/* Type checks that record "expected a map, got a list" and the like. */
+bool ward_docv_expect_map(ward_docv *c, const ward_node *n);
+bool ward_docv_expect_list(ward_docv *c, const ward_node *n);
+/* Any scalar but an unquoted null or boolean reads as a string. */
+bool ward_docv_get_str(ward_docv *c, const ward_node *n, const char **s, size_t *len);
+/* Records every key of map not in allowed (NULL-terminated), naming the
+ * allowed ones and a near miss; hint_of (may be NULL) adds a domain hint. */
+void ward_docv_check_fields(ward_docv *c, const ward_node *map, const char *const *allowed,
+                            const char *(*hint_of)(const ward_node *key));
+void ward_docv_missing(ward_docv *c, const ward_node *map, const char *key, const char *extra);
+
+/* What a scalar reads as in YAML 1.1 (plain scalars only). */
+bool ward_node_is(const ward_node *n, const char *word);
+bool ward_node_is_null(const ward_node *n);
+bool ward_node_is_bool(const ward_node *n, bool *val);
+bool ward_node_is_number(const ward_node *n);
+/* "a map", "a list", "null", "a boolean", "a number", "a string". */
+const char *ward_node_describe(const ward_node *n);
+/* The name in names (NULL-terminated) within edit distance 2 of s, or NULL. */
+const char *ward_closest_name(const char *s, size_t len, const char *const *names);
+/* "a, b, c" */
+void ward_join_names(char *out, size_t size, const char *const *names);
+/* s as a double-quoted string with escapes, cut at 80 bytes with "..."; returns out. */
+const char *ward_quote(char *out, size_t size, const char *s, size_t len);
+
 #endif
