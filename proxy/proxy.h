@@ -321,4 +321,101 @@ void proxy_http_exchange_set_close(proxy_http_exchange *ex);
 int proxy_http_respond(proxy_http_exchange *ex, int status, const proxy_header *headers, size_t n,
                        const void *body, size_t len);
 
+/* ==== ward-proxy's configuration (config.c) ======================================
+ * The YAML file of `ward-proxy --config FILE`, validated strictly (unknown
+ * keys, wrong types, bad values and missing keys are all reported at once as
+ * "file:line:col: field.path: message") into an immutable struct with every
+ * default filled in. docs/proxy-config.md documents each key. Relative file
+ * paths are resolved against the folder of the config file. */
+
+#define PROXY_CONFIG_WORKERS_MAX 256
+#define PROXY_CONFIG_UNLIMITED   UINT64_MAX /* limits.max_body: streamed, no cap */
+
+/* Deadlines, in milliseconds, of one listener's traffic. */
+typedef struct proxy_config_timeouts {
+    uint64_t header_read_ms;      /* TLS handshake + request head: 10 s (then 408) */
+    uint64_t idle_ms;             /* keep-alive wait for the next request: 60 s */
+    uint64_t upstream_connect_ms; /* connecting (and TLS) to the app or an upstream: 5 s */
+    uint64_t request_ms;          /* request head in .. response head out: 30 s (then 504) */
+} proxy_config_timeouts;
+
+/* A known upstream service of the outbound side (named by the Host header). */
+typedef struct proxy_config_upstream {
+    char *service;                  /* DNS-label-like, unique */
+    char **endpoints;               /* "ADDR:PORT" as written */
+    struct sockaddr_storage *addrs; /* the same, parsed */
+    size_t n_endpoints;             /* >= 1 */
+    char *spiffe_id;                /* the identity every endpoint must present */
+    int line;                       /* where it is defined, for messages */
+    /* room for traffic management (issue 6): balancing, circuit breakers,
+     * outlier detection, per-upstream timeouts */
+} proxy_config_upstream;
+
+typedef enum proxy_config_identity_mode {
+    PROXY_IDENTITY_WARDD,  /* attest to wardd with a join token, renew from it */
+    PROXY_IDENTITY_STATIC, /* certificate, key and bundle read from files */
+} proxy_config_identity_mode;
+
+typedef struct proxy_config {
+    char *file;    /* the name it was loaded from */
+    char *service; /* this workload's service name (destination.service inbound) */
+    struct {
+        proxy_config_identity_mode mode;
+        char *server;      /* WARDD: "https://host:port" */
+        char *token_file;  /* WARDD: the join token (0600) */
+        char *cert_file;   /* STATIC: leaf first, then intermediates */
+        char *key_file;    /* STATIC: its private key (no group/other access) */
+        char *bundle_file; /* both: trusted CA certificates (WARDD: pins wardd) */
+    } identity;
+    struct {
+        char *listen; /* mTLS from other proxies */
+        struct sockaddr_storage listen_addr;
+        char *app; /* the local workload, plaintext */
+        struct sockaddr_storage app_addr;
+        proxy_config_timeouts timeouts;
+    } inbound;
+    struct {
+        char *listen; /* NULL: no outbound listener; else loopback only */
+        struct sockaddr_storage listen_addr;
+        proxy_config_timeouts timeouts;
+    } outbound;
+    proxy_config_upstream *upstreams;
+    size_t n_upstreams;
+    struct {
+        char **paths; /* files or folders of policies */
+        size_t n_paths;
+        bool default_allow; /* false (default): deny when no ALLOW policy selects us */
+    } policy;
+    struct {
+        char *dir;
+    } audit;
+    struct {
+        char *listen; /* loopback only; default 127.0.0.1:15000 */
+        struct sockaddr_storage listen_addr;
+    } admin;
+    unsigned workers;  /* 1..PROXY_CONFIG_WORKERS_MAX (resolved when "auto") */
+    bool workers_auto; /* "auto" (the default): one per online core */
+    struct {
+        uint64_t max_header_bytes; /* all field lines: 60 KiB (more: 431) */
+        uint64_t max_headers;      /* field count: 100 (more: 431) */
+        uint64_t max_body;         /* PROXY_CONFIG_UNLIMITED (default): streamed */
+        uint64_t max_connections;  /* per listener and worker: 16384 */
+    } limits;
+    struct {
+        bool allow_tls12; /* tls.min_version "1.2"; default "1.3": TLS 1.3 only */
+    } tls;
+    uint64_t drain_ms; /* timeouts.drain: graceful shutdown deadline, 30 s */
+} proxy_config;
+
+/* Reads and validates a config file. On failure returns WARD_EPOLICY (or
+ * WARD_EIO / WARD_ENOMEM) with every problem in diag and *out NULL. */
+int proxy_config_load(const char *path, proxy_config **out, ward_diag *diag);
+/* The same from bytes; `name` is used in messages and, as a path, to resolve
+ * relative file names. */
+int proxy_config_load_buffer(const char *name, const char *data, size_t len, proxy_config **out,
+                             ward_diag *diag);
+void proxy_config_free(proxy_config *cfg);
+/* "60KiB", "1MiB", "512B", "2GiB" -> bytes, value <= max (WARD_EINVAL / WARD_ERANGE). */
+int proxy_size_parse(const char *s, size_t len, uint64_t max, uint64_t *out);
+
 #endif

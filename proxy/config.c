@@ -1,0 +1,1369 @@
+/* config.c - ward-proxy's YAML configuration: strict keys, bounded values, secure defaults */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CONFIG_MAX_BYTES ((size_t)1 << 20)
+#define TIMEOUT_MIN_NS   1000000ull                /* 1ms */
+#define TIMEOUT_MAX_NS   (3600ull * 1000000000ull) /* 1h */
+#define HEADER_BYTES_MIN ((uint64_t)1 << 10)       /* 1 KiB */
+#define HEADER_BYTES_MAX ((uint64_t)1 << 20)       /* 1 MiB */
+#define HEADERS_MAX      1000
+#define BODY_MAX         ((uint64_t)1 << 40) /* 1 TiB */
+#define CONNECTIONS_MAX  1000000
+#define UPSTREAMS_MAX    10000
+#define ENDPOINTS_MAX    1000
+#define POLICY_PATHS_MAX 1000
+#define SERVICE_NAME_MAX 63
+
+/* ---- the validation context: the field path and the problems found --------- */
+
+typedef struct cprob {
+    int line, col;
+    size_t seq;
+    char *msg;
+} cprob;
+
+typedef struct cctx {
+    const char *file;
+    char *base; /* folder of the config file, for relative paths ("" = cwd) */
+    int rc;     /* WARD_ENOMEM once an allocation failed */
+    cprob *probs;
+    size_t n_probs, cap_probs;
+    char path[512];
+    size_t plen;
+} cctx;
+
+/* Writes s double-quoted, controls escaped, long values cut with "...". */
+static const char *quote(char *out, size_t size, const char *s, size_t len)
+{
+    const size_t max = 80;
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < len && i < max && o + 8 < size; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            o += (size_t)snprintf(out + o, size - o, "\\x%02x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    if (len > max && o + 5 < size) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
+}
+
+static void cerr(cctx *c, const ward_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records "path: message" at the position of `at`. */
+static void cerr(cctx *c, const ward_node *at, const char *fmt, ...)
+{
+    if (c->n_probs == c->cap_probs) {
+        size_t cap = c->cap_probs ? c->cap_probs * 2 : 8;
+        cprob *np = realloc(c->probs, cap * sizeof(*np));
+        if (np == NULL) {
+            c->rc = WARD_ENOMEM;
+            return;
+        }
+        c->probs = np;
+        c->cap_probs = cap;
+    }
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t need = c->plen + strlen(msg) + 16;
+    char *full = malloc(need);
+    if (full == NULL) {
+        c->rc = WARD_ENOMEM;
+        return;
+    }
+    snprintf(full, need, "%s: %s", c->plen ? c->path : "document", msg);
+    c->probs[c->n_probs] = (cprob){at ? at->line : 0, at ? at->col : 0, c->n_probs, full};
+    c->n_probs++;
+}
+
+static int cprob_cmp(const void *a, const void *b)
+{
+    const cprob *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Hands the problems to diag in document order. */
+static void cflush(cctx *c, ward_diag *diag)
+{
+    if (c->n_probs > 1)
+        qsort(c->probs, c->n_probs, sizeof(*c->probs), cprob_cmp);
+    for (size_t i = 0; i < c->n_probs; i++) {
+        if (diag != NULL)
+            ward_diag_add(diag, c->file, c->probs[i].line, c->probs[i].col, "%s", c->probs[i].msg);
+        free(c->probs[i].msg);
+    }
+    free(c->probs);
+    c->probs = NULL;
+    c->n_probs = c->cap_probs = 0;
+}
+
+static void path_append(cctx *c, const char *s)
+{
+    size_t n = strlen(s);
+    if (c->plen + n >= sizeof(c->path))
+        n = sizeof(c->path) - 1 - c->plen;
+    memcpy(c->path + c->plen, s, n);
+    c->plen += n;
+    c->path[c->plen] = '\0';
+}
+
+static bool key_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '-';
+}
+
+/* Path convention: "upstreams[0].endpoints[1]"; other keys as ["key"]. */
+static size_t push_key(cctx *c, const char *key, size_t len)
+{
+    size_t old = c->plen;
+    bool plain = len > 0;
+    for (size_t i = 0; i < len && plain; i++)
+        plain = key_char(key[i]);
+    if (plain) {
+        char tmp[128];
+        if (c->plen > 0)
+            path_append(c, ".");
+        snprintf(tmp, sizeof(tmp), "%.*s", (int)(len < 100 ? len : 100), key);
+        path_append(c, tmp);
+    } else {
+        char q[256];
+        path_append(c, "[");
+        path_append(c, quote(q, sizeof(q), key, len));
+        path_append(c, "]");
+    }
+    return old;
+}
+
+static size_t push(cctx *c, const char *key)
+{
+    return push_key(c, key, strlen(key));
+}
+
+static size_t push_idx(cctx *c, size_t i)
+{
+    size_t old = c->plen;
+    char tmp[32];
+    snprintf(tmp, sizeof(tmp), "[%zu]", i);
+    path_append(c, tmp);
+    return old;
+}
+
+static void pop(cctx *c, size_t old)
+{
+    c->plen = old;
+    c->path[old] = '\0';
+}
+
+/* ---- scalars and types ------------------------------------------------------ */
+
+static bool scalar_is(const ward_node *n, const char *word)
+{
+    size_t len = strlen(word);
+    return n->kind == WARD_NODE_SCALAR && n->len == len && memcmp(n->str, word, len) == 0;
+}
+
+static bool is_null(const ward_node *n)
+{
+    return n->kind == WARD_NODE_SCALAR && !n->quoted &&
+           (n->len == 0 || scalar_is(n, "~") || scalar_is(n, "null") || scalar_is(n, "Null") ||
+            scalar_is(n, "NULL"));
+}
+
+static bool is_bool(const ward_node *n)
+{
+    static const char *const words[] = {"true", "True", "TRUE", "yes",   "Yes",   "YES",
+                                        "on",   "On",   "ON",   "false", "False", "FALSE",
+                                        "no",   "No",   "NO",   "off",   "Off",   "OFF"};
+    if (n->kind != WARD_NODE_SCALAR || n->quoted)
+        return false;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (scalar_is(n, words[i]))
+            return true;
+    return false;
+}
+
+static bool is_number(const ward_node *n)
+{
+    if (n->kind != WARD_NODE_SCALAR || n->quoted || n->len == 0)
+        return false;
+    size_t i = (n->str[0] == '-' || n->str[0] == '+') ? 1 : 0;
+    bool digit = false;
+    for (; i < n->len; i++) {
+        if (n->str[i] >= '0' && n->str[i] <= '9')
+            digit = true;
+        else if (n->str[i] != '.' && n->str[i] != '_')
+            return false;
+    }
+    return digit;
+}
+
+static const char *describe(const ward_node *n)
+{
+    if (n->kind == WARD_NODE_MAP)
+        return "a map";
+    if (n->kind == WARD_NODE_SEQ)
+        return "a list";
+    if (is_null(n))
+        return "null";
+    if (is_bool(n))
+        return "a boolean";
+    if (is_number(n))
+        return "a number";
+    return "a string";
+}
+
+static bool expect_map(cctx *c, const ward_node *n)
+{
+    if (n->kind == WARD_NODE_MAP)
+        return true;
+    cerr(c, n, "expected a map, got %s", describe(n));
+    return false;
+}
+
+static bool expect_list(cctx *c, const ward_node *n)
+{
+    if (n->kind == WARD_NODE_SEQ)
+        return true;
+    if (n->kind == WARD_NODE_SCALAR && !is_null(n))
+        cerr(c, n, "expected a list, got %s (write [value] for a single value)", describe(n));
+    else
+        cerr(c, n, "expected a list, got %s", describe(n));
+    return false;
+}
+
+/* A non-empty string without NUL bytes (numbers read as strings here). */
+static bool get_str(cctx *c, const ward_node *n, const char **s)
+{
+    if (n->kind != WARD_NODE_SCALAR || is_null(n) || is_bool(n)) {
+        cerr(c, n, "expected a string, got %s", describe(n));
+        return false;
+    }
+    if (n->len == 0) {
+        cerr(c, n, "must not be empty");
+        return false;
+    }
+    if (memchr(n->str, '\0', n->len) != NULL) {
+        cerr(c, n, "NUL byte in value");
+        return false;
+    }
+    *s = n->str;
+    return true;
+}
+
+static char *cdup(cctx *c, const char *s)
+{
+    char *p = strdup(s);
+    if (p == NULL)
+        c->rc = WARD_ENOMEM;
+    return p;
+}
+
+/* Optimal string alignment distance, for "did you mean". */
+static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
+{
+    size_t d[40][40];
+    if (la >= 40 || lb >= 40)
+        return 99;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            char x = a[i - 1], y = b[j - 1];
+            size_t cost = (x == y || (x | 0x20) == (y | 0x20)) ? 0 : 1;
+            size_t v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    }
+    return d[la][lb];
+}
+
+static const char *closest(const char *s, size_t len, const char *const *names)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; names[i] != NULL; i++) {
+        size_t dd = edit_distance(s, len, names[i], strlen(names[i]));
+        if (dd < best_d) {
+            best_d = dd;
+            best = names[i];
+        }
+    }
+    return best;
+}
+
+static void join_names(char *out, size_t size, const char *const *names)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; names[i] != NULL && o < size; i++)
+        o += (size_t)snprintf(out + o, size - o, "%s%s", i ? ", " : "", names[i]);
+}
+
+/* Reports every key of `map` not in `allowed` (NULL-terminated). */
+static void check_keys(cctx *c, const ward_node *map, const char *const *allowed)
+{
+    for (size_t i = 0; i < map->n; i++) {
+        const ward_node *k = map->pairs[i].key;
+        bool ok = false;
+        for (size_t j = 0; allowed[j] != NULL && !ok; j++)
+            ok = scalar_is(k, allowed[j]);
+        if (ok)
+            continue;
+        char list[512], hint[160] = "";
+        join_names(list, sizeof(list), allowed);
+        const char *near = closest(k->str, k->len, allowed);
+        if (near != NULL)
+            snprintf(hint, sizeof(hint), " (did you mean \"%s\"?)", near);
+        size_t old = push_key(c, k->str, k->len);
+        cerr(c, k, "unknown key%s; allowed: %s", hint, list);
+        pop(c, old);
+    }
+}
+
+static void missing(cctx *c, const ward_node *map, const char *key, const char *extra)
+{
+    size_t old = push(c, key);
+    cerr(c, map, "required key is missing%s", extra);
+    pop(c, old);
+}
+
+/* The value of `key` in map, or NULL (also for an explicit null). */
+static const ward_node *field(const ward_node *map, const char *key)
+{
+    const ward_node *v = ward_node_get(map, key);
+    return v != NULL && is_null(v) ? NULL : v;
+}
+
+/* ---- values -------------------------------------------------------------------- */
+
+int proxy_size_parse(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {{"B", 1},
+                 {"KiB", 1ull << 10},
+                 {"MiB", 1ull << 20},
+                 {"GiB", 1ull << 30},
+                 {"TiB", 1ull << 40}};
+    size_t i = 0;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++;
+    if (i == 0 || i == len)
+        return WARD_EINVAL; /* no digits, or no unit */
+    uint64_t mult = 0;
+    for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++)
+        if (strlen(units[u].unit) == len - i && memcmp(units[u].unit, s + i, len - i) == 0)
+            mult = units[u].mult;
+    if (mult == 0)
+        return WARD_EINVAL;
+    uint64_t n;
+    int rc = ward_parse_u64(s, i, UINT64_MAX, &n);
+    if (rc < 0)
+        return rc;
+    if (n > UINT64_MAX / mult || n * mult > max)
+        return WARD_ERANGE;
+    *out = n * mult;
+    return 0;
+}
+
+static void fmt_size(char *buf, size_t size, uint64_t v)
+{
+    if (v >= (1ull << 40) && v % (1ull << 40) == 0)
+        snprintf(buf, size, "%lluTiB", (unsigned long long)(v >> 40));
+    else if (v >= (1ull << 30) && v % (1ull << 30) == 0)
+        snprintf(buf, size, "%lluGiB", (unsigned long long)(v >> 30));
+    else if (v >= (1ull << 20) && v % (1ull << 20) == 0)
+        snprintf(buf, size, "%lluMiB", (unsigned long long)(v >> 20));
+    else if (v >= (1ull << 10) && v % (1ull << 10) == 0)
+        snprintf(buf, size, "%lluKiB", (unsigned long long)(v >> 10));
+    else
+        snprintf(buf, size, "%lluB", (unsigned long long)v);
+}
+
+static void parse_size(cctx *c, const ward_node *n, uint64_t min, uint64_t max, uint64_t *out)
+{
+    const char *s;
+    if (!get_str(c, n, &s))
+        return;
+    uint64_t v = 0;
+    int rc = proxy_size_parse(s, n->len, UINT64_MAX, &v);
+    char q[256], lo[32], hi[32];
+    fmt_size(lo, sizeof(lo), min);
+    fmt_size(hi, sizeof(hi), max);
+    if (rc == WARD_EINVAL)
+        cerr(c, n,
+             "invalid size %s (a whole number with a unit: B, KiB, MiB, GiB, TiB; e.g. 60KiB)",
+             quote(q, sizeof(q), s, n->len));
+    else if (rc < 0 || v < min || v > max)
+        cerr(c, n, "size %s out of range (%s .. %s)", quote(q, sizeof(q), s, n->len), lo, hi);
+    else
+        *out = v;
+}
+
+static void parse_timeout(cctx *c, const ward_node *n, uint64_t *out_ms)
+{
+    const char *s;
+    if (!get_str(c, n, &s))
+        return;
+    uint64_t ns = 0;
+    char q[256];
+    int rc = ward_parse_duration(s, n->len, UINT64_MAX, &ns);
+    if (rc == WARD_EINVAL)
+        cerr(c, n, "invalid duration %s (a number with a unit: ms, s, m, h; e.g. 10s, 1m30s)",
+             quote(q, sizeof(q), s, n->len));
+    else if (rc < 0 || ns < TIMEOUT_MIN_NS || ns > TIMEOUT_MAX_NS)
+        cerr(c, n, "duration %s out of range (1ms .. 1h)", quote(q, sizeof(q), s, n->len));
+    else
+        *out_ms = ns / 1000000ull;
+}
+
+/* A bounded integer (a plain YAML number). */
+static void parse_uint(cctx *c, const ward_node *n, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (n->kind != WARD_NODE_SCALAR || n->quoted || is_null(n) || is_bool(n)) {
+        cerr(c, n, "expected a number, got %s", describe(n));
+        return;
+    }
+    if (ward_parse_u64(n->str, n->len, max, &v) < 0 || v < min) {
+        char q[256];
+        cerr(c, n, "invalid number %s (a whole number %llu..%llu)",
+             quote(q, sizeof(q), n->str, n->len), (unsigned long long)min, (unsigned long long)max);
+        return;
+    }
+    *out = v;
+}
+
+/* A file name resolved against the config file's folder. */
+static char *resolve(cctx *c, const char *s)
+{
+    if (s[0] == '/' || c->base[0] == '\0')
+        return cdup(c, s);
+    size_t need = strlen(c->base) + strlen(s) + 2;
+    char *p = malloc(need);
+    if (p == NULL) {
+        c->rc = WARD_ENOMEM;
+        return NULL;
+    }
+    snprintf(p, need, "%s/%s", c->base, s);
+    return p;
+}
+
+typedef enum file_kind { FILE_ANY, FILE_SECRET, FILE_DIR, FILE_FILE_OR_DIR } file_kind;
+
+/* A path that must exist: a regular file, or a folder; secrets must not be
+ * open to group or others. Returns the resolved name (owned) or NULL. */
+static char *parse_file(cctx *c, const ward_node *n, file_kind kind)
+{
+    const char *s;
+    if (!get_str(c, n, &s))
+        return NULL;
+    char *p = resolve(c, s);
+    if (p == NULL)
+        return NULL;
+    char q[256];
+    struct stat st;
+    if (stat(p, &st) != 0) {
+        cerr(c, n, "%s: %s", quote(q, sizeof(q), p, strlen(p)), strerror(errno));
+        goto bad;
+    }
+    bool is_dir = S_ISDIR(st.st_mode), is_reg = S_ISREG(st.st_mode);
+    if (kind == FILE_DIR && !is_dir) {
+        cerr(c, n, "%s is not a folder", quote(q, sizeof(q), p, strlen(p)));
+        goto bad;
+    }
+    if (kind == FILE_FILE_OR_DIR && !is_dir && !is_reg) {
+        cerr(c, n, "%s is neither a file nor a folder", quote(q, sizeof(q), p, strlen(p)));
+        goto bad;
+    }
+    if ((kind == FILE_ANY || kind == FILE_SECRET) && !is_reg) {
+        cerr(c, n, "%s is not a regular file", quote(q, sizeof(q), p, strlen(p)));
+        goto bad;
+    }
+    if (kind == FILE_SECRET && (st.st_mode & 077) != 0) {
+        cerr(c, n,
+             "%s is a secret but has mode %04o (group or others may access it); run "
+             "chmod 600 on it",
+             quote(q, sizeof(q), p, strlen(p)), (unsigned)(st.st_mode & 07777));
+        goto bad;
+    }
+    return p;
+bad:
+    free(p);
+    return NULL;
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
+        return IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+    }
+    return false;
+}
+
+static uint16_t addr_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+typedef enum addr_rule {
+    ADDR_LISTEN,          /* any address, port 0 = any free port */
+    ADDR_LISTEN_LOOPBACK, /* loopback only, port 0 = any free port */
+    ADDR_CONNECT,         /* any address, port 1..65535 */
+} addr_rule;
+
+static char *parse_addr(cctx *c, const ward_node *n, addr_rule rule, const char *why,
+                        struct sockaddr_storage *out)
+{
+    const char *s;
+    if (!get_str(c, n, &s))
+        return NULL;
+    ward_err e;
+    if (proxy_addr_parse(s, out, &e) < 0) {
+        cerr(c, n, "%s", e.msg);
+        return NULL;
+    }
+    char q[256];
+    if (rule == ADDR_CONNECT && addr_port(out) == 0) {
+        cerr(c, n, "%s: port 0 cannot be connected to", quote(q, sizeof(q), s, n->len));
+        return NULL;
+    }
+    if (rule == ADDR_LISTEN_LOOPBACK && !is_loopback(out)) {
+        cerr(c, n, "%s is not a loopback address (127.0.0.0/8 or [::1]): %s",
+             quote(q, sizeof(q), s, n->len), why);
+        return NULL;
+    }
+    return cdup(c, s);
+}
+
+/* Lowercase letters, digits and '-', 1..63 bytes, starting and ending with a
+ * letter or digit: a DNS label, so that a Host header can name it. */
+static bool service_name_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > SERVICE_NAME_MAX || s[0] == '-' || s[len - 1] == '-')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static char *parse_service(cctx *c, const ward_node *n)
+{
+    const char *s;
+    if (!get_str(c, n, &s))
+        return NULL;
+    if (!service_name_valid(s, n->len)) {
+        char q[256];
+        cerr(c, n,
+             "invalid service name %s (a DNS label: 1..63 of [a-z0-9-], starting and ending "
+             "with a letter or digit)",
+             quote(q, sizeof(q), s, n->len));
+        return NULL;
+    }
+    return cdup(c, s);
+}
+
+/* ---- sections ------------------------------------------------------------------------ */
+
+static void parse_wardd_server(cctx *c, const ward_node *n, char **out)
+{
+    const char *s;
+    if (!get_str(c, n, &s))
+        return;
+    char q[256];
+    const char *hint = "expected https://HOST:PORT";
+    if (strncmp(s, "https://", 8) != 0) {
+        cerr(c, n, "%s: %s (wardd is only reached over TLS)", quote(q, sizeof(q), s, n->len), hint);
+        return;
+    }
+    const char *host = s + 8, *end = s + n->len;
+    const char *colon;
+    if (host < end && *host == '[') {
+        const char *rb = memchr(host, ']', (size_t)(end - host));
+        colon = rb != NULL && rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+        if (rb != NULL && rb == host + 1)
+            colon = NULL;
+    } else {
+        colon = memchr(host, ':', (size_t)(end - host));
+        if (colon == host)
+            colon = NULL;
+        for (const char *p = host; colon != NULL && p < colon; p++)
+            if (!(key_char(*p) || *p == '.'))
+                colon = NULL;
+    }
+    uint64_t port;
+    if (colon == NULL || ward_parse_u64(colon + 1, (size_t)(end - colon - 1), 65535, &port) < 0 ||
+        port == 0) {
+        cerr(c, n, "%s: %s (no path, query or user info)", quote(q, sizeof(q), s, n->len), hint);
+        return;
+    }
+    *out = cdup(c, s);
+}
+
+static void parse_identity(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"server",    "token_file", "bundle_file",
+                                       "cert_file", "key_file",   NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    const ward_node *server = field(n, "server"), *token = field(n, "token_file"),
+                    *bundle = field(n, "bundle_file"), *cert = field(n, "cert_file"),
+                    *key = field(n, "key_file");
+    bool wardd = server != NULL || token != NULL, stat_files = cert != NULL || key != NULL;
+    if (wardd && stat_files) {
+        const ward_node *at = cert != NULL ? cert : key;
+        cerr(c, at,
+             "give either server + token_file + bundle_file (attest to wardd) or cert_file + "
+             "key_file + bundle_file (static files), not both");
+        return;
+    }
+    if (!wardd && !stat_files) {
+        cerr(c, n,
+             "no identity source: give server + token_file + bundle_file (attest to wardd) or "
+             "cert_file + key_file + bundle_file (static files)");
+        return;
+    }
+    size_t old;
+    if (wardd) {
+        cfg->identity.mode = PROXY_IDENTITY_WARDD;
+        if (server == NULL)
+            missing(c, n, "server", " (https://HOST:PORT of wardd)");
+        if (token == NULL)
+            missing(c, n, "token_file", " (the join token for the first attestation)");
+        if (server != NULL) {
+            old = push(c, "server");
+            parse_wardd_server(c, server, &cfg->identity.server);
+            pop(c, old);
+        }
+        if (token != NULL) {
+            old = push(c, "token_file");
+            cfg->identity.token_file = parse_file(c, token, FILE_SECRET);
+            pop(c, old);
+        }
+    } else {
+        cfg->identity.mode = PROXY_IDENTITY_STATIC;
+        if (cert == NULL)
+            missing(c, n, "cert_file", " (with key_file and bundle_file)");
+        if (key == NULL)
+            missing(c, n, "key_file", " (with cert_file and bundle_file)");
+        if (cert != NULL) {
+            old = push(c, "cert_file");
+            cfg->identity.cert_file = parse_file(c, cert, FILE_ANY);
+            pop(c, old);
+        }
+        if (key != NULL) {
+            old = push(c, "key_file");
+            cfg->identity.key_file = parse_file(c, key, FILE_SECRET);
+            pop(c, old);
+        }
+    }
+    if (bundle == NULL) {
+        missing(c, n, "bundle_file",
+                wardd ? " (the CA certificates that pin wardd on first contact)"
+                      : " (the CA certificates peers are checked against)");
+    } else {
+        old = push(c, "bundle_file");
+        cfg->identity.bundle_file = parse_file(c, bundle, FILE_ANY);
+        pop(c, old);
+    }
+}
+
+static const char *const timeout_keys[] = {"header_read", "idle", "upstream_connect", "request",
+                                           NULL};
+
+/* A timeouts map; `top` also allows drain. */
+static void parse_timeouts(cctx *c, const ward_node *n, proxy_config_timeouts *t, uint64_t *drain)
+{
+    static const char *const top_keys[] = {"header_read", "idle",  "upstream_connect",
+                                           "request",     "drain", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, drain != NULL ? top_keys : timeout_keys);
+    uint64_t *slots[] = {&t->header_read_ms, &t->idle_ms, &t->upstream_connect_ms, &t->request_ms};
+    for (size_t i = 0; timeout_keys[i] != NULL; i++) {
+        const ward_node *v = field(n, timeout_keys[i]);
+        if (v == NULL)
+            continue;
+        size_t old = push(c, timeout_keys[i]);
+        parse_timeout(c, v, slots[i]);
+        pop(c, old);
+    }
+    const ward_node *v = drain != NULL ? field(n, "drain") : NULL;
+    if (v != NULL) {
+        size_t old = push(c, "drain");
+        parse_timeout(c, v, drain);
+        pop(c, old);
+    }
+}
+
+static void parse_inbound(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"listen", "app", "timeouts", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    const ward_node *v;
+    size_t old;
+    if ((v = field(n, "listen")) == NULL) {
+        missing(c, n, "listen", " (ADDR:PORT for mTLS from other proxies)");
+    } else {
+        old = push(c, "listen");
+        cfg->inbound.listen = parse_addr(c, v, ADDR_LISTEN, NULL, &cfg->inbound.listen_addr);
+        pop(c, old);
+    }
+    if ((v = field(n, "app")) == NULL) {
+        missing(c, n, "app", " (ADDR:PORT of the local workload)");
+    } else {
+        old = push(c, "app");
+        cfg->inbound.app = parse_addr(c, v, ADDR_CONNECT, NULL, &cfg->inbound.app_addr);
+        pop(c, old);
+    }
+    if ((v = field(n, "timeouts")) != NULL) {
+        old = push(c, "timeouts");
+        parse_timeouts(c, v, &cfg->inbound.timeouts, NULL);
+        pop(c, old);
+    }
+}
+
+static void parse_outbound(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"listen", "timeouts", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    const ward_node *v;
+    size_t old;
+    if ((v = field(n, "listen")) == NULL) {
+        missing(c, n, "listen", " (loopback ADDR:PORT for the workload's calls)");
+    } else {
+        old = push(c, "listen");
+        cfg->outbound.listen =
+            parse_addr(c, v, ADDR_LISTEN_LOOPBACK,
+                       "the outbound listener is plaintext and lends this workload's identity "
+                       "to whoever connects",
+                       &cfg->outbound.listen_addr);
+        pop(c, old);
+    }
+    if ((v = field(n, "timeouts")) != NULL) {
+        old = push(c, "timeouts");
+        parse_timeouts(c, v, &cfg->outbound.timeouts, NULL);
+        pop(c, old);
+    }
+}
+
+static void parse_upstream(cctx *c, const ward_node *n, proxy_config_upstream *u)
+{
+    static const char *const keys[] = {"service", "endpoints", "spiffe_id", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    u->line = n->line;
+    const ward_node *v;
+    size_t old;
+    if ((v = field(n, "service")) == NULL) {
+        missing(c, n, "service", " (the name the Host header gives)");
+    } else {
+        old = push(c, "service");
+        u->service = parse_service(c, v);
+        pop(c, old);
+    }
+    if ((v = field(n, "endpoints")) == NULL) {
+        missing(c, n, "endpoints", " (a list of ADDR:PORT)");
+    } else {
+        old = push(c, "endpoints");
+        if (expect_list(c, v)) {
+            if (v->n == 0) {
+                cerr(c, v, "at least one endpoint is needed");
+            } else if (v->n > ENDPOINTS_MAX) {
+                cerr(c, v, "too many endpoints (at most %d)", ENDPOINTS_MAX);
+            } else {
+                u->endpoints = calloc(v->n, sizeof(*u->endpoints));
+                u->addrs = calloc(v->n, sizeof(*u->addrs));
+                if (u->endpoints == NULL || u->addrs == NULL) {
+                    c->rc = WARD_ENOMEM;
+                } else {
+                    u->n_endpoints = v->n;
+                    for (size_t i = 0; i < v->n; i++) {
+                        size_t o2 = push_idx(c, i);
+                        u->endpoints[i] =
+                            parse_addr(c, v->items[i], ADDR_CONNECT, NULL, &u->addrs[i]);
+                        pop(c, o2);
+                    }
+                }
+            }
+        }
+        pop(c, old);
+    }
+    if ((v = field(n, "spiffe_id")) == NULL) {
+        missing(c, n, "spiffe_id", " (the SPIFFE ID its endpoints must present)");
+    } else {
+        old = push(c, "spiffe_id");
+        const char *s;
+        if (get_str(c, v, &s)) {
+            ward_spiffe_id id;
+            ward_err e;
+            char q[256];
+            if (ward_spiffe_id_parse(s, v->len, &id, &e) < 0)
+                cerr(c, v, "invalid SPIFFE ID %s: %s", quote(q, sizeof(q), s, v->len), e.msg);
+            else if (id.path_len == 0)
+                cerr(c, v, "%s names a trust domain, not a workload (add a path)",
+                     quote(q, sizeof(q), s, v->len));
+            else
+                u->spiffe_id = cdup(c, s);
+        }
+        pop(c, old);
+    }
+}
+
+static void parse_upstreams(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    if (!expect_list(c, n))
+        return;
+    if (n->n > UPSTREAMS_MAX) {
+        cerr(c, n, "too many upstreams (at most %d)", UPSTREAMS_MAX);
+        return;
+    }
+    if (n->n == 0)
+        return;
+    cfg->upstreams = calloc(n->n, sizeof(*cfg->upstreams));
+    if (cfg->upstreams == NULL) {
+        c->rc = WARD_ENOMEM;
+        return;
+    }
+    cfg->n_upstreams = n->n;
+    for (size_t i = 0; i < n->n; i++) {
+        size_t old = push_idx(c, i);
+        proxy_config_upstream *u = &cfg->upstreams[i];
+        parse_upstream(c, n->items[i], u);
+        for (size_t j = 0; u->service != NULL && j < i; j++) {
+            if (cfg->upstreams[j].service != NULL &&
+                strcmp(cfg->upstreams[j].service, u->service) == 0) {
+                size_t o2 = push(c, "service");
+                cerr(c, ward_node_get(n->items[i], "service"),
+                     "duplicate upstream service \"%s\" (first defined at line %d)", u->service,
+                     cfg->upstreams[j].line);
+                pop(c, o2);
+                break;
+            }
+        }
+        pop(c, old);
+    }
+}
+
+static void parse_policy(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"paths", "default", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    const ward_node *v;
+    size_t old;
+    if ((v = field(n, "paths")) != NULL) {
+        old = push(c, "paths");
+        if (expect_list(c, v)) {
+            if (v->n > POLICY_PATHS_MAX) {
+                cerr(c, v, "too many paths (at most %d)", POLICY_PATHS_MAX);
+            } else if (v->n > 0) {
+                cfg->policy.paths = calloc(v->n, sizeof(*cfg->policy.paths));
+                if (cfg->policy.paths == NULL) {
+                    c->rc = WARD_ENOMEM;
+                } else {
+                    cfg->policy.n_paths = v->n;
+                    for (size_t i = 0; i < v->n; i++) {
+                        size_t o2 = push_idx(c, i);
+                        cfg->policy.paths[i] = parse_file(c, v->items[i], FILE_FILE_OR_DIR);
+                        pop(c, o2);
+                    }
+                }
+            }
+        }
+        pop(c, old);
+    }
+    if ((v = field(n, "default")) != NULL) {
+        old = push(c, "default");
+        const char *s;
+        if (get_str(c, v, &s)) {
+            char q[256];
+            if (scalar_is(v, "deny"))
+                cfg->policy.default_allow = false;
+            else if (scalar_is(v, "allow"))
+                cfg->policy.default_allow = true;
+            else if (strcasecmp(s, "deny") == 0 || strcasecmp(s, "allow") == 0)
+                cerr(c, v, "invalid value %s (values are lowercase); allowed: allow, deny",
+                     quote(q, sizeof(q), s, v->len));
+            else
+                cerr(c, v, "invalid value %s; allowed: allow, deny",
+                     quote(q, sizeof(q), s, v->len));
+        }
+        pop(c, old);
+    }
+}
+
+static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"dir", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    const ward_node *v = field(n, "dir");
+    if (v == NULL) {
+        missing(c, n, "dir", " (the folder of the audit trail)");
+        return;
+    }
+    size_t old = push(c, "dir");
+    const char *s;
+    if (get_str(c, v, &s)) {
+        /* created at start if absent; anything else in its place is an error */
+        char *p = resolve(c, s);
+        struct stat st;
+        char q[256];
+        if (p != NULL && stat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            cerr(c, v, "%s exists and is not a folder", quote(q, sizeof(q), p, strlen(p)));
+            free(p);
+        } else {
+            cfg->audit.dir = p;
+        }
+    }
+    pop(c, old);
+}
+
+static void parse_admin(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"listen", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    const ward_node *v = field(n, "listen");
+    if (v == NULL)
+        return;
+    size_t old = push(c, "listen");
+    cfg->admin.listen =
+        parse_addr(c, v, ADDR_LISTEN_LOOPBACK,
+                   "the admin endpoint exposes metrics and configuration and is never served "
+                   "to the network",
+                   &cfg->admin.listen_addr);
+    pop(c, old);
+}
+
+static void parse_workers(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    if (scalar_is(n, "auto"))
+        return;
+    char q[256];
+    uint64_t v = 0;
+    if (n->kind != WARD_NODE_SCALAR || is_null(n) || is_bool(n)) {
+        cerr(c, n, "expected a number or \"auto\", got %s", describe(n));
+        return;
+    }
+    if (ward_parse_u64(n->str, n->len, PROXY_CONFIG_WORKERS_MAX, &v) < 0 || v == 0) {
+        cerr(c, n, "invalid worker count %s (1..%d, or auto for one per core)",
+             quote(q, sizeof(q), n->str, n->len), PROXY_CONFIG_WORKERS_MAX);
+        return;
+    }
+    cfg->workers = (unsigned)v;
+    cfg->workers_auto = false;
+}
+
+static void parse_limits(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"max_header_bytes", "max_headers", "max_body",
+                                       "max_connections", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    const ward_node *v;
+    size_t old;
+    if ((v = field(n, "max_header_bytes")) != NULL) {
+        old = push(c, "max_header_bytes");
+        parse_size(c, v, HEADER_BYTES_MIN, HEADER_BYTES_MAX, &cfg->limits.max_header_bytes);
+        pop(c, old);
+    }
+    if ((v = field(n, "max_headers")) != NULL) {
+        old = push(c, "max_headers");
+        parse_uint(c, v, 1, HEADERS_MAX, &cfg->limits.max_headers);
+        pop(c, old);
+    }
+    if ((v = field(n, "max_body")) != NULL) {
+        old = push(c, "max_body");
+        if (scalar_is(v, "unlimited"))
+            cfg->limits.max_body = PROXY_CONFIG_UNLIMITED;
+        else
+            parse_size(c, v, 1, BODY_MAX, &cfg->limits.max_body);
+        pop(c, old);
+    }
+    if ((v = field(n, "max_connections")) != NULL) {
+        old = push(c, "max_connections");
+        parse_uint(c, v, 1, CONNECTIONS_MAX, &cfg->limits.max_connections);
+        pop(c, old);
+    }
+}
+
+static void parse_tls(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"min_version", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    const ward_node *v = field(n, "min_version");
+    if (v == NULL)
+        return;
+    size_t old = push(c, "min_version");
+    const char *s;
+    if (get_str(c, v, &s)) {
+        char q[256];
+        if (scalar_is(v, "1.3"))
+            cfg->tls.allow_tls12 = false;
+        else if (scalar_is(v, "1.2"))
+            cfg->tls.allow_tls12 = true;
+        else
+            cerr(c, v, "unsupported TLS version %s; allowed: \"1.3\" (default), \"1.2\"",
+                 quote(q, sizeof(q), s, v->len));
+    }
+    pop(c, old);
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family || addr_port(a) == 0 || addr_port(a) != addr_port(b))
+        return false;
+    if (a->ss_family == AF_INET) {
+        uint32_t x = ((const struct sockaddr_in *)a)->sin_addr.s_addr;
+        uint32_t y = ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+        return x == y || x == htonl(INADDR_ANY) || y == htonl(INADDR_ANY);
+    }
+    const struct in6_addr *x = &((const struct sockaddr_in6 *)a)->sin6_addr;
+    const struct in6_addr *y = &((const struct sockaddr_in6 *)b)->sin6_addr;
+    return memcmp(x, y, sizeof(*x)) == 0 || IN6_IS_ADDR_UNSPECIFIED(x) ||
+           IN6_IS_ADDR_UNSPECIFIED(y);
+}
+
+static const ward_node *listen_node(const ward_node *root, const char *section)
+{
+    const ward_node *sec = ward_node_get(root, section);
+    return sec != NULL && sec->kind == WARD_NODE_MAP ? ward_node_get(sec, "listen") : NULL;
+}
+
+/* Two listeners on one address and port cannot both bind. */
+static void check_listeners(cctx *c, const ward_node *root, proxy_config *cfg)
+{
+    struct {
+        const char *name; /* for messages */
+        const char *section;
+        const char *value;
+        const struct sockaddr_storage *addr;
+    } l[] = {
+        {"inbound.listen", "inbound", cfg->inbound.listen, &cfg->inbound.listen_addr},
+        {"outbound.listen", "outbound", cfg->outbound.listen, &cfg->outbound.listen_addr},
+        {"admin.listen", "admin", cfg->admin.listen, &cfg->admin.listen_addr},
+    };
+    for (size_t i = 1; i < sizeof(l) / sizeof(l[0]); i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (l[i].value == NULL || l[j].value == NULL || !same_addr(l[i].addr, l[j].addr))
+                continue;
+            size_t a = i, b = j; /* report on the later one, written in the file */
+            const ward_node *at = listen_node(root, l[a].section);
+            if (at == NULL) { /* the default admin address */
+                a = j;
+                b = i;
+                at = listen_node(root, l[a].section);
+            }
+            size_t old = push(c, l[a].section);
+            push(c, "listen");
+            cerr(c, at, "\"%s\" is also used by %s%s", l[a].value, l[b].name,
+                 listen_node(root, l[b].section) != NULL ? "" : " (its default)");
+            pop(c, old);
+        }
+    }
+}
+
+static const proxy_config_timeouts default_timeouts = {
+    .header_read_ms = 10000,
+    .idle_ms = 60000,
+    .upstream_connect_ms = 5000,
+    .request_ms = 30000,
+};
+
+/* Listener timeouts not set keep the top-level ones. */
+static void merge_timeouts(proxy_config_timeouts *t, const proxy_config_timeouts *top)
+{
+    if (t->header_read_ms == 0)
+        t->header_read_ms = top->header_read_ms;
+    if (t->idle_ms == 0)
+        t->idle_ms = top->idle_ms;
+    if (t->upstream_connect_ms == 0)
+        t->upstream_connect_ms = top->upstream_connect_ms;
+    if (t->request_ms == 0)
+        t->request_ms = top->request_ms;
+}
+
+static unsigned online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > PROXY_CONFIG_WORKERS_MAX ? PROXY_CONFIG_WORKERS_MAX : (unsigned)n;
+}
+
+static void parse_root(cctx *c, const ward_node *root, proxy_config *cfg)
+{
+    static const char *const keys[] = {"service", "identity", "inbound", "outbound", "upstreams",
+                                       "policy",  "audit",    "admin",   "workers",  "timeouts",
+                                       "limits",  "tls",      NULL};
+    if (root->kind != WARD_NODE_MAP) {
+        cerr(c, root, "expected a map of settings, got %s", describe(root));
+        return;
+    }
+    check_keys(c, root, keys);
+    proxy_config_timeouts top = {0};
+    const ward_node *v;
+    size_t old;
+    if ((v = field(root, "service")) == NULL) {
+        missing(c, root, "service", " (this workload's service name)");
+    } else {
+        old = push(c, "service");
+        cfg->service = parse_service(c, v);
+        pop(c, old);
+    }
+    if ((v = field(root, "identity")) == NULL) {
+        missing(c, root, "identity", " (wardd server + token_file, or cert_file + key_file)");
+    } else {
+        old = push(c, "identity");
+        parse_identity(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(root, "timeouts")) != NULL) {
+        old = push(c, "timeouts");
+        parse_timeouts(c, v, &top, &cfg->drain_ms);
+        pop(c, old);
+    }
+    if ((v = field(root, "inbound")) == NULL) {
+        missing(c, root, "inbound", " (listen and app)");
+    } else {
+        old = push(c, "inbound");
+        parse_inbound(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(root, "outbound")) != NULL) {
+        old = push(c, "outbound");
+        parse_outbound(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(root, "upstreams")) != NULL) {
+        old = push(c, "upstreams");
+        parse_upstreams(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(root, "policy")) != NULL) {
+        old = push(c, "policy");
+        parse_policy(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(root, "audit")) == NULL) {
+        missing(c, root, "audit", " (every decision is recorded: give audit.dir)");
+    } else {
+        old = push(c, "audit");
+        parse_audit(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(root, "admin")) != NULL) {
+        old = push(c, "admin");
+        parse_admin(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(root, "workers")) != NULL) {
+        old = push(c, "workers");
+        parse_workers(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(root, "limits")) != NULL) {
+        old = push(c, "limits");
+        parse_limits(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(root, "tls")) != NULL) {
+        old = push(c, "tls");
+        parse_tls(c, v, cfg);
+        pop(c, old);
+    }
+    /* defaults */
+    merge_timeouts(&top, &default_timeouts);
+    merge_timeouts(&cfg->inbound.timeouts, &top);
+    merge_timeouts(&cfg->outbound.timeouts, &top);
+    if (cfg->drain_ms == 0)
+        cfg->drain_ms = 30000;
+    if (cfg->admin.listen == NULL && c->rc == 0) {
+        cfg->admin.listen = cdup(c, "127.0.0.1:15000");
+        ward_err e;
+        if (cfg->admin.listen != NULL)
+            proxy_addr_parse(cfg->admin.listen, &cfg->admin.listen_addr, &e);
+    }
+    if (cfg->workers_auto)
+        cfg->workers = online_cores();
+    check_listeners(c, root, cfg);
+}
+
+/* ---- loading ---------------------------------------------------------------------------- */
+
+void proxy_config_free(proxy_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->file);
+    free(cfg->service);
+    free(cfg->identity.server);
+    free(cfg->identity.token_file);
+    free(cfg->identity.cert_file);
+    free(cfg->identity.key_file);
+    free(cfg->identity.bundle_file);
+    free(cfg->inbound.listen);
+    free(cfg->inbound.app);
+    free(cfg->outbound.listen);
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        proxy_config_upstream *u = &cfg->upstreams[i];
+        free(u->service);
+        for (size_t j = 0; j < u->n_endpoints; j++)
+            free(u->endpoints[j]);
+        free(u->endpoints);
+        free(u->addrs);
+        free(u->spiffe_id);
+    }
+    free(cfg->upstreams);
+    for (size_t i = 0; i < cfg->policy.n_paths; i++)
+        free(cfg->policy.paths[i]);
+    free(cfg->policy.paths);
+    free(cfg->audit.dir);
+    free(cfg->admin.listen);
+    free(cfg);
+}
+
+int proxy_config_load_buffer(const char *name, const char *data, size_t len, proxy_config **out,
+                             ward_diag *diag)
+{
+    int rc = 0;
+    ward_docs docs = {0};
+    proxy_config *cfg = NULL;
+    cctx c = {.file = name};
+    *out = NULL;
+    rc = ward_docs_parse(name, data, len, &docs, diag);
+    if (rc < 0) {
+        rc = rc == WARD_ENOMEM ? rc : WARD_EPOLICY; /* the syntax error is in diag */
+        goto fail;
+    }
+    if (docs.n != 1) {
+        ward_diag_add(diag, name, docs.n ? docs.docs[1]->line : 0, docs.n ? docs.docs[1]->col : 0,
+                      "document: %s",
+                      docs.n ? "expected one YAML document, got several" : "empty configuration");
+        rc = WARD_EPOLICY;
+        goto fail;
+    }
+    const char *slash = strrchr(name, '/');
+    c.base = slash == NULL ? strdup("") : strndup(name, (size_t)(slash - name));
+    cfg = calloc(1, sizeof(*cfg));
+    if (c.base == NULL || cfg == NULL || (cfg->file = strdup(name)) == NULL) {
+        rc = WARD_ENOMEM;
+        goto fail;
+    }
+    if (c.base[0] == '\0' && slash == name) {
+        free(c.base); /* "/file.yaml": the root folder */
+        if ((c.base = strdup("/")) == NULL) {
+            rc = WARD_ENOMEM;
+            goto fail;
+        }
+    }
+    cfg->policy.default_allow = false;
+    cfg->workers_auto = true;
+    cfg->limits.max_header_bytes = PROXY_HTTP_HEADER_BYTES_MAX;
+    cfg->limits.max_headers = PROXY_HTTP_HEADERS_MAX;
+    cfg->limits.max_body = PROXY_CONFIG_UNLIMITED;
+    cfg->limits.max_connections = 16384;
+    parse_root(&c, docs.docs[0], cfg);
+    if (c.rc < 0) {
+        rc = c.rc;
+        goto fail;
+    }
+    if (c.n_probs > 0) {
+        rc = WARD_EPOLICY;
+        goto fail;
+    }
+    cflush(&c, diag);
+    free(c.base);
+    ward_docs_dispose(&docs);
+    *out = cfg;
+    return 0;
+fail:
+    cflush(&c, diag);
+    free(c.base);
+    ward_docs_dispose(&docs);
+    proxy_config_free(cfg);
+    return rc;
+}
+
+int proxy_config_load(const char *path, proxy_config **out, ward_diag *diag)
+{
+    int rc = 0;
+    char *text = NULL;
+    size_t len = 0;
+    ward_err err;
+    *out = NULL;
+    rc = ward_file_read(path, CONFIG_MAX_BYTES, &text, &len, &err);
+    if (rc < 0) {
+        ward_diag_add(diag, NULL, 0, 0, "%s", err.msg); /* it names the file */
+        rc = rc == WARD_ENOMEM ? rc : WARD_EIO;
+        goto fail;
+    }
+    rc = proxy_config_load_buffer(path, text, len, out, diag);
+fail:
+    free(text);
+    return rc;
+}
