@@ -176,7 +176,7 @@ void *ward_docv_calloc(ward_docv *c, size_t n, size_t size)
 bool ward_node_is(const ward_node *n, const char *word)
 {
     size_t len = strlen(word);
-    return n->len == len && memcmp(n->str, word, len) == 0;
+    return n->kind == WARD_NODE_SCALAR && n->len == len && memcmp(n->str, word, len) == 0;
 }
 
 /* A plain scalar YAML reads as null. */
@@ -375,7 +375,7 @@ void ward_docv_check_fields(ward_docv *c, const ward_node *map, const char *cons
         else if (hint_of != NULL && hint_of(k) != NULL)
             snprintf(hint, sizeof(hint), " (%s)", hint_of(k));
         size_t old = ward_docv_push_key(c, k->str, k->len);
-        ward_docv_error(c, k, "unknown field%s; allowed: %s", hint, list);
+        ward_docv_error(c, k, "unknown %s%s; allowed: %s", c->noun ? c->noun : "field", hint, list);
         ward_docv_pop(c, old);
     }
 }
@@ -383,6 +383,6 @@ void ward_docv_check_fields(ward_docv *c, const ward_node *map, const char *cons
 void ward_docv_missing(ward_docv *c, const ward_node *map, const char *key, const char *extra)
 {
     size_t old = ward_docv_push(c, key);
-    ward_docv_error(c, map, "required field is missing%s", extra);
+    ward_docv_error(c, map, "required %s is missing%s", c->noun ? c->noun : "field", extra);
     ward_docv_pop(c, old);
 }

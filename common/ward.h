@@ -189,6 +189,7 @@ typedef struct ward_docv_problem {
 
 typedef struct ward_docv {
     const char *file;
+    const char *noun; /* what a key is called in messages: NULL = "field" ("key" for configs) */
     int rc; /* WARD_ENOMEM once an allocation failed */
     ward_docv_problem *probs;
     size_t n_probs, cap_probs;

@@ -25,115 +25,73 @@
 #define POLICY_PATHS_MAX 1000
 #define SERVICE_NAME_MAX 63
 
-/* ---- the validation context: the field path and the problems found --------- */
-
-typedef struct cprob {
-    int line, col;
-    size_t seq;
-    char *msg;
-} cprob;
+/* ---- the validation context: common/doccheck.c, plus the config's folder ----- */
 
 typedef struct cctx {
-    const char *file;
+    ward_docv v;
     char *base; /* folder of the config file, for relative paths ("" = cwd) */
-    int rc;     /* WARD_ENOMEM once an allocation failed */
-    cprob *probs;
-    size_t n_probs, cap_probs;
-    char path[512];
-    size_t plen;
 } cctx;
 
-/* Writes s double-quoted, controls escaped, long values cut with "...". */
-static const char *quote(char *out, size_t size, const char *s, size_t len)
+#define cerr(c, at, ...) ward_docv_error(&(c)->v, (at), __VA_ARGS__)
+
+static size_t push(cctx *c, const char *key)
 {
-    const size_t max = 80;
-    size_t o = 0;
-    out[o++] = '"';
-    for (size_t i = 0; i < len && i < max && o + 8 < size; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            o += (size_t)snprintf(out + o, size - o, "\\x%02x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    if (len > max && o + 5 < size) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-    return out;
+    return ward_docv_push(&c->v, key);
 }
 
-static void cerr(cctx *c, const ward_node *at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Records "path: message" at the position of `at`. */
-static void cerr(cctx *c, const ward_node *at, const char *fmt, ...)
+static size_t push_idx(cctx *c, size_t i)
 {
-    if (c->n_probs == c->cap_probs) {
-        size_t cap = c->cap_probs ? c->cap_probs * 2 : 8;
-        cprob *np = realloc(c->probs, cap * sizeof(*np));
-        if (np == NULL) {
-            c->rc = WARD_ENOMEM;
-            return;
-        }
-        c->probs = np;
-        c->cap_probs = cap;
-    }
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    size_t need = c->plen + strlen(msg) + 16;
-    char *full = malloc(need);
-    if (full == NULL) {
-        c->rc = WARD_ENOMEM;
-        return;
-    }
-    snprintf(full, need, "%s: %s", c->plen ? c->path : "document", msg);
-    c->probs[c->n_probs] = (cprob){at ? at->line : 0, at ? at->col : 0, c->n_probs, full};
-    c->n_probs++;
+    return ward_docv_push_idx(&c->v, i);
 }
 
-static int cprob_cmp(const void *a, const void *b)
+static void pop(cctx *c, size_t old)
 {
-    const cprob *x = a, *y = b;
-    if (x->line != y->line)
-        return x->line < y->line ? -1 : 1;
-    if (x->col != y->col)
-        return x->col < y->col ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    ward_docv_pop(&c->v, old);
 }
 
-/* Hands the problems to diag in document order. */
-static void cflush(cctx *c, ward_diag *diag)
+static bool expect_map(cctx *c, const ward_node *n)
 {
-    if (c->n_probs > 1)
-        qsort(c->probs, c->n_probs, sizeof(*c->probs), cprob_cmp);
-    for (size_t i = 0; i < c->n_probs; i++) {
-        if (diag != NULL)
-            ward_diag_add(diag, c->file, c->probs[i].line, c->probs[i].col, "%s", c->probs[i].msg);
-        free(c->probs[i].msg);
+    return ward_docv_expect_map(&c->v, n);
+}
+
+static bool expect_list(cctx *c, const ward_node *n)
+{
+    return ward_docv_expect_list(&c->v, n);
+}
+
+static void check_keys(cctx *c, const ward_node *map, const char *const *allowed)
+{
+    ward_docv_check_fields(&c->v, map, allowed, NULL);
+}
+
+static void missing(cctx *c, const ward_node *map, const char *key, const char *extra)
+{
+    ward_docv_missing(&c->v, map, key, extra);
+}
+
+/* A non-empty string without NUL bytes (numbers read as strings here). */
+static bool get_str(cctx *c, const ward_node *n, const char **s)
+{
+    size_t len;
+    if (!ward_docv_get_str(&c->v, n, s, &len))
+        return false;
+    if (len == 0) {
+        cerr(c, n, "must not be empty");
+        return false;
     }
-    free(c->probs);
-    c->probs = NULL;
-    c->n_probs = c->cap_probs = 0;
+    if (memchr(*s, '\0', len) != NULL) {
+        cerr(c, n, "NUL byte in value");
+        return false;
+    }
+    return true;
 }
 
-static void path_append(cctx *c, const char *s)
+static char *cdup(cctx *c, const char *s)
 {
-    size_t n = strlen(s);
-    if (c->plen + n >= sizeof(c->path))
-        n = sizeof(c->path) - 1 - c->plen;
-    memcpy(c->path + c->plen, s, n);
-    c->plen += n;
-    c->path[c->plen] = '\0';
+    char *p = strdup(s);
+    if (p == NULL)
+        c->v.rc = WARD_ENOMEM;
+    return p;
 }
 
 static bool key_char(char ch)
@@ -142,235 +100,11 @@ static bool key_char(char ch)
            ch == '_' || ch == '-';
 }
 
-/* Path convention: "upstreams[0].endpoints[1]"; other keys as ["key"]. */
-static size_t push_key(cctx *c, const char *key, size_t len)
-{
-    size_t old = c->plen;
-    bool plain = len > 0;
-    for (size_t i = 0; i < len && plain; i++)
-        plain = key_char(key[i]);
-    if (plain) {
-        char tmp[128];
-        if (c->plen > 0)
-            path_append(c, ".");
-        snprintf(tmp, sizeof(tmp), "%.*s", (int)(len < 100 ? len : 100), key);
-        path_append(c, tmp);
-    } else {
-        char q[256];
-        path_append(c, "[");
-        path_append(c, quote(q, sizeof(q), key, len));
-        path_append(c, "]");
-    }
-    return old;
-}
-
-static size_t push(cctx *c, const char *key)
-{
-    return push_key(c, key, strlen(key));
-}
-
-static size_t push_idx(cctx *c, size_t i)
-{
-    size_t old = c->plen;
-    char tmp[32];
-    snprintf(tmp, sizeof(tmp), "[%zu]", i);
-    path_append(c, tmp);
-    return old;
-}
-
-static void pop(cctx *c, size_t old)
-{
-    c->plen = old;
-    c->path[old] = '\0';
-}
-
-/* ---- scalars and types ------------------------------------------------------ */
-
-static bool scalar_is(const ward_node *n, const char *word)
-{
-    size_t len = strlen(word);
-    return n->kind == WARD_NODE_SCALAR && n->len == len && memcmp(n->str, word, len) == 0;
-}
-
-static bool is_null(const ward_node *n)
-{
-    return n->kind == WARD_NODE_SCALAR && !n->quoted &&
-           (n->len == 0 || scalar_is(n, "~") || scalar_is(n, "null") || scalar_is(n, "Null") ||
-            scalar_is(n, "NULL"));
-}
-
-static bool is_bool(const ward_node *n)
-{
-    static const char *const words[] = {"true", "True", "TRUE", "yes",   "Yes",   "YES",
-                                        "on",   "On",   "ON",   "false", "False", "FALSE",
-                                        "no",   "No",   "NO",   "off",   "Off",   "OFF"};
-    if (n->kind != WARD_NODE_SCALAR || n->quoted)
-        return false;
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (scalar_is(n, words[i]))
-            return true;
-    return false;
-}
-
-static bool is_number(const ward_node *n)
-{
-    if (n->kind != WARD_NODE_SCALAR || n->quoted || n->len == 0)
-        return false;
-    size_t i = (n->str[0] == '-' || n->str[0] == '+') ? 1 : 0;
-    bool digit = false;
-    for (; i < n->len; i++) {
-        if (n->str[i] >= '0' && n->str[i] <= '9')
-            digit = true;
-        else if (n->str[i] != '.' && n->str[i] != '_')
-            return false;
-    }
-    return digit;
-}
-
-static const char *describe(const ward_node *n)
-{
-    if (n->kind == WARD_NODE_MAP)
-        return "a map";
-    if (n->kind == WARD_NODE_SEQ)
-        return "a list";
-    if (is_null(n))
-        return "null";
-    if (is_bool(n))
-        return "a boolean";
-    if (is_number(n))
-        return "a number";
-    return "a string";
-}
-
-static bool expect_map(cctx *c, const ward_node *n)
-{
-    if (n->kind == WARD_NODE_MAP)
-        return true;
-    cerr(c, n, "expected a map, got %s", describe(n));
-    return false;
-}
-
-static bool expect_list(cctx *c, const ward_node *n)
-{
-    if (n->kind == WARD_NODE_SEQ)
-        return true;
-    if (n->kind == WARD_NODE_SCALAR && !is_null(n))
-        cerr(c, n, "expected a list, got %s (write [value] for a single value)", describe(n));
-    else
-        cerr(c, n, "expected a list, got %s", describe(n));
-    return false;
-}
-
-/* A non-empty string without NUL bytes (numbers read as strings here). */
-static bool get_str(cctx *c, const ward_node *n, const char **s)
-{
-    if (n->kind != WARD_NODE_SCALAR || is_null(n) || is_bool(n)) {
-        cerr(c, n, "expected a string, got %s", describe(n));
-        return false;
-    }
-    if (n->len == 0) {
-        cerr(c, n, "must not be empty");
-        return false;
-    }
-    if (memchr(n->str, '\0', n->len) != NULL) {
-        cerr(c, n, "NUL byte in value");
-        return false;
-    }
-    *s = n->str;
-    return true;
-}
-
-static char *cdup(cctx *c, const char *s)
-{
-    char *p = strdup(s);
-    if (p == NULL)
-        c->rc = WARD_ENOMEM;
-    return p;
-}
-
-/* Optimal string alignment distance, for "did you mean". */
-static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
-{
-    size_t d[40][40];
-    if (la >= 40 || lb >= 40)
-        return 99;
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        for (size_t j = 1; j <= lb; j++) {
-            char x = a[i - 1], y = b[j - 1];
-            size_t cost = (x == y || (x | 0x20) == (y | 0x20)) ? 0 : 1;
-            size_t v = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < v)
-                v = d[i][j - 1] + 1;
-            if (d[i - 1][j - 1] + cost < v)
-                v = d[i - 1][j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < v)
-                v = d[i - 2][j - 2] + 1;
-            d[i][j] = v;
-        }
-    }
-    return d[la][lb];
-}
-
-static const char *closest(const char *s, size_t len, const char *const *names)
-{
-    const char *best = NULL;
-    size_t best_d = 3;
-    for (size_t i = 0; names[i] != NULL; i++) {
-        size_t dd = edit_distance(s, len, names[i], strlen(names[i]));
-        if (dd < best_d) {
-            best_d = dd;
-            best = names[i];
-        }
-    }
-    return best;
-}
-
-static void join_names(char *out, size_t size, const char *const *names)
-{
-    size_t o = 0;
-    out[0] = '\0';
-    for (size_t i = 0; names[i] != NULL && o < size; i++)
-        o += (size_t)snprintf(out + o, size - o, "%s%s", i ? ", " : "", names[i]);
-}
-
-/* Reports every key of `map` not in `allowed` (NULL-terminated). */
-static void check_keys(cctx *c, const ward_node *map, const char *const *allowed)
-{
-    for (size_t i = 0; i < map->n; i++) {
-        const ward_node *k = map->pairs[i].key;
-        bool ok = false;
-        for (size_t j = 0; allowed[j] != NULL && !ok; j++)
-            ok = scalar_is(k, allowed[j]);
-        if (ok)
-            continue;
-        char list[512], hint[160] = "";
-        join_names(list, sizeof(list), allowed);
-        const char *near = closest(k->str, k->len, allowed);
-        if (near != NULL)
-            snprintf(hint, sizeof(hint), " (did you mean \"%s\"?)", near);
-        size_t old = push_key(c, k->str, k->len);
-        cerr(c, k, "unknown key%s; allowed: %s", hint, list);
-        pop(c, old);
-    }
-}
-
-static void missing(cctx *c, const ward_node *map, const char *key, const char *extra)
-{
-    size_t old = push(c, key);
-    cerr(c, map, "required key is missing%s", extra);
-    pop(c, old);
-}
-
 /* The value of `key` in map, or NULL (also for an explicit null). */
 static const ward_node *field(const ward_node *map, const char *key)
 {
     const ward_node *v = ward_node_get(map, key);
-    return v != NULL && is_null(v) ? NULL : v;
+    return v != NULL && ward_node_is_null(v) ? NULL : v;
 }
 
 /* ---- values -------------------------------------------------------------------- */
@@ -433,9 +167,9 @@ static void parse_size(cctx *c, const ward_node *n, uint64_t min, uint64_t max, 
     if (rc == WARD_EINVAL)
         cerr(c, n,
              "invalid size %s (a whole number with a unit: B, KiB, MiB, GiB, TiB; e.g. 60KiB)",
-             quote(q, sizeof(q), s, n->len));
+             ward_quote(q, sizeof(q), s, n->len));
     else if (rc < 0 || v < min || v > max)
-        cerr(c, n, "size %s out of range (%s .. %s)", quote(q, sizeof(q), s, n->len), lo, hi);
+        cerr(c, n, "size %s out of range (%s .. %s)", ward_quote(q, sizeof(q), s, n->len), lo, hi);
     else
         *out = v;
 }
@@ -450,9 +184,9 @@ static void parse_timeout(cctx *c, const ward_node *n, uint64_t *out_ms)
     int rc = ward_parse_duration(s, n->len, UINT64_MAX, &ns);
     if (rc == WARD_EINVAL)
         cerr(c, n, "invalid duration %s (a number with a unit: ms, s, m, h; e.g. 10s, 1m30s)",
-             quote(q, sizeof(q), s, n->len));
+             ward_quote(q, sizeof(q), s, n->len));
     else if (rc < 0 || ns < TIMEOUT_MIN_NS || ns > TIMEOUT_MAX_NS)
-        cerr(c, n, "duration %s out of range (1ms .. 1h)", quote(q, sizeof(q), s, n->len));
+        cerr(c, n, "duration %s out of range (1ms .. 1h)", ward_quote(q, sizeof(q), s, n->len));
     else
         *out_ms = ns / 1000000ull;
 }
@@ -461,14 +195,14 @@ static void parse_timeout(cctx *c, const ward_node *n, uint64_t *out_ms)
 static void parse_uint(cctx *c, const ward_node *n, uint64_t min, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
-    if (n->kind != WARD_NODE_SCALAR || n->quoted || is_null(n) || is_bool(n)) {
-        cerr(c, n, "expected a number, got %s", describe(n));
+    if (n->kind != WARD_NODE_SCALAR || n->quoted || ward_node_is_null(n) || ward_node_is_bool(n, NULL)) {
+        cerr(c, n, "expected a number, got %s", ward_node_describe(n));
         return;
     }
     if (ward_parse_u64(n->str, n->len, max, &v) < 0 || v < min) {
         char q[256];
         cerr(c, n, "invalid number %s (a whole number %llu..%llu)",
-             quote(q, sizeof(q), n->str, n->len), (unsigned long long)min, (unsigned long long)max);
+             ward_quote(q, sizeof(q), n->str, n->len), (unsigned long long)min, (unsigned long long)max);
         return;
     }
     *out = v;
@@ -482,7 +216,7 @@ static char *resolve(cctx *c, const char *s)
     size_t need = strlen(c->base) + strlen(s) + 2;
     char *p = malloc(need);
     if (p == NULL) {
-        c->rc = WARD_ENOMEM;
+        c->v.rc = WARD_ENOMEM;
         return NULL;
     }
     snprintf(p, need, "%s/%s", c->base, s);
@@ -504,27 +238,27 @@ static char *parse_file(cctx *c, const ward_node *n, file_kind kind)
     char q[256];
     struct stat st;
     if (stat(p, &st) != 0) {
-        cerr(c, n, "%s: %s", quote(q, sizeof(q), p, strlen(p)), strerror(errno));
+        cerr(c, n, "%s: %s", ward_quote(q, sizeof(q), p, strlen(p)), strerror(errno));
         goto bad;
     }
     bool is_dir = S_ISDIR(st.st_mode), is_reg = S_ISREG(st.st_mode);
     if (kind == FILE_DIR && !is_dir) {
-        cerr(c, n, "%s is not a folder", quote(q, sizeof(q), p, strlen(p)));
+        cerr(c, n, "%s is not a folder", ward_quote(q, sizeof(q), p, strlen(p)));
         goto bad;
     }
     if (kind == FILE_FILE_OR_DIR && !is_dir && !is_reg) {
-        cerr(c, n, "%s is neither a file nor a folder", quote(q, sizeof(q), p, strlen(p)));
+        cerr(c, n, "%s is neither a file nor a folder", ward_quote(q, sizeof(q), p, strlen(p)));
         goto bad;
     }
     if ((kind == FILE_ANY || kind == FILE_SECRET) && !is_reg) {
-        cerr(c, n, "%s is not a regular file", quote(q, sizeof(q), p, strlen(p)));
+        cerr(c, n, "%s is not a regular file", ward_quote(q, sizeof(q), p, strlen(p)));
         goto bad;
     }
     if (kind == FILE_SECRET && (st.st_mode & 077) != 0) {
         cerr(c, n,
              "%s is a secret but has mode %04o (group or others may access it); run "
              "chmod 600 on it",
-             quote(q, sizeof(q), p, strlen(p)), (unsigned)(st.st_mode & 07777));
+             ward_quote(q, sizeof(q), p, strlen(p)), (unsigned)(st.st_mode & 07777));
         goto bad;
     }
     return p;
@@ -572,12 +306,12 @@ static char *parse_addr(cctx *c, const ward_node *n, addr_rule rule, const char 
     }
     char q[256];
     if (rule == ADDR_CONNECT && addr_port(out) == 0) {
-        cerr(c, n, "%s: port 0 cannot be connected to", quote(q, sizeof(q), s, n->len));
+        cerr(c, n, "%s: port 0 cannot be connected to", ward_quote(q, sizeof(q), s, n->len));
         return NULL;
     }
     if (rule == ADDR_LISTEN_LOOPBACK && !is_loopback(out)) {
         cerr(c, n, "%s is not a loopback address (127.0.0.0/8 or [::1]): %s",
-             quote(q, sizeof(q), s, n->len), why);
+             ward_quote(q, sizeof(q), s, n->len), why);
         return NULL;
     }
     return cdup(c, s);
@@ -607,7 +341,7 @@ static char *parse_service(cctx *c, const ward_node *n)
         cerr(c, n,
              "invalid service name %s (a DNS label: 1..63 of [a-z0-9-], starting and ending "
              "with a letter or digit)",
-             quote(q, sizeof(q), s, n->len));
+             ward_quote(q, sizeof(q), s, n->len));
         return NULL;
     }
     return cdup(c, s);
@@ -623,7 +357,7 @@ static void parse_wardd_server(cctx *c, const ward_node *n, char **out)
     char q[256];
     const char *hint = "expected https://HOST:PORT";
     if (strncmp(s, "https://", 8) != 0) {
-        cerr(c, n, "%s: %s (wardd is only reached over TLS)", quote(q, sizeof(q), s, n->len), hint);
+        cerr(c, n, "%s: %s (wardd is only reached over TLS)", ward_quote(q, sizeof(q), s, n->len), hint);
         return;
     }
     const char *host = s + 8, *end = s + n->len;
@@ -644,7 +378,7 @@ static void parse_wardd_server(cctx *c, const ward_node *n, char **out)
     uint64_t port;
     if (colon == NULL || ward_parse_u64(colon + 1, (size_t)(end - colon - 1), 65535, &port) < 0 ||
         port == 0) {
-        cerr(c, n, "%s: %s (no path, query or user info)", quote(q, sizeof(q), s, n->len), hint);
+        cerr(c, n, "%s: %s (no path, query or user info)", ward_quote(q, sizeof(q), s, n->len), hint);
         return;
     }
     *out = cdup(c, s);
@@ -831,7 +565,7 @@ static void parse_upstream(cctx *c, const ward_node *n, proxy_config_upstream *u
                 u->endpoints = calloc(v->n, sizeof(*u->endpoints));
                 u->addrs = calloc(v->n, sizeof(*u->addrs));
                 if (u->endpoints == NULL || u->addrs == NULL) {
-                    c->rc = WARD_ENOMEM;
+                    c->v.rc = WARD_ENOMEM;
                 } else {
                     u->n_endpoints = v->n;
                     for (size_t i = 0; i < v->n; i++) {
@@ -855,10 +589,10 @@ static void parse_upstream(cctx *c, const ward_node *n, proxy_config_upstream *u
             ward_err e;
             char q[256];
             if (ward_spiffe_id_parse(s, v->len, &id, &e) < 0)
-                cerr(c, v, "invalid SPIFFE ID %s: %s", quote(q, sizeof(q), s, v->len), e.msg);
+                cerr(c, v, "invalid SPIFFE ID %s: %s", ward_quote(q, sizeof(q), s, v->len), e.msg);
             else if (id.path_len == 0)
                 cerr(c, v, "%s names a trust domain, not a workload (add a path)",
-                     quote(q, sizeof(q), s, v->len));
+                     ward_quote(q, sizeof(q), s, v->len));
             else
                 u->spiffe_id = cdup(c, s);
         }
@@ -878,7 +612,7 @@ static void parse_upstreams(cctx *c, const ward_node *n, proxy_config *cfg)
         return;
     cfg->upstreams = calloc(n->n, sizeof(*cfg->upstreams));
     if (cfg->upstreams == NULL) {
-        c->rc = WARD_ENOMEM;
+        c->v.rc = WARD_ENOMEM;
         return;
     }
     cfg->n_upstreams = n->n;
@@ -917,7 +651,7 @@ static void parse_policy(cctx *c, const ward_node *n, proxy_config *cfg)
             } else if (v->n > 0) {
                 cfg->policy.paths = calloc(v->n, sizeof(*cfg->policy.paths));
                 if (cfg->policy.paths == NULL) {
-                    c->rc = WARD_ENOMEM;
+                    c->v.rc = WARD_ENOMEM;
                 } else {
                     cfg->policy.n_paths = v->n;
                     for (size_t i = 0; i < v->n; i++) {
@@ -935,16 +669,16 @@ static void parse_policy(cctx *c, const ward_node *n, proxy_config *cfg)
         const char *s;
         if (get_str(c, v, &s)) {
             char q[256];
-            if (scalar_is(v, "deny"))
+            if (ward_node_is(v, "deny"))
                 cfg->policy.default_allow = false;
-            else if (scalar_is(v, "allow"))
+            else if (ward_node_is(v, "allow"))
                 cfg->policy.default_allow = true;
             else if (strcasecmp(s, "deny") == 0 || strcasecmp(s, "allow") == 0)
                 cerr(c, v, "invalid value %s (values are lowercase); allowed: allow, deny",
-                     quote(q, sizeof(q), s, v->len));
+                     ward_quote(q, sizeof(q), s, v->len));
             else
                 cerr(c, v, "invalid value %s; allowed: allow, deny",
-                     quote(q, sizeof(q), s, v->len));
+                     ward_quote(q, sizeof(q), s, v->len));
         }
         pop(c, old);
     }
@@ -969,7 +703,7 @@ static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
         struct stat st;
         char q[256];
         if (p != NULL && stat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
-            cerr(c, v, "%s exists and is not a folder", quote(q, sizeof(q), p, strlen(p)));
+            cerr(c, v, "%s exists and is not a folder", ward_quote(q, sizeof(q), p, strlen(p)));
             free(p);
         } else {
             cfg->audit.dir = p;
@@ -998,17 +732,17 @@ static void parse_admin(cctx *c, const ward_node *n, proxy_config *cfg)
 
 static void parse_workers(cctx *c, const ward_node *n, proxy_config *cfg)
 {
-    if (scalar_is(n, "auto"))
+    if (ward_node_is(n, "auto"))
         return;
     char q[256];
     uint64_t v = 0;
-    if (n->kind != WARD_NODE_SCALAR || is_null(n) || is_bool(n)) {
-        cerr(c, n, "expected a number or \"auto\", got %s", describe(n));
+    if (n->kind != WARD_NODE_SCALAR || ward_node_is_null(n) || ward_node_is_bool(n, NULL)) {
+        cerr(c, n, "expected a number or \"auto\", got %s", ward_node_describe(n));
         return;
     }
     if (ward_parse_u64(n->str, n->len, PROXY_CONFIG_WORKERS_MAX, &v) < 0 || v == 0) {
         cerr(c, n, "invalid worker count %s (1..%d, or auto for one per core)",
-             quote(q, sizeof(q), n->str, n->len), PROXY_CONFIG_WORKERS_MAX);
+             ward_quote(q, sizeof(q), n->str, n->len), PROXY_CONFIG_WORKERS_MAX);
         return;
     }
     cfg->workers = (unsigned)v;
@@ -1036,7 +770,7 @@ static void parse_limits(cctx *c, const ward_node *n, proxy_config *cfg)
     }
     if ((v = field(n, "max_body")) != NULL) {
         old = push(c, "max_body");
-        if (scalar_is(v, "unlimited"))
+        if (ward_node_is(v, "unlimited"))
             cfg->limits.max_body = PROXY_CONFIG_UNLIMITED;
         else
             parse_size(c, v, 1, BODY_MAX, &cfg->limits.max_body);
@@ -1062,13 +796,13 @@ static void parse_tls(cctx *c, const ward_node *n, proxy_config *cfg)
     const char *s;
     if (get_str(c, v, &s)) {
         char q[256];
-        if (scalar_is(v, "1.3"))
+        if (ward_node_is(v, "1.3"))
             cfg->tls.allow_tls12 = false;
-        else if (scalar_is(v, "1.2"))
+        else if (ward_node_is(v, "1.2"))
             cfg->tls.allow_tls12 = true;
         else
             cerr(c, v, "unsupported TLS version %s; allowed: \"1.3\" (default), \"1.2\"",
-                 quote(q, sizeof(q), s, v->len));
+                 ward_quote(q, sizeof(q), s, v->len));
     }
     pop(c, old);
 }
@@ -1161,7 +895,7 @@ static void parse_root(cctx *c, const ward_node *root, proxy_config *cfg)
                                        "policy",  "audit",    "admin",   "workers",  "timeouts",
                                        "limits",  "tls",      NULL};
     if (root->kind != WARD_NODE_MAP) {
-        cerr(c, root, "expected a map of settings, got %s", describe(root));
+        cerr(c, root, "expected a map of settings, got %s", ward_node_describe(root));
         return;
     }
     check_keys(c, root, keys);
@@ -1242,7 +976,7 @@ static void parse_root(cctx *c, const ward_node *root, proxy_config *cfg)
     merge_timeouts(&cfg->outbound.timeouts, &top);
     if (cfg->drain_ms == 0)
         cfg->drain_ms = 30000;
-    if (cfg->admin.listen == NULL && c->rc == 0) {
+    if (cfg->admin.listen == NULL && c->v.rc == 0) {
         cfg->admin.listen = cdup(c, "127.0.0.1:15000");
         ward_err e;
         if (cfg->admin.listen != NULL)
@@ -1293,7 +1027,7 @@ int proxy_config_load_buffer(const char *name, const char *data, size_t len, pro
     int rc = 0;
     ward_docs docs = {0};
     proxy_config *cfg = NULL;
-    cctx c = {.file = name};
+    cctx c = {.v = {.file = name, .noun = "key"}};
     *out = NULL;
     rc = ward_docs_parse(name, data, len, &docs, diag);
     if (rc < 0) {
@@ -1328,21 +1062,21 @@ int proxy_config_load_buffer(const char *name, const char *data, size_t len, pro
     cfg->limits.max_body = PROXY_CONFIG_UNLIMITED;
     cfg->limits.max_connections = 16384;
     parse_root(&c, docs.docs[0], cfg);
-    if (c.rc < 0) {
-        rc = c.rc;
+    if (c.v.rc < 0) {
+        rc = c.v.rc;
         goto fail;
     }
-    if (c.n_probs > 0) {
+    if (c.v.n_probs > 0) {
         rc = WARD_EPOLICY;
         goto fail;
     }
-    cflush(&c, diag);
+    ward_docv_flush(&c.v, diag);
     free(c.base);
     ward_docs_dispose(&docs);
     *out = cfg;
     return 0;
 fail:
-    cflush(&c, diag);
+    ward_docv_flush(&c.v, diag);
     free(c.base);
     ward_docs_dispose(&docs);
     proxy_config_free(cfg);
