@@ -418,4 +418,154 @@ void proxy_config_free(proxy_config *cfg);
 /* "60KiB", "1MiB", "512B", "2GiB" -> bytes, value <= max (WARD_EINVAL / WARD_ERANGE). */
 int proxy_size_parse(const char *s, size_t len, uint64_t max, uint64_t *out);
 
+/* ==== request paths (http_path.c) ==============================================
+ * The path is matched by policy and forwarded in one normal form (DESIGN.md,
+ * "Policy language"). proxy_http_path_normalize takes an origin-form target
+ * ("/path?query"), splits the query off (returned as is, as a slice of the
+ * input) and rewrites the path:
+ *   - %XX of an unreserved character (ALPHA DIGIT - . _ ~) is decoded; every
+ *     other %XX is kept encoded, its hex in uppercase (RFC 3986 6.2.2);
+ *   - dot-segments are removed (RFC 3986 5.2.4) AFTER that decoding, so
+ *     "%2e%2e" counts as ".."; a ".." that would climb above the root is
+ *     refused, never clamped (a client sending it is probing, and clamping
+ *     would make "/../admin" an alias of "/admin");
+ *   - runs of '/' are merged into one; a trailing '/' is kept.
+ * Refused (status 400, WARD_EINVAL): a path not starting with '/', an encoded
+ * '/' or '\' (%2F %5C), a literal '\', NUL, %00 and any other control
+ * character, literal or encoded (%01-%1F, %7F), bytes outside RFC 3986
+ * (space, '"', '#', '<', non-ASCII, ...), invalid percent-encoding, and the
+ * dot-segments with parameters ".;x" and "..;x" (Tomcat and Jetty read them
+ * as "." and ".."). Refused with 414 (WARD_ELIMIT): a path longer than
+ * PROXY_HTTP_PATH_MAX bytes. The result is idempotent: normalizing it again
+ * gives the same bytes. */
+
+#define PROXY_HTTP_PATH_MAX ((size_t)8 << 10)
+
+/* target[0..len): an origin-form request target. out gets the normalized
+ * path, NUL-terminated, in at most out_size bytes (len + 1 always suffice,
+ * PROXY_HTTP_PATH_MAX + 1 suffice for any accepted path); *out_len its
+ * length. query (may be NULL): the bytes after the first '?', absent when
+ * there is none. On error, *err (may be NULL) gets the status and a static
+ * reason (500 for an out_size too small: a caller bug); out is then
+ * unspecified. */
+int proxy_http_path_normalize(const char *target, size_t len, char *out, size_t out_size,
+                              size_t *out_len, proxy_slice *query, proxy_http_error *err);
+
+/* ==== chunked bodies (http_chunked.c) ===========================================
+ * An incremental decoder of the chunked transfer coding (RFC 9112 7.1) that
+ * examines each byte once and keeps no copy: chunk data is handed out as
+ * slices of the caller's input. Strict: the chunk size is 1 to 16 hex digits
+ * and nothing else (no whitespace, sign or "0x"); extensions are
+ * ";name[=token|quoted-string]" without any whitespace (RFC 9112 allows BWS,
+ * which desync attacks use, so it is refused), bounded in length and
+ * ignored; every line ends in CRLF (a bare CR or LF is refused) and the data
+ * of a chunk is followed by CRLF exactly. Trailer fields are checked with the
+ * request parser's rules (token name, no whitespace before the colon, no
+ * obs-fold, no controls but HTAB), bounded in bytes and count, and DROPPED:
+ * nothing in them is ever handed on. The total of the chunk sizes is bounded
+ * by body_max (413). Errors carry status 400 or 413 and are sticky. */
+
+#define PROXY_CHUNK_EXT_MAX       ((size_t)256)     /* per chunk line, from the first ';' */
+#define PROXY_CHUNK_TRAILER_BYTES ((size_t)8 << 10) /* all trailer lines, CRLFs included */
+#define PROXY_CHUNK_TRAILERS_MAX  32
+#define PROXY_CHUNK_SIZE_LINE_MAX 19 /* 16 hex digits, CRLF, NUL */
+
+typedef struct proxy_chunked_limits {
+    uint64_t body_max;        /* 0 = PROXY_HTTP_BODY_MAX */
+    size_t ext_max;           /* 0 = PROXY_CHUNK_EXT_MAX */
+    size_t trailer_bytes_max; /* 0 = PROXY_CHUNK_TRAILER_BYTES */
+    size_t trailers_max;      /* 0 = PROXY_CHUNK_TRAILERS_MAX */
+} proxy_chunked_limits;
+
+/* Embeddable (no allocation); the fields are private. */
+typedef struct proxy_chunked_decoder {
+    proxy_chunked_limits lim;
+    int state;
+    unsigned digits;
+    uint64_t size;      /* the current chunk's size, then what is left of its data */
+    uint64_t total;     /* sum of the chunk sizes so far */
+    size_t ext_len;     /* extension bytes on the current size line */
+    size_t trailer_bytes;
+    size_t trailers;
+    proxy_http_error err;
+} proxy_chunked_decoder;
+
+enum {
+    PROXY_CHUNKED_MORE = 0, /* every byte given was consumed; feed more */
+    PROXY_CHUNKED_DATA = 1, /* *data holds body bytes (a slice of the input, never empty) */
+    PROXY_CHUNKED_DONE = 2, /* the body ended; *consumed stops after its final CRLF */
+};
+
+void proxy_chunked_init(proxy_chunked_decoder *d, const proxy_chunked_limits *limits);
+/* Ready for the next body, with the same limits. */
+void proxy_chunked_reset(proxy_chunked_decoder *d);
+/* Decodes from in[0..len): *consumed gets how many bytes were used (the
+ * caller continues at in + *consumed). Returns a PROXY_CHUNKED_* value, or
+ * WARD_EINVAL / WARD_ELIMIT with *err (may be NULL) filled. After DONE every
+ * call returns DONE consuming nothing, after an error the same error. */
+int proxy_chunked_decode(proxy_chunked_decoder *d, const char *in, size_t len, size_t *consumed,
+                         proxy_slice *data, proxy_http_error *err);
+/* The sum of the chunk sizes seen so far. */
+uint64_t proxy_chunked_total(const proxy_chunked_decoder *d);
+
+/* Writes "<size in lowercase hex>\r\n" into buf (at least
+ * PROXY_CHUNK_SIZE_LINE_MAX bytes, NUL-terminated); returns its length. For
+ * writing a chunk's data without copying it (size must be > 0). */
+size_t proxy_chunked_size_line(char *buf, uint64_t size);
+/* Appends one chunk holding data[0..len) (nothing when len is 0: an empty
+ * chunk would end the body). */
+int proxy_chunked_encode(ward_buf *out, const void *data, size_t len);
+/* Appends the last chunk and the empty trailer section: "0\r\n\r\n". */
+int proxy_chunked_encode_last(ward_buf *out);
+
+/* ==== HTTP/1.1 response heads (http_response.c) ==================================
+ * A strict, bounded, incremental parser of the response heads that apps and
+ * upstreams send, with the request parser's rules for header fields (no
+ * obs-fold, bare CR/LF, NUL or controls, no whitespace before a colon) and
+ * RFC 9112 6.3 for framing. Refused (status 502 for the client): a malformed
+ * status line or version other than HTTP/1.0 or 1.1, duplicate, listed or
+ * malformed Content-Length, Content-Length with Transfer-Encoding, any
+ * Transfer-Encoding but exactly "chunked" (or any in HTTP/1.0),
+ * Content-Length or Transfer-Encoding in a 1xx or 204, empty lines before the
+ * status line, heads beyond the limits. */
+
+typedef enum proxy_http_resp_body {
+    PROXY_RESP_BODY_NONE,    /* HEAD, 1xx, 204, 304: no body whatever the fields say */
+    PROXY_RESP_BODY_LENGTH,  /* content_length bytes */
+    PROXY_RESP_BODY_CHUNKED, /* chunked (proxy_chunked_decode) */
+    PROXY_RESP_BODY_CLOSE,   /* until the connection closes (keep_alive is false) */
+} proxy_http_resp_body;
+
+typedef struct proxy_http_response {
+    int version_minor;
+    int status; /* 100..599 */
+    proxy_slice reason;
+    const proxy_header *headers;
+    size_t n_headers;
+    proxy_http_resp_body body;
+    uint64_t content_length; /* PROXY_RESP_BODY_LENGTH (also kept for HEAD and 304) */
+    bool keep_alive;         /* the connection may carry another request */
+    bool upgrade;            /* 101 Switching Protocols: the connection becomes a tunnel */
+    size_t head_len;         /* bytes up to and including the empty line */
+} proxy_http_response;
+
+typedef struct proxy_http_response_parser proxy_http_response_parser;
+
+/* limits: request_line_max bounds the status line, header_bytes_max and
+ * headers_max the fields (0 = the request defaults); body_max and
+ * allow_chunked are not used. */
+int proxy_http_response_parser_new(const proxy_http_limits *limits,
+                                   proxy_http_response_parser **out);
+void proxy_http_response_parser_free(proxy_http_response_parser *p);
+/* Forgets the current head (after a 1xx, before the next response). */
+void proxy_http_response_parser_reset(proxy_http_response_parser *p);
+/* As proxy_http_parser_feed: buf[0..len) holds the response so far, each call
+ * only appends. head_request: the request was HEAD (no body follows).
+ * Returns 1 (resp filled; slices valid while buf is unchanged and until the
+ * next feed or reset), 0 (more bytes needed) or WARD_EINVAL / WARD_ELIMIT
+ * with *err filled; errors are sticky until reset. */
+int proxy_http_response_parser_feed(proxy_http_response_parser *p, const char *buf, size_t len,
+                                    bool head_request, proxy_http_response *resp,
+                                    proxy_http_error *err);
+
 #endif
