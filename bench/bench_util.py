@@ -296,7 +296,9 @@ def cmd_report(argv):
         tail = ""
         if os.path.exists(md):
             old = open(md).read()
-            at = old.find("\n## Identity")
+            at = old.find("\n<!-- identity-bench:start -->")
+            if at < 0:
+                at = old.find("\n## Identity")
             if at >= 0:
                 tail = old[at:]
         with open(md, "w") as f:
