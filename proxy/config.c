@@ -909,65 +909,36 @@ static void parse_root(cctx *c, const ward_node *root, proxy_config *cfg)
         cfg->service = parse_service(c, v);
         pop(c, old);
     }
-    if ((v = field(root, "identity")) == NULL) {
-        missing(c, root, "identity", " (wardd server + token_file, or cert_file + key_file)");
-    } else {
-        old = push(c, "identity");
-        parse_identity(c, v, cfg);
-        pop(c, old);
-    }
     if ((v = field(root, "timeouts")) != NULL) {
         old = push(c, "timeouts");
         parse_timeouts(c, v, &top, &cfg->drain_ms);
         pop(c, old);
     }
-    if ((v = field(root, "inbound")) == NULL) {
-        missing(c, root, "inbound", " (listen and app)");
-    } else {
-        old = push(c, "inbound");
-        parse_inbound(c, v, cfg);
-        pop(c, old);
-    }
-    if ((v = field(root, "outbound")) != NULL) {
-        old = push(c, "outbound");
-        parse_outbound(c, v, cfg);
-        pop(c, old);
-    }
-    if ((v = field(root, "upstreams")) != NULL) {
-        old = push(c, "upstreams");
-        parse_upstreams(c, v, cfg);
-        pop(c, old);
-    }
-    if ((v = field(root, "policy")) != NULL) {
-        old = push(c, "policy");
-        parse_policy(c, v, cfg);
-        pop(c, old);
-    }
-    if ((v = field(root, "audit")) == NULL) {
-        missing(c, root, "audit", " (every decision is recorded: give audit.dir)");
-    } else {
-        old = push(c, "audit");
-        parse_audit(c, v, cfg);
-        pop(c, old);
-    }
-    if ((v = field(root, "admin")) != NULL) {
-        old = push(c, "admin");
-        parse_admin(c, v, cfg);
-        pop(c, old);
-    }
-    if ((v = field(root, "workers")) != NULL) {
-        old = push(c, "workers");
-        parse_workers(c, v, cfg);
-        pop(c, old);
-    }
-    if ((v = field(root, "limits")) != NULL) {
-        old = push(c, "limits");
-        parse_limits(c, v, cfg);
-        pop(c, old);
-    }
-    if ((v = field(root, "tls")) != NULL) {
-        old = push(c, "tls");
-        parse_tls(c, v, cfg);
+    /* the sections that parse into cfg; `required` explains a missing one */
+    static const struct {
+        const char *key;
+        void (*parse)(cctx *, const ward_node *, proxy_config *);
+        const char *required;
+    } sections[] = {
+        {"identity", parse_identity, " (wardd server + token_file, or cert_file + key_file)"},
+        {"inbound", parse_inbound, " (listen and app)"},
+        {"outbound", parse_outbound, NULL},
+        {"upstreams", parse_upstreams, NULL},
+        {"policy", parse_policy, NULL},
+        {"audit", parse_audit, " (every decision is recorded: give audit.dir)"},
+        {"admin", parse_admin, NULL},
+        {"workers", parse_workers, NULL},
+        {"limits", parse_limits, NULL},
+        {"tls", parse_tls, NULL},
+    };
+    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+        if ((v = field(root, sections[i].key)) == NULL) {
+            if (sections[i].required != NULL)
+                missing(c, root, sections[i].key, sections[i].required);
+            continue;
+        }
+        old = push(c, sections[i].key);
+        sections[i].parse(c, v, cfg);
         pop(c, old);
     }
     /* defaults */

@@ -1,5 +1,6 @@
 /* http_parse.c - strict, bounded, incremental HTTP/1.1 request head parser (RFC 9112) */
 #include "proxy/proxy.h"
+#include "proxy/proxy_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -86,21 +87,28 @@ bool proxy_slice_eq_nocase(proxy_slice s, const char *lit)
 
 /* ---- lifecycle ----------------------------------------------------------------- */
 
+proxy_http_limits proxy_http_limits_with_defaults(const proxy_http_limits *limits)
+{
+    proxy_http_limits l = {0};
+    if (limits != NULL)
+        l = *limits;
+    if (l.request_line_max == 0)
+        l.request_line_max = PROXY_HTTP_REQUEST_LINE_MAX;
+    if (l.header_bytes_max == 0)
+        l.header_bytes_max = PROXY_HTTP_HEADER_BYTES_MAX;
+    if (l.headers_max == 0)
+        l.headers_max = PROXY_HTTP_HEADERS_MAX;
+    if (l.body_max == 0)
+        l.body_max = PROXY_HTTP_BODY_MAX;
+    return l;
+}
+
 int proxy_http_parser_new(const proxy_http_limits *limits, proxy_http_parser **out)
 {
     proxy_http_parser *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return WARD_ENOMEM;
-    if (limits != NULL)
-        p->lim = *limits;
-    if (p->lim.request_line_max == 0)
-        p->lim.request_line_max = PROXY_HTTP_REQUEST_LINE_MAX;
-    if (p->lim.header_bytes_max == 0)
-        p->lim.header_bytes_max = PROXY_HTTP_HEADER_BYTES_MAX;
-    if (p->lim.headers_max == 0)
-        p->lim.headers_max = PROXY_HTTP_HEADERS_MAX;
-    if (p->lim.body_max == 0)
-        p->lim.body_max = PROXY_HTTP_BODY_MAX;
+    p->lim = proxy_http_limits_with_defaults(limits);
     proxy_http_parser_reset(p);
     *out = p;
     return 0;

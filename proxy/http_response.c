@@ -1,5 +1,6 @@
 /* http_response.c - strict, bounded, incremental HTTP/1.1 response head parser (RFC 9112) */
 #include "proxy/proxy.h"
+#include "proxy/proxy_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -75,14 +76,7 @@ int proxy_http_response_parser_new(const proxy_http_limits *limits,
     proxy_http_response_parser *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return WARD_ENOMEM;
-    if (limits != NULL)
-        p->lim = *limits;
-    if (p->lim.request_line_max == 0)
-        p->lim.request_line_max = PROXY_HTTP_REQUEST_LINE_MAX;
-    if (p->lim.header_bytes_max == 0)
-        p->lim.header_bytes_max = PROXY_HTTP_HEADER_BYTES_MAX;
-    if (p->lim.headers_max == 0)
-        p->lim.headers_max = PROXY_HTTP_HEADERS_MAX;
+    p->lim = proxy_http_limits_with_defaults(limits);
     proxy_http_response_parser_reset(p);
     *out = p;
     return 0;

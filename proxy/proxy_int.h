@@ -21,4 +21,7 @@ SSL *proxy_tls_ctx_ssl_new(proxy_tls_ctx *t);
 bool proxy_tls_ctx_is_server(const proxy_tls_ctx *t);
 proxy_tls_peer_mode proxy_tls_ctx_peer_mode(const proxy_tls_ctx *t);
 
+/* limits (may be NULL) with every zero field given its default. */
+proxy_http_limits proxy_http_limits_with_defaults(const proxy_http_limits *limits);
+
 #endif
