@@ -447,6 +447,23 @@ static void parse_value(ward_docv *c, const ward_node *n, vfield f, policy_match
                 m->value[i] = (char)(m->value[i] - 'A' + 'a');
 }
 
+/* A field's value list: a list, not empty (absent is how to say "no
+ * constraint"), not over the limit. */
+static bool value_list_ok(ward_docv *c, const ward_node *n)
+{
+    if (!ward_docv_expect_list(c, n))
+        return false;
+    if (n->n == 0) {
+        ward_docv_error(c, n, "must not be empty (omit the field for no constraint)");
+        return false;
+    }
+    if (n->n > POLICY_MAX_LIST) {
+        ward_docv_error(c, n, "too many values (%zu, limit %d)", n->n, POLICY_MAX_LIST);
+        return false;
+    }
+    return true;
+}
+
 /* A list-valued field `key` of `map` (absent = no constraint). */
 static void parse_list(ward_docv *c, const ward_node *map, const char *key, vfield f,
                        policy_matches *out)
@@ -457,16 +474,8 @@ static void parse_list(ward_docv *c, const ward_node *map, const char *key, vfie
     size_t old = ward_docv_push(c, key);
     out->present = true;
     out->pos = node_pos(c, n);
-    if (!ward_docv_expect_list(c, n))
+    if (!value_list_ok(c, n))
         goto out;
-    if (n->n == 0) {
-        ward_docv_error(c, n, "must not be empty (omit the field for no constraint)");
-        goto out;
-    }
-    if (n->n > POLICY_MAX_LIST) {
-        ward_docv_error(c, n, "too many values (%zu, limit %d)", n->n, POLICY_MAX_LIST);
-        goto out;
-    }
     out->v = ward_docv_calloc(c, n->n, sizeof(*out->v));
     if (out->v == NULL)
         goto out;
@@ -488,16 +497,8 @@ static void parse_ports(ward_docv *c, const ward_node *map, const char *key, pol
     size_t old = ward_docv_push(c, key);
     out->present = true;
     out->pos = node_pos(c, n);
-    if (!ward_docv_expect_list(c, n))
+    if (!value_list_ok(c, n))
         goto out;
-    if (n->n == 0) {
-        ward_docv_error(c, n, "must not be empty (omit the field for no constraint)");
-        goto out;
-    }
-    if (n->n > POLICY_MAX_LIST) {
-        ward_docv_error(c, n, "too many values (%zu, limit %d)", n->n, POLICY_MAX_LIST);
-        goto out;
-    }
     out->v = ward_docv_calloc(c, n->n, sizeof(*out->v));
     if (out->v == NULL)
         goto out;
