@@ -148,3 +148,26 @@ const wctl_command *wctl_commands_find(const wctl_command *cmds, const char *nam
             return c;
     return NULL;
 }
+
+/* Runs the command `argv[1]` of table `cmds`, or prints usage. */
+int wctl_commands_run(const char *prog, int argc, char **argv, const wctl_command *cmds,
+                      void (*usage)(FILE *))
+{
+    if (argc < 2) {
+        usage(stderr);
+        return WCTL_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return WCTL_EXIT_OK;
+    }
+    if (name[0] == '-')
+        return wctl_usage_error(prog, "unknown option '%s'", name);
+    const wctl_command *c = wctl_commands_find(cmds, name);
+    if (c == NULL)
+        return wctl_usage_error(prog, "unknown command '%s'", name);
+    char sub[96];
+    snprintf(sub, sizeof(sub), "%s %s", prog, c->name);
+    return c->run(sub, argc - 1, argv + 1);
+}

@@ -36,29 +36,6 @@ static const wctl_command token_commands[] = {
     {NULL, NULL, NULL},
 };
 
-/* Runs the command `argv[1]` of table `cmds`, or prints usage. */
-static int dispatch(const char *prog, int argc, char **argv, const wctl_command *cmds,
-                    void (*usage)(FILE *))
-{
-    if (argc < 2) {
-        usage(stderr);
-        return WCTL_EXIT_USAGE;
-    }
-    const char *name = argv[1];
-    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
-        usage(stdout);
-        return WCTL_EXIT_OK;
-    }
-    if (name[0] == '-')
-        return wctl_usage_error(prog, "unknown option '%s'", name);
-    const wctl_command *c = wctl_commands_find(cmds, name);
-    if (c == NULL)
-        return wctl_usage_error(prog, "unknown command '%s'", name);
-    char sub[96];
-    snprintf(sub, sizeof(sub), "%s %s", prog, c->name);
-    return c->run(sub, argc - 1, argv + 1);
-}
-
 static void group_usage(FILE *f)
 {
     fputs("Usage: wardctl identity COMMAND [ARGS...]\n"
@@ -76,7 +53,7 @@ static void group_usage(FILE *f)
 
 int wctl_identity_main(const char *prog, int argc, char **argv)
 {
-    return dispatch(prog, argc, argv, identity_commands, group_usage);
+    return wctl_commands_run(prog, argc, argv, identity_commands, group_usage);
 }
 
 static void token_usage(FILE *f)
@@ -91,7 +68,7 @@ static void token_usage(FILE *f)
 
 static int identity_token(const char *prog, int argc, char **argv)
 {
-    return dispatch(prog, argc, argv, token_commands, token_usage);
+    return wctl_commands_run(prog, argc, argv, token_commands, token_usage);
 }
 
 /* ---- token create ------------------------------------------------------------ */

@@ -50,23 +50,7 @@ static void group_usage(FILE *f)
 
 int wctl_svid_main(const char *prog, int argc, char **argv)
 {
-    if (argc < 2) {
-        group_usage(stderr);
-        return WCTL_EXIT_USAGE;
-    }
-    const char *name = argv[1];
-    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
-        group_usage(stdout);
-        return WCTL_EXIT_OK;
-    }
-    if (name[0] == '-')
-        return wctl_usage_error(prog, "unknown option '%s'", name);
-    const wctl_command *c = wctl_commands_find(svid_commands, name);
-    if (c == NULL)
-        return wctl_usage_error(prog, "unknown command '%s'", name);
-    char sub[96];
-    snprintf(sub, sizeof(sub), "%s %s", prog, c->name);
-    return c->run(sub, argc - 1, argv + 1);
+    return wctl_commands_run(prog, argc, argv, svid_commands, group_usage);
 }
 
 /* "2026-11-26T01:00:00Z" */

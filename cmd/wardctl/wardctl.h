@@ -49,6 +49,10 @@ int wctl_policy_bench(const char *prog, int argc, char **argv);
 /* Prints "usage" of a command table; used by the group dispatchers. */
 void wctl_commands_print(FILE *f, const wctl_command *cmds);
 const wctl_command *wctl_commands_find(const wctl_command *cmds, const char *name);
+/* Runs the command argv[1] of cmds (with "PROG NAME" as its prog), or prints
+ * usage for -h/--help/help and a usage error for anything else. */
+int wctl_commands_run(const char *prog, int argc, char **argv, const wctl_command *cmds,
+                      void (*usage)(FILE *));
 
 /* ---- argument parsing (args.c) ----------------------------------------------- */
 
