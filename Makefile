@@ -14,7 +14,9 @@ TEST_PKGS := cmocka
 # Debian packages the build and the tests need (make deps installs missing ones).
 DEB_BUILD := build-essential pkg-config libssl-dev libuv1-dev liblua5.4-dev libcjson-dev \
              libpcre2-dev libyaml-dev libcmocka-dev
-DEB_TEST  := curl openssl python3 python3-cryptography clang libclang-rt-14-dev
+DEB_TEST  := curl openssl python3 python3-cryptography clang libclang-rt-14-dev wrk
+# Peers the benchmarks compare against (make bench installs them).
+DEB_BENCH := nginx libnginx-mod-http-lua haproxy
 
 ifneq ($(SANITIZE),)
 BUILD    ?= build/sanitize
@@ -39,7 +41,7 @@ else
 Q := @
 endif
 
-LIB_DIRS := common lua policy authz identity proxy
+LIB_DIRS := common lua policy authz identity audit proxy
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(sort $(wildcard $(d)/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libward.a
@@ -80,7 +82,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o)
 	    $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o) $(LIB) $(LDLIBS) $(shell pkg-config --libs $(TEST_PKGS))
 
 deps:
-	@missing=""; for p in $(DEB_BUILD) $(DEB_TEST); do \
+	@missing=""; for p in $(DEB_BUILD) $(DEB_TEST) $(EXTRA_DEBS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -98,7 +100,8 @@ test: deps
 fuzz: deps
 	$(Q)$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(or $(FUZZ_SECONDS),20)
 
-bench: deps all
+bench: all
+	$(Q)$(MAKE) --no-print-directory deps EXTRA_DEBS="$(DEB_BENCH)"
 	$(Q)./bench/run.sh
 
 demo: deps all
