@@ -568,4 +568,253 @@ int proxy_http_response_parser_feed(proxy_http_response_parser *p, const char *b
                                     bool head_request, proxy_http_response *resp,
                                     proxy_http_error *err);
 
+/* ==== metrics and admin (metrics.c, admin.c) =====================================
+ * Metrics: one proxy_metrics per worker, updated by the request path without
+ * locks or system calls, rendered in the Prometheus text format 0.0.4.
+ * Threads: every update function is called by ONE thread, the worker that
+ * owns the struct (a single writer: counters are relaxed atomic stores, new
+ * label sets are appended to a fixed-size table and published with a release
+ * store); the admin thread reads every worker's metrics at any time and sums
+ * them (a scrape sees each counter at some recent value, never a torn one).
+ * Label sets with principals are unbounded in theory: a worker keeps at most
+ * PROXY_METRICS_SERIES_MAX request label sets (and PROXY_METRICS_UPSTREAMS_MAX
+ * upstream services); later new ones are counted under PROXY_METRICS_OTHER in
+ * place of the principals and the service. Label values are cut at
+ * PROXY_METRICS_LABEL_MAX bytes; in the output `\`, `"` and newline are
+ * escaped and bytes that are not UTF-8 become U+FFFD.
+ *
+ * Families: ward_requests_total{direction,decision,code,source_principal,
+ * destination_service,destination_principal}, ward_decision_duration_seconds
+ * and ward_request_duration_seconds{direction} (histograms, buckets 1us..10s),
+ * ward_tls_handshake_failures_total{direction,reason},
+ * ward_connections_active{listener}, ward_upstream_connect_failures_total
+ * {direction,service}, and from the admin state ward_svid_expiry_timestamp_seconds,
+ * ward_policy_info{revision}, ward_policy_reloads_total,
+ * ward_policy_reload_failures_total. */
+
+#define PROXY_METRICS_SERIES_MAX    1024 /* request label sets per worker */
+#define PROXY_METRICS_UPSTREAMS_MAX 256  /* services with connect failures per worker */
+#define PROXY_METRICS_LABEL_MAX     2048 /* bytes of one label value (a SPIFFE ID's maximum) */
+#define PROXY_METRICS_OTHER         "_other_"
+#define PROXY_METRICS_CONTENT_TYPE  "text/plain; version=0.0.4; charset=utf-8"
+
+typedef struct proxy_metrics proxy_metrics;
+
+/* One finished request (or one refused before the decision: a deny). */
+typedef struct proxy_metrics_request_info {
+    bool inbound; /* from another proxy (else: from our workload, outbound) */
+    bool allow;   /* the decision */
+    int status;   /* the response status sent; 0 (or anything outside 100..599): none */
+    const char *source_principal;      /* borrowed; NULL = "" */
+    const char *destination_service;   /* borrowed; NULL = "" */
+    const char *destination_principal; /* borrowed; NULL = "" */
+    uint64_t decision_ns; /* time the policy engine took; 0 = it did not run (not observed) */
+    uint64_t request_ns;  /* request head in .. response out */
+} proxy_metrics_request_info;
+
+/* What a failed TLS handshake is counted as (the reason label). */
+typedef enum proxy_tls_failure {
+    PROXY_TLS_FAILURE_NO_CERTIFICATE,     /* "no_certificate": the peer presented none */
+    PROXY_TLS_FAILURE_UNTRUSTED,          /* "untrusted": unknown CA, bad signature, not an
+                                             X509-SVID, not the expected ID */
+    PROXY_TLS_FAILURE_EXPIRED,            /* "expired": expired or not yet valid */
+    PROXY_TLS_FAILURE_WRONG_TRUST_DOMAIN, /* "wrong_trust_domain" */
+    PROXY_TLS_FAILURE_PROTOCOL,           /* "protocol": versions, ciphers, alerts, not TLS */
+    PROXY_TLS_FAILURE_OTHER,              /* "other": resets, closes, anything else */
+} proxy_tls_failure;
+#define PROXY_TLS_FAILURE_CLASSES 6
+
+/* The class of a free-text reason (proxy_stream_error, ident_svid_verify,
+ * OpenSSL's strings; case-insensitive; NULL = other). */
+proxy_tls_failure proxy_tls_failure_classify(const char *reason);
+/* "no_certificate", "untrusted", ... */
+const char *proxy_tls_failure_name(proxy_tls_failure f);
+
+int proxy_metrics_new(proxy_metrics **out);
+/* Only once no thread uses it any more (after proxy_admin_stop). */
+void proxy_metrics_free(proxy_metrics *m);
+void proxy_metrics_request(proxy_metrics *m, const proxy_metrics_request_info *info);
+void proxy_metrics_tls_failure(proxy_metrics *m, bool inbound, const char *reason);
+/* A connection of the inbound or outbound listener opened (+1) or closed (-1). */
+void proxy_metrics_connections(proxy_metrics *m, bool inbound, int delta);
+/* Connecting failed: inbound = to our workload (service: ours), outbound = to
+ * an endpoint of an upstream service. */
+void proxy_metrics_upstream_failure(proxy_metrics *m, bool inbound, const char *service);
+
+/* What the proxy tells the admin endpoint: its SVID, its policy, its audit
+ * trail's health. Setters may be called from any thread (a mutex). */
+typedef struct proxy_admin_state proxy_admin_state;
+
+int proxy_admin_state_new(proxy_admin_state **out);
+void proxy_admin_state_free(proxy_admin_state *st);
+/* The SVID in use (spiffe_id NULL: none) and when it expires. */
+void proxy_admin_state_set_svid(proxy_admin_state *st, const char *spiffe_id, time_t not_after);
+/* A policy set is in force: its revision and its policies ("ns/name"). The
+ * first call is the initial load, each later one a reload; it clears the
+ * last reload error. On WARD_ENOMEM nothing changes. */
+int proxy_admin_state_policy_loaded(proxy_admin_state *st, const char *revision,
+                                    const char *const *policies, size_t n);
+/* A reload failed; the policy in force stays. */
+void proxy_admin_state_policy_failed(proxy_admin_state *st, const char *error);
+/* A fatal audit error (no record can be written; NULL clears it). */
+void proxy_admin_state_set_audit_error(proxy_admin_state *st, const char *error);
+
+#define PROXY_ADMIN_REVISION_MAX 256
+#define PROXY_ADMIN_ERROR_MAX    1024
+
+/* A consistent copy of the state (strings cut to their buffers). */
+typedef struct proxy_admin_status {
+    bool has_svid;
+    char svid_id[IDENT_ID_MAX];
+    time_t svid_expiry;
+    bool has_policy; /* a policy set was loaded */
+    char policy_revision[PROXY_ADMIN_REVISION_MAX];
+    char **policies; /* owned */
+    size_t n_policies;
+    time_t policy_loaded_at;
+    uint64_t policy_reloads;
+    uint64_t policy_reload_failures;
+    char policy_error[PROXY_ADMIN_ERROR_MAX]; /* of the last reload if it failed, else "" */
+    char audit_error[PROXY_ADMIN_ERROR_MAX];  /* "" = none */
+} proxy_admin_status;
+
+int proxy_admin_state_get(proxy_admin_state *st, proxy_admin_status *out);
+void proxy_admin_status_dispose(proxy_admin_status *s);
+/* Ready: an SVID that has not expired at now, a policy set, no fatal audit
+ * error. If not, why ("no SVID; no policy loaded") goes into why. */
+bool proxy_admin_status_ready(const proxy_admin_status *s, time_t now, char *why, size_t size);
+
+/* Appends every family, summed over the workers' metrics, to out; st (may be
+ * NULL) gives the SVID and policy families. */
+int proxy_metrics_render(proxy_metrics *const *workers, size_t n, proxy_admin_state *st,
+                         ward_buf *out);
+
+/* The admin listener: an HTTP server on loopback, on its own thread and
+ * loop. GET (or HEAD) /ready (200 "ready", else 503 and why), /healthz (200
+ * "ok"), /metrics, /config (the effective configuration as JSON: file names,
+ * never their contents), /policy (JSON). Other paths 404, other methods 405. */
+typedef struct proxy_admin proxy_admin;
+
+typedef struct proxy_admin_options {
+    proxy_metrics *const *metrics; /* every worker's metrics */
+    size_t n_metrics;
+    const proxy_config *config; /* NULL: /config answers 404 */
+    proxy_admin_state *state;   /* required */
+    /* all borrowed: they must outlive the admin (until proxy_admin_stop returns) */
+} proxy_admin_options;
+
+/* listen_addr: "ADDR:PORT" of a loopback address (127.0.0.0/8 or [::1];
+ * port 0 = any free one), anything else WARD_EINVAL. Listens, then starts
+ * the thread. */
+int proxy_admin_start(const char *listen_addr, const proxy_admin_options *opts,
+                      proxy_admin **out, ward_err *err);
+int proxy_admin_port(const proxy_admin *a);
+/* Closes every connection, stops and joins the thread, frees. */
+void proxy_admin_stop(proxy_admin *a);
+
+/* ==== the HTTP/1.1 relay (relay.c) ===============================================
+ * A listener and its client connections that hand each request on to an
+ * upstream, streamed both ways with backpressure: nothing is buffered whole.
+ * Per request the relay parses the head strictly (proxy_http_parser_feed),
+ * refuses absolute-form targets whose authority is not the Host and CONNECT,
+ * normalizes the path (proxy_http_path_normalize) and calls the route
+ * callback, which must, before it returns, either forward the request
+ * (proxy_relay_forward) or answer it (proxy_relay_respond); if it does
+ * neither the relay answers 503 (fail closed). A forwarded request goes out
+ * in origin-form with the normalized path, without hop-by-hop fields (and the
+ * fields Connection names), without any X-Forwarded-Client-Cert from the
+ * client, with X-Forwarded-For extended by the client's address, a valid
+ * traceparent kept (else a new one) and its own framing: chunked bodies are
+ * decoded and encoded again, so only well-formed chunks ever reach the
+ * upstream. "Expect: 100-continue" is answered by the relay once the request
+ * is forwarded. Responses are parsed strictly too (proxy_http_response_parser)
+ * and re-framed for the client. An upgrade (WebSocket) that the upstream
+ * accepts with 101 turns the connection into a byte tunnel. Pipelined
+ * requests are handled one after another. Upstream connections come from a
+ * per-loop pool keyed by address and expected SPIFFE ID. A failure before the
+ * response head is a local 502 (TLS, identity, reset), 503 (connect) or 504
+ * (request timeout) with the reason in X-Ward-Reason; after it, the client
+ * connection is cut. One loop only: nothing here is thread-safe. */
+
+typedef struct proxy_relay proxy_relay;
+typedef struct proxy_relay_pool proxy_relay_pool;
+typedef struct proxy_relay_request proxy_relay_request;
+
+/* Where a request goes. */
+typedef struct proxy_relay_target {
+    const struct sockaddr *addr;
+    proxy_tls_ctx *tls;      /* NULL: plaintext (a reference is taken) */
+    const char *expected_id; /* with tls: the SPIFFE ID the server must present */
+    const proxy_header *add_headers; /* appended to the forwarded head (checked by the caller) */
+    size_t n_add_headers;
+} proxy_relay_target;
+
+/* How a request ended (for metrics and audit). */
+typedef struct proxy_relay_result {
+    int status;           /* sent to the client; 0 when none was */
+    bool local;           /* answered by the proxy, not the upstream */
+    bool upstream_reused; /* went over a pooled connection */
+    const char *error;    /* what failed (static), or NULL */
+    uint64_t bytes_in;    /* request body bytes forwarded */
+    uint64_t bytes_out;   /* response body bytes sent */
+    uint64_t duration_ns; /* from the complete head to the end of the response */
+} proxy_relay_result;
+
+typedef void (*proxy_relay_route_cb)(proxy_relay_request *r, void *data);
+typedef void (*proxy_relay_done_cb)(proxy_relay_request *r, const proxy_relay_result *res,
+                                    void *data);
+/* A head refused before routing (400, 408, 413, 414, 431, 501, 505 ...). */
+typedef void (*proxy_relay_reject_cb)(const proxy_peer *peer, int status, const char *reason,
+                                      void *data);
+typedef void (*proxy_relay_connection_cb)(bool opened, void *data);
+
+typedef struct proxy_relay_options {
+    proxy_http_limits limits;       /* chunked is always allowed; body_max bounds bodies */
+    proxy_config_timeouts timeouts; /* 0 = the proxy_config defaults */
+    size_t max_connections;         /* 0 = 16384 */
+    proxy_relay_pool *pool;         /* upstream connections of this loop (may be NULL) */
+    proxy_relay_route_cb route;     /* required */
+    proxy_relay_done_cb done;       /* optional: after each routed request */
+    proxy_relay_reject_cb on_reject;       /* optional */
+    proxy_http_tls_error_cb on_tls_error;  /* optional */
+    proxy_relay_connection_cb on_connection; /* optional */
+    void *data;
+} proxy_relay_options;
+
+int proxy_relay_new(uv_loop_t *loop, const proxy_relay_options *opts, proxy_relay **out);
+/* Listens on addr; reuseport sets SO_REUSEPORT so that several loops can share it. */
+int proxy_relay_listen(proxy_relay *r, const struct sockaddr *addr, bool reuseport, ward_err *err);
+int proxy_relay_port(const proxy_relay *r);
+/* TLS for connections accepted from now on (a reference is taken; NULL = plaintext). */
+void proxy_relay_set_tls(proxy_relay *r, proxy_tls_ctx *tls);
+size_t proxy_relay_connections(const proxy_relay *r);
+/* Stops accepting; idle connections close now, busy ones after their response;
+ * after drain_ms (0: at once) the rest are cut. cb runs once all is closed
+ * and the relay freed. */
+void proxy_relay_close(proxy_relay *r, uint64_t drain_ms, proxy_done_cb cb, void *data);
+
+/* idle_ms: how long an idle upstream connection is kept (0 = 30 s);
+ * max_idle: per address and identity (0 = 128). */
+int proxy_relay_pool_new(uv_loop_t *loop, uint64_t idle_ms, size_t max_idle,
+                         proxy_relay_pool **out);
+/* Closes the idle connections; call after the relays using it are closed. */
+void proxy_relay_pool_free(proxy_relay_pool *p);
+
+/* During the route callback only: the parsed head (slices into the relay's buffer). */
+const proxy_http_request *proxy_relay_request_head(const proxy_relay_request *r);
+/* The normalized path ("*" for OPTIONS *), valid while the request lives. */
+const char *proxy_relay_request_path(const proxy_relay_request *r, size_t *len);
+const proxy_peer *proxy_relay_request_peer(const proxy_relay_request *r);
+/* The W3C trace id (32 hex digits): the client's traceparent's, or a new one. */
+const char *proxy_relay_request_trace_id(const proxy_relay_request *r);
+void proxy_relay_request_set_data(proxy_relay_request *r, void *data);
+void *proxy_relay_request_data(const proxy_relay_request *r);
+/* Forwards (only inside the route callback). On failure the relay has already
+ * answered 503. */
+int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t);
+/* Answers locally (only inside the route callback); a request body that was
+ * not read closes the connection after the answer. */
+int proxy_relay_respond(proxy_relay_request *r, int status, const proxy_header *headers, size_t n,
+                        const void *body, size_t len);
+
 #endif
