@@ -384,16 +384,33 @@ static void parse_wardd_server(cctx *c, const ward_node *n, char **out)
     *out = cdup(c, s);
 }
 
+/* A folder created at start if absent; anything else in its place is an error. */
+static char *parse_folder(cctx *c, const ward_node *v)
+{
+    const char *s;
+    if (!get_str(c, v, &s))
+        return NULL;
+    char *p = resolve(c, s);
+    struct stat st;
+    char q[256];
+    if (p != NULL && stat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        cerr(c, v, "%s exists and is not a folder", ward_quote(q, sizeof(q), p, strlen(p)));
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
 static void parse_identity(cctx *c, const ward_node *n, proxy_config *cfg)
 {
-    static const char *const keys[] = {"server",    "token_file", "bundle_file",
-                                       "cert_file", "key_file",   NULL};
+    static const char *const keys[] = {"server",   "token_file", "bundle_file", "state_dir",
+                                       "cert_file", "key_file",  NULL};
     if (!expect_map(c, n))
         return;
     check_keys(c, n, keys);
     const ward_node *server = field(n, "server"), *token = field(n, "token_file"),
                     *bundle = field(n, "bundle_file"), *cert = field(n, "cert_file"),
-                    *key = field(n, "key_file");
+                    *key = field(n, "key_file"), *state = field(n, "state_dir");
     bool wardd = server != NULL || token != NULL, stat_files = cert != NULL || key != NULL;
     if (wardd && stat_files) {
         const ward_node *at = cert != NULL ? cert : key;
@@ -425,8 +442,15 @@ static void parse_identity(cctx *c, const ward_node *n, proxy_config *cfg)
             cfg->identity.token_file = parse_file(c, token, FILE_SECRET);
             pop(c, old);
         }
+        if (state != NULL) {
+            old = push(c, "state_dir");
+            cfg->identity.state_dir = parse_folder(c, state);
+            pop(c, old);
+        }
     } else {
         cfg->identity.mode = PROXY_IDENTITY_STATIC;
+        if (state != NULL)
+            cerr(c, state, "state_dir keeps SVIDs from wardd: it goes with server and token_file");
         if (cert == NULL)
             missing(c, n, "cert_file", " (with key_file and bundle_file)");
         if (key == NULL)
@@ -696,19 +720,7 @@ static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
         return;
     }
     size_t old = push(c, "dir");
-    const char *s;
-    if (get_str(c, v, &s)) {
-        /* created at start if absent; anything else in its place is an error */
-        char *p = resolve(c, s);
-        struct stat st;
-        char q[256];
-        if (p != NULL && stat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
-            cerr(c, v, "%s exists and is not a folder", ward_quote(q, sizeof(q), p, strlen(p)));
-            free(p);
-        } else {
-            cfg->audit.dir = p;
-        }
-    }
+    cfg->audit.dir = parse_folder(c, v);
     pop(c, old);
 }
 
@@ -968,6 +980,7 @@ void proxy_config_free(proxy_config *cfg)
     free(cfg->service);
     free(cfg->identity.server);
     free(cfg->identity.token_file);
+    free(cfg->identity.state_dir);
     free(cfg->identity.cert_file);
     free(cfg->identity.key_file);
     free(cfg->identity.bundle_file);

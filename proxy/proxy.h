@@ -176,6 +176,7 @@ typedef struct proxy_peer {
     bool tls;
     STACK_OF(X509) * chain; /* TLS: the certificates the peer presented, leaf first, or NULL */
     char *spiffe_id;        /* REQUIRED mode: the verified peer ID, else NULL */
+    char cert_sha256[65];   /* TLS: SHA-256 of the peer's leaf certificate (hex), else "" */
 } proxy_peer;
 
 /* Checks the peer's certificate chain as an X509-SVID against `bundle` at
@@ -363,6 +364,8 @@ typedef struct proxy_config {
         proxy_config_identity_mode mode;
         char *server;      /* WARDD: "https://host:port" */
         char *token_file;  /* WARDD: the join token (0600) */
+        char *state_dir;   /* WARDD, optional: the current SVID is kept here (0700) so
+                              that a restart needs no new join token */
         char *cert_file;   /* STATIC: leaf first, then intermediates */
         char *key_file;    /* STATIC: its private key (no group/other access) */
         char *bundle_file; /* both: trusted CA certificates (WARDD: pins wardd) */

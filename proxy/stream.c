@@ -258,6 +258,12 @@ static void handshake_done(proxy_stream *s)
                 X509_up_ref(c);
         }
         s->peer.chain = chain;
+        /* for audit records: which certificate, not just which ID */
+        unsigned char md[32];
+        unsigned int n = 0;
+        if (X509_digest(leaf, EVP_sha256(), md, &n) == 1 && n == sizeof(md))
+            for (unsigned i = 0; i < n; i++)
+                snprintf(s->peer.cert_sha256 + 2 * i, 3, "%02x", md[i]);
     }
     s->peer.spiffe_id = s->check.peer_id;
     s->check.peer_id = NULL;
