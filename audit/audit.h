@@ -177,9 +177,10 @@ typedef struct audit_producer audit_producer;
  * middle of a write, is cut off first), and the file is narrowed to 0600. */
 int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err);
 
-/* Drains every ring, writes, fdatasyncs, joins the writer and frees the log
- * and all its producers. Producers must no longer be in use. Returns 0, or
- * WARD_EIO when any record could not be written (err says why; may be NULL). */
+/* Drains every ring, writes (a last try even after a failure), fdatasyncs,
+ * joins the writer and frees the log and all its producers. Producers must no
+ * longer be in use. Returns 0, or WARD_EIO when the log failed at any time or
+ * records could not be written (err, may be NULL: how many and why). */
 int audit_log_close(audit_log *log, ward_err *err);
 
 /* A producer for one thread (one per worker, at setup; takes a lock and

@@ -1,0 +1,852 @@
+/* log.c - the audit log: per-producer SPSC rings, the writer thread, group commit, overflow and failure policy */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "audit/audit_int.h"
+
+#define CACHE_LINE 64
+#define RING_DEFAULT 512
+#define RING_MAX (1u << 20)
+#define PRODUCERS_DEFAULT 512
+#define FSYNC_DEFAULT_MS 100
+#define IDLE_MAX_MS 32       /* longest writer nap when nothing comes */
+#define PAUSED_NAP_MS 100
+#define RETRY_MS 1000        /* writes are retried this often after a failure */
+#define BATCH_BYTES (256 * 1024) /* write() once this much is rendered */
+#define SPINS 64             /* BLOCK: busy retries before sleeping */
+#define BLOCK_NAP_NS 50000
+#define TAIL_WINDOW (64 * 1024) /* how far back open looks for the last record */
+#define FILE_NAME "audit.jsonl"
+
+/* The producer's and the writer's fields live on separate cache lines. */
+struct audit_producer {
+    /* written by the producer thread */
+    _Atomic uint64_t head;
+    uint64_t tail_seen;   /* last tail read: avoids reading the writer's line per append */
+    uint64_t gap_pending; /* records dropped since the last queued one */
+    uint64_t id_prefix, id_key, id_count;
+    _Atomic uint64_t appended, dropped, refused;
+    /* written by the writer thread */
+    _Alignas(CACHE_LINE) _Atomic uint64_t tail;
+    uint64_t gaps_written; /* drops already on record */
+    /* fixed at creation */
+    _Alignas(CACHE_LINE) audit_log *log;
+    uint64_t mask;
+    audit_slot *slots;
+};
+
+struct audit_log {
+    /* fixed at open */
+    char *dir, *path, *node;
+    size_t node_len;
+    audit_overflow overflow;
+    uint32_t ring_slots, fsync_ms, max_producers;
+    int fd, efd;
+    pthread_t writer;
+    bool started, sync_ready;
+    audit_producer **producers; /* [max_producers]; the first n_producers are set */
+    _Atomic uint32_t n_producers;
+
+    /* read on the hot path, written rarely */
+    _Alignas(CACHE_LINE) _Atomic int failed; /* 0, or WARD_EIO for the rest of the log's life */
+    _Atomic bool sleeping, kicked;
+    char fail_msg[sizeof(((ward_err *)0)->msg)]; /* written once, before failed is set */
+
+    /* control, under mu; cv tells waiters a flush is done or a pause taken */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool closing, pause_req, paused;
+    uint64_t flush_req, flush_done;
+
+    /* the writer's own */
+    uint64_t seq;
+    ward_buf out;  /* rendered lines */
+    size_t out_off; /* bytes of out already written */
+    bool dirty;    /* written since the last fdatasync */
+    int64_t last_sync_ms, next_retry_ms;
+    int close_rc;
+    char close_msg[sizeof(((ward_err *)0)->msg)];
+    _Atomic uint64_t written, write_errors, bytes;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Single-writer counters: a plain load and store, no locked instruction. */
+static void bump(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* ---- options ------------------------------------------------------------------ */
+
+void audit_options_init(audit_options *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->overflow = AUDIT_OVERFLOW_DENY;
+    opts->ring_slots = RING_DEFAULT;
+    opts->fsync_ms = FSYNC_DEFAULT_MS;
+    opts->max_producers = PRODUCERS_DEFAULT;
+}
+
+static const char *const overflow_names[] = {"deny", "block", "drop"};
+
+int audit_overflow_parse(const char *s, size_t len, audit_overflow *out)
+{
+    for (int i = 0; i < 3; i++) {
+        if (strlen(overflow_names[i]) == len && memcmp(s, overflow_names[i], len) == 0) {
+            *out = (audit_overflow)i;
+            return 0;
+        }
+    }
+    return WARD_EINVAL;
+}
+
+const char *audit_overflow_name(audit_overflow o)
+{
+    return (unsigned)o < 3 ? overflow_names[o] : "?";
+}
+
+/* ---- waking the writer ------------------------------------------------------------ */
+
+static void kick(audit_log *l)
+{
+    uint64_t one = 1;
+    ssize_t r = write(l->efd, &one, sizeof(one));
+    (void)r; /* EAGAIN only when the counter is saturated: the writer is awake anyway */
+}
+
+/* From the hot path: one write(2) at most per writer nap, none while it works. */
+static void kick_if_sleeping(audit_log *l)
+{
+    if (atomic_load(&l->sleeping) && !atomic_exchange(&l->kicked, true))
+        kick(l);
+}
+
+static void writer_nap(audit_log *l, int ms)
+{
+    struct pollfd pfd = {.fd = l->efd, .events = POLLIN};
+    atomic_store(&l->sleeping, true);
+    (void)poll(&pfd, 1, ms);
+    atomic_store(&l->sleeping, false);
+    uint64_t v;
+    ssize_t r = read(l->efd, &v, sizeof(v));
+    (void)r;
+    atomic_store(&l->kicked, false);
+}
+
+/* ---- producers and the hot path ---------------------------------------------------- */
+
+static uint64_t mix64(uint64_t x) /* splitmix64's finalizer: a bijection */
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static void put_hex64(char *out, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 15];
+}
+
+/* prefix (random per producer) + mix(count * odd + key): distinct for every
+ * count, so ids never repeat within a producer, and look random outside. */
+static void id_next(audit_producer *p, char out[AUDIT_ID_HEX])
+{
+    put_hex64(out, p->id_prefix);
+    put_hex64(out + 16, mix64(p->id_count++ * 0x9e3779b97f4a7c15ULL + p->id_key));
+}
+
+void audit_producer_id_next(audit_producer *p, audit_id *out)
+{
+    id_next(p, out->hex);
+    out->hex[AUDIT_ID_HEX] = '\0';
+}
+
+int audit_log_producer_new(audit_log *log, audit_producer **out)
+{
+    *out = NULL;
+    size_t size = (sizeof(audit_producer) + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
+    audit_producer *p = aligned_alloc(CACHE_LINE, size);
+    if (p == NULL)
+        return WARD_ENOMEM;
+    memset(p, 0, sizeof(*p));
+    p->log = log;
+    p->mask = log->ring_slots - 1;
+    p->slots = aligned_alloc(AUDIT_SLOT_SIZE, (size_t)log->ring_slots * sizeof(audit_slot));
+    uint64_t seed[2];
+    if (p->slots == NULL) {
+        free(p);
+        return WARD_ENOMEM;
+    }
+    if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+        free(p->slots);
+        free(p);
+        return WARD_EIO;
+    }
+    p->id_prefix = seed[0];
+    p->id_key = seed[1];
+
+    pthread_mutex_lock(&log->mu);
+    uint32_t n = atomic_load(&log->n_producers);
+    if (n >= log->max_producers || log->closing) {
+        pthread_mutex_unlock(&log->mu);
+        free(p->slots);
+        free(p);
+        return WARD_ELIMIT;
+    }
+    for (uint32_t i = 0; i < n; i++) /* prefixes differ within a log: ids cannot collide */
+        if (log->producers[i]->id_prefix == p->id_prefix) {
+            p->id_prefix++;
+            i = (uint32_t)-1; /* and check again from the first */
+        }
+    log->producers[n] = p;
+    atomic_store_explicit(&log->n_producers, n + 1, memory_order_release);
+    pthread_mutex_unlock(&log->mu);
+    *out = p;
+    return 0;
+}
+
+/* Copies v into the slot's data, bounded by max and by the room left; a cut
+ * value ends on a UTF-8 character boundary and is marked truncated. */
+static void put(audit_slot *s, size_t *used, audit_field f, audit_str v, size_t max)
+{
+    if (v.ptr == NULL) {
+        s->r.h.off[f] = 0;
+        s->r.h.len[f] = AUDIT_ABSENT;
+        return;
+    }
+    size_t room = AUDIT_SLOT_DATA - *used, lim = max < room ? max : room, n = v.len;
+    if (n > lim) {
+        n = lim;
+        for (int k = 0; k < 3 && n > 0 && ((unsigned char)v.ptr[n] & 0xC0) == 0x80; k++)
+            n--;
+        s->r.h.truncated |= (uint16_t)(1u << f);
+    }
+    memcpy(s->r.data + *used, v.ptr, n);
+    s->r.h.off[f] = (uint16_t)*used;
+    s->r.h.len[f] = (uint16_t)n;
+    *used += n;
+}
+
+static void fill(audit_slot *s, audit_producer *p, const audit_record *rec)
+{
+    audit_slot_hdr *h = &s->r.h;
+    size_t used = 0;
+    h->ts_ns = rec->ts_ns != 0 ? rec->ts_ns : audit_now_ns();
+    h->latency_ns = rec->latency_ns;
+    h->gap = p->gap_pending;
+    p->gap_pending = 0;
+    h->rule = rec->rule;
+    h->dry_run_rule = rec->dry_run_rule;
+    h->source_port = rec->source_port;
+    h->destination_port = rec->destination_port;
+    h->status = rec->status;
+    h->direction = (uint8_t)rec->direction;
+    h->decision = (uint8_t)rec->decision;
+    h->dry_run_decision = (uint8_t)rec->dry_run_decision;
+    h->flags = (uint8_t)((rec->audit ? AUDIT_FLAG_AUDIT : 0) |
+                         (rec->has_dry_run ? AUDIT_FLAG_DRY_RUN : 0));
+    h->truncated = 0;
+    if (rec->id.hex[0] == '\0') {
+        id_next(p, h->id);
+    } else {
+        size_t n = strnlen(rec->id.hex, AUDIT_ID_HEX);
+        memcpy(h->id, rec->id.hex, n);
+        memset(h->id + n, 0, AUDIT_ID_HEX - n);
+    }
+    put(s, &used, AF_POLICY, rec->policy, AUDIT_MAX_POLICY);
+    put(s, &used, AF_DRY_RUN_POLICY, rec->has_dry_run ? rec->dry_run_policy : (audit_str){0},
+        AUDIT_MAX_POLICY);
+    put(s, &used, AF_REASON, rec->reason, AUDIT_MAX_REASON);
+    put(s, &used, AF_BUNDLE, rec->bundle, AUDIT_MAX_BUNDLE);
+    put(s, &used, AF_CERT, rec->peer_cert_sha256, AUDIT_MAX_CERT_SHA256);
+    put(s, &used, AF_SOURCE_PRINCIPAL, rec->source_principal, AUDIT_MAX_PRINCIPAL);
+    put(s, &used, AF_SOURCE_IP, rec->source_ip, AUDIT_MAX_IP);
+    put(s, &used, AF_DESTINATION_SERVICE, rec->destination_service, AUDIT_MAX_SERVICE);
+    put(s, &used, AF_DESTINATION_PRINCIPAL, rec->destination_principal, AUDIT_MAX_PRINCIPAL);
+    put(s, &used, AF_METHOD, rec->method, AUDIT_MAX_METHOD);
+    put(s, &used, AF_PROTOCOL, rec->protocol, AUDIT_MAX_PROTOCOL);
+    put(s, &used, AF_HOST, rec->host, AUDIT_MAX_HOST);
+    put(s, &used, AF_TRACE_ID, rec->trace_id, AUDIT_MAX_TRACE_ID);
+    put(s, &used, AF_PATH, rec->path, AUDIT_MAX_PATH);
+}
+
+/* BLOCK (and DROP for a deny record): wait for the writer to free a slot. */
+static int wait_for_slot(audit_log *l, audit_producer *p, uint64_t head)
+{
+    for (unsigned spins = 0;; spins++) {
+        kick_if_sleeping(l);
+        if (atomic_load_explicit(&l->failed, memory_order_relaxed) != 0)
+            return WARD_EIO;
+        p->tail_seen = atomic_load_explicit(&p->tail, memory_order_acquire);
+        if (head - p->tail_seen <= p->mask)
+            return 0;
+        if (spins < SPINS) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, BLOCK_NAP_NS};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+int audit_log_append(audit_log *log, audit_producer *p, const audit_record *rec)
+{
+    if (log == NULL || p == NULL || rec == NULL || p->log != log)
+        return WARD_EINVAL;
+    if (atomic_load_explicit(&log->failed, memory_order_relaxed) != 0) {
+        bump(&p->refused, 1);
+        return WARD_EIO;
+    }
+    uint64_t head = atomic_load_explicit(&p->head, memory_order_relaxed);
+    if (head - p->tail_seen > p->mask) {
+        p->tail_seen = atomic_load_explicit(&p->tail, memory_order_acquire);
+        if (head - p->tail_seen > p->mask) {
+            int rc;
+            if (log->overflow == AUDIT_OVERFLOW_DROP && rec->decision == AUDIT_ALLOW) {
+                p->gap_pending++;
+                bump(&p->dropped, 1);
+                kick_if_sleeping(log);
+                return WARD_ELIMIT;
+            }
+            if (log->overflow == AUDIT_OVERFLOW_DENY) {
+                bump(&p->refused, 1);
+                kick_if_sleeping(log);
+                return WARD_ELIMIT;
+            }
+            if ((rc = wait_for_slot(log, p, head)) < 0) {
+                bump(&p->refused, 1);
+                return rc;
+            }
+        }
+    }
+    fill(&p->slots[head & p->mask], p, rec);
+    atomic_store_explicit(&p->head, head + 1, memory_order_release);
+    bump(&p->appended, 1);
+    if (head + 1 - p->tail_seen > p->mask / 2) /* half full (as far as we know) */
+        kick_if_sleeping(log);
+    return 0;
+}
+
+/* ---- the writer ------------------------------------------------------------------------ */
+
+/* The first failure is kept (sticky); later ones only count. */
+static void set_failed(audit_log *l, const char *what, int e)
+{
+    atomic_fetch_add(&l->write_errors, 1);
+    if (atomic_load(&l->failed) == 0) {
+        snprintf(l->fail_msg, sizeof(l->fail_msg), "%s: %s: %s", l->path, what, strerror(e));
+        atomic_store_explicit(&l->failed, WARD_EIO, memory_order_release);
+    }
+}
+
+static uint64_t count_lines(const char *p, size_t n)
+{
+    uint64_t k = 0;
+    for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        k++;
+    return k;
+}
+
+/* write() what is rendered; after a failure, only once per RETRY_MS unless forced. */
+static void write_out(audit_log *l, bool force)
+{
+    if (l->out_off == l->out.len)
+        return;
+    if (atomic_load(&l->failed) != 0 && !force && mono_ms() < l->next_retry_ms)
+        return;
+    while (l->out_off < l->out.len) {
+        ssize_t w = write(l->fd, l->out.ptr + l->out_off, l->out.len - l->out_off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            set_failed(l, "write", w < 0 ? errno : EIO);
+            l->next_retry_ms = mono_ms() + RETRY_MS;
+            return;
+        }
+        atomic_fetch_add(&l->written, count_lines(l->out.ptr + l->out_off, (size_t)w));
+        atomic_fetch_add(&l->bytes, (uint64_t)w);
+        l->out_off += (size_t)w;
+        l->dirty = true;
+    }
+    if (l->out.cap > 4 * BATCH_BYTES) { /* give back what a burst or an outage grew */
+        ward_buf_dispose(&l->out);
+        ward_buf_init(&l->out);
+    }
+    ward_buf_reset(&l->out);
+    l->out_off = 0;
+}
+
+static void sync_out(audit_log *l)
+{
+    if (!l->dirty)
+        return;
+    l->dirty = false;
+    l->last_sync_ms = mono_ms();
+    if (fdatasync(l->fd) < 0)
+        set_failed(l, "fdatasync", errno);
+}
+
+/* Renders one slot (and the gap record before it): all or nothing. */
+static int render_slot(audit_log *l, audit_producer *p, const audit_slot *s)
+{
+    size_t len = l->out.len;
+    uint64_t seq = l->seq;
+    int rc = 0;
+    if (s->r.h.gap > 0)
+        WARD_TRY(audit_render_gap(&l->out, seq++, s->r.h.ts_ns, l->node, l->node_len, s->r.h.gap));
+    WARD_TRY(audit_render_record(&l->out, s, seq++, l->node, l->node_len));
+    p->gaps_written += s->r.h.gap;
+    l->seq = seq;
+    return 0;
+fail:
+    l->out.len = len;
+    if (l->out.ptr != NULL)
+        l->out.ptr[len] = '\0';
+    set_failed(l, "rendering a record", ENOMEM);
+    return rc;
+}
+
+/* Moves every queued record into out (writing each full batch); returns how many. */
+static size_t drain(audit_log *l)
+{
+    size_t n = 0;
+    uint32_t np = atomic_load_explicit(&l->n_producers, memory_order_acquire);
+    for (uint32_t i = 0; i < np; i++) {
+        audit_producer *p = l->producers[i];
+        uint64_t tail = atomic_load_explicit(&p->tail, memory_order_relaxed);
+        uint64_t head = atomic_load_explicit(&p->head, memory_order_acquire);
+        for (; tail != head; tail++) {
+            if (render_slot(l, p, &p->slots[tail & p->mask]) < 0)
+                return n; /* out of memory: the slot stays queued */
+            atomic_store_explicit(&p->tail, tail + 1, memory_order_release);
+            n++;
+            if (l->out.len - l->out_off >= BATCH_BYTES)
+                write_out(l, false);
+        }
+    }
+    return n;
+}
+
+/* At close, drops that no later record carried are put on record. */
+static void write_trailing_gaps(audit_log *l)
+{
+    uint32_t np = atomic_load_explicit(&l->n_producers, memory_order_acquire);
+    for (uint32_t i = 0; i < np; i++) {
+        audit_producer *p = l->producers[i];
+        uint64_t dropped = atomic_load(&p->dropped);
+        if (dropped <= p->gaps_written)
+            continue;
+        if (audit_render_gap(&l->out, l->seq, audit_now_ns(), l->node, l->node_len,
+                             dropped - p->gaps_written) < 0) {
+            set_failed(l, "rendering a gap record", ENOMEM);
+            return;
+        }
+        l->seq++;
+        p->gaps_written = dropped;
+    }
+}
+
+static void writer_finish(audit_log *l)
+{
+    write_trailing_gaps(l);
+    write_out(l, true);
+    sync_out(l);
+    if (l->out_off < l->out.len) {
+        l->close_rc = WARD_EIO;
+        snprintf(l->close_msg, sizeof(l->close_msg), "%llu audit record(s) could not be written: %.900s",
+                 (unsigned long long)count_lines(l->out.ptr + l->out_off, l->out.len - l->out_off),
+                 l->fail_msg);
+    } else if (atomic_load(&l->failed) != 0) {
+        l->close_rc = WARD_EIO;
+        snprintf(l->close_msg, sizeof(l->close_msg), "%s", l->fail_msg);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    audit_log *l = arg;
+    int nap = 1;
+    uint64_t flush_done = 0;
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        bool closing = l->closing, pause = l->pause_req && !closing;
+        uint64_t flush_req = l->flush_req;
+        if (pause != l->paused) {
+            l->paused = pause;
+            pthread_cond_broadcast(&l->cv);
+        }
+        pthread_mutex_unlock(&l->mu);
+
+        size_t n = pause ? 0 : drain(l);
+        if (closing) {
+            writer_finish(l);
+            break;
+        }
+        write_out(l, false);
+        bool flushing = !pause && flush_req != flush_done;
+        if (l->dirty && (flushing || mono_ms() - l->last_sync_ms >= l->fsync_ms))
+            sync_out(l);
+        if (flushing) {
+            pthread_mutex_lock(&l->mu);
+            l->flush_done = flush_done = flush_req;
+            pthread_cond_broadcast(&l->cv);
+            pthread_mutex_unlock(&l->mu);
+        }
+
+        nap = n > 0 ? 1 : (nap * 2 > IDLE_MAX_MS ? IDLE_MAX_MS : nap * 2);
+        int64_t ms = pause ? PAUSED_NAP_MS : nap, now = mono_ms();
+        if (l->dirty && l->last_sync_ms + l->fsync_ms - now < ms)
+            ms = l->last_sync_ms + l->fsync_ms - now;
+        if (l->out_off < l->out.len && l->next_retry_ms - now < ms)
+            ms = l->next_retry_ms - now;
+        writer_nap(l, ms < 0 ? 0 : (int)ms);
+    }
+    return NULL;
+}
+
+/* ---- open and close ----------------------------------------------------------------------- */
+
+/* dir exists as a writable folder afterwards (created 0700 with its parents). */
+static int make_dir(const char *dir, ward_err *err)
+{
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        if (errno != ENOENT) {
+            ward_err_set(err, "audit dir %s: %s", dir, strerror(errno));
+            return WARD_EIO;
+        }
+        char *tmp = strdup(dir);
+        if (tmp == NULL)
+            return WARD_ENOMEM;
+        for (char *p = tmp + 1;; p++) {
+            if (*p != '/' && *p != '\0')
+                continue;
+            char c = *p;
+            *p = '\0';
+            if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
+                ward_err_set(err, "audit dir %s: cannot create %s: %s", dir, tmp, strerror(errno));
+                free(tmp);
+                return WARD_EIO;
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+        free(tmp);
+        if (stat(dir, &st) < 0) {
+            ward_err_set(err, "audit dir %s: %s", dir, strerror(errno));
+            return WARD_EIO;
+        }
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        ward_err_set(err, "audit dir %s: exists and is not a folder", dir);
+        return WARD_EINVAL;
+    }
+    if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) < 0) {
+        ward_err_set(err, "audit dir %s: not writable by this process (uid %u): %s", dir,
+                     (unsigned)geteuid(), strerror(errno));
+        return WARD_EIO;
+    }
+    return 0;
+}
+
+/* seq goes on after the file's last complete record; a torn last line is cut off. */
+static int resume_file(audit_log *l, off_t size, ward_err *err)
+{
+    int rc = 0;
+    char *buf = NULL;
+    cJSON *json = NULL;
+    l->seq = 1;
+    if (size == 0)
+        return 0;
+    size_t win = size < TAIL_WINDOW ? (size_t)size : TAIL_WINDOW, got = 0;
+    off_t base = size - (off_t)win;
+    if ((buf = malloc(win + 1)) == NULL)
+        return WARD_ENOMEM;
+    while (got < win) {
+        ssize_t r = pread(l->fd, buf + got, win - got, base + (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            ward_err_set(err, "%s: read: %s", l->path, r < 0 ? strerror(errno) : "file shrank");
+            rc = WARD_EIO;
+            goto out;
+        }
+        got += (size_t)r;
+    }
+    size_t end = win;
+    if (buf[end - 1] != '\n') {
+        const char *nl = memrchr(buf, '\n', end);
+        if (nl == NULL && base > 0)
+            goto too_long;
+        end = nl != NULL ? (size_t)(nl - buf) + 1 : 0;
+        if (ftruncate(l->fd, base + (off_t)end) < 0) {
+            ward_err_set(err, "%s: cutting off a torn last line: %s", l->path, strerror(errno));
+            rc = WARD_EIO;
+            goto out;
+        }
+        if (end == 0)
+            goto out; /* nothing but a torn line: the file starts afresh at seq 1 */
+    }
+    const char *prev = end >= 2 ? memrchr(buf, '\n', end - 1) : NULL;
+    if (prev == NULL && base > 0)
+        goto too_long;
+    size_t start = prev != NULL ? (size_t)(prev - buf) + 1 : 0;
+    json = cJSON_ParseWithLength(buf + start, end - 1 - start);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(json, "seq");
+    if (!cJSON_IsNumber(seq) || seq->valuedouble < 0 || seq->valuedouble > 9007199254740991.0 ||
+        seq->valuedouble != (double)(uint64_t)seq->valuedouble) {
+        ward_err_set(err, "%s: the last record has no valid \"seq\" (not written by ward?); "
+                          "move the file aside to start a new one", l->path);
+        rc = WARD_EINVAL;
+        goto out;
+    }
+    l->seq = (uint64_t)seq->valuedouble + 1;
+    goto out; /* done */
+too_long:
+    ward_err_set(err, "%s: the last line is longer than %d bytes (not written by ward?); "
+                      "move the file aside to start a new one", l->path, TAIL_WINDOW);
+    rc = WARD_EINVAL;
+out:
+    cJSON_Delete(json);
+    free(buf);
+    return rc;
+}
+
+static int open_file(audit_log *l, ward_err *err)
+{
+    struct stat st;
+    l->fd = open(l->path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (l->fd < 0) {
+        ward_err_set(err, "%s: %s", l->path,
+                     errno == ELOOP ? "is a symbolic link; refusing to follow it" : strerror(errno));
+        return WARD_EIO;
+    }
+    if (fstat(l->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        ward_err_set(err, "%s: not a regular file", l->path);
+        return WARD_EINVAL;
+    }
+    if (flock(l->fd, LOCK_EX | LOCK_NB) < 0) {
+        ward_err_set(err, "%s: %s", l->path,
+                     errno == EWOULDBLOCK ? "another process is writing this audit log"
+                                          : strerror(errno));
+        return WARD_EIO;
+    }
+    if ((st.st_mode & 077) != 0 && fchmod(l->fd, 0600) < 0) {
+        ward_err_set(err, "%s: narrowing its mode to 0600: %s", l->path, strerror(errno));
+        return WARD_EIO;
+    }
+    int rc = resume_file(l, st.st_size, err);
+    if (rc < 0)
+        return rc;
+    if (ward_dir_fsync(l->dir) < 0) {
+        ward_err_set(err, "audit dir %s: fsync: %s", l->dir, strerror(errno));
+        return WARD_EIO;
+    }
+    return 0;
+}
+
+static void log_free(audit_log *l)
+{
+    uint32_t n = atomic_load(&l->n_producers);
+    for (uint32_t i = 0; i < n; i++) {
+        free(l->producers[i]->slots);
+        free(l->producers[i]);
+    }
+    free(l->producers);
+    if (l->sync_ready) {
+        pthread_cond_destroy(&l->cv);
+        pthread_mutex_destroy(&l->mu);
+    }
+    if (l->fd >= 0)
+        close(l->fd);
+    if (l->efd >= 0)
+        close(l->efd);
+    ward_buf_dispose(&l->out);
+    free(l->dir);
+    free(l->path);
+    free(l->node);
+    free(l);
+}
+
+int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
+{
+    int rc = 0;
+    audit_log *l = NULL;
+    *out = NULL;
+    if (opts == NULL || opts->dir == NULL || opts->dir[0] == '\0') {
+        ward_err_set(err, "audit: no dir given");
+        return WARD_EINVAL;
+    }
+    if ((unsigned)opts->overflow > AUDIT_OVERFLOW_DROP || opts->ring_slots > RING_MAX) {
+        ward_err_set(err, "audit: overflow must be deny, block or drop and ring_slots at most %u",
+                     RING_MAX);
+        return WARD_EINVAL;
+    }
+    if ((l = calloc(1, sizeof(*l))) == NULL)
+        return WARD_ENOMEM;
+    l->fd = l->efd = -1;
+    ward_buf_init(&l->out);
+    l->overflow = opts->overflow;
+    l->fsync_ms = opts->fsync_ms != 0 ? opts->fsync_ms : FSYNC_DEFAULT_MS;
+    l->max_producers = opts->max_producers != 0 ? opts->max_producers : PRODUCERS_DEFAULT;
+    uint32_t want = opts->ring_slots != 0 ? opts->ring_slots : RING_DEFAULT;
+    for (l->ring_slots = 2; l->ring_slots < want; l->ring_slots *= 2)
+        ;
+    l->dir = strdup(opts->dir);
+    l->node = opts->node != NULL ? strdup(opts->node) : NULL;
+    l->node_len = opts->node != NULL ? strlen(opts->node) : 0;
+    l->producers = calloc(l->max_producers, sizeof(*l->producers));
+    if (l->dir == NULL || (opts->node != NULL && l->node == NULL) || l->producers == NULL ||
+        asprintf(&l->path, "%s/%s", opts->dir, FILE_NAME) < 0) {
+        l->path = NULL;
+        rc = WARD_ENOMEM;
+        goto fail;
+    }
+    WARD_TRY(make_dir(l->dir, err));
+    WARD_TRY(open_file(l, err));
+    if ((l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        ward_err_set(err, "audit: eventfd: %s", strerror(errno));
+        rc = WARD_EIO;
+        goto fail;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    l->sync_ready = true;
+    l->last_sync_ms = mono_ms();
+
+    /* the writer takes no signals: they stay with the threads that handle them */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&l->writer, NULL, writer_main, l);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0) {
+        ward_err_set(err, "audit: starting the writer thread: %s", strerror(e));
+        rc = WARD_EIO;
+        goto fail;
+    }
+    *out = l;
+    return 0;
+fail:
+    log_free(l);
+    return rc;
+}
+
+int audit_log_close(audit_log *log, ward_err *err)
+{
+    if (log == NULL)
+        return 0;
+    pthread_mutex_lock(&log->mu);
+    log->closing = true;
+    pthread_cond_broadcast(&log->cv);
+    pthread_mutex_unlock(&log->mu);
+    kick(log);
+    pthread_join(log->writer, NULL);
+    int rc = log->close_rc;
+    if (rc < 0)
+        ward_err_set(err, "%s", log->close_msg);
+    log_free(log);
+    return rc;
+}
+
+/* ---- control and status --------------------------------------------------------------------- */
+
+int audit_log_flush(audit_log *log, uint32_t timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&log->mu);
+    uint64_t mine = ++log->flush_req;
+    pthread_mutex_unlock(&log->mu);
+    kick(log);
+    pthread_mutex_lock(&log->mu);
+    while (log->flush_done < mine)
+        if (pthread_cond_timedwait(&log->cv, &log->mu, &dl) == ETIMEDOUT)
+            break;
+    bool done = log->flush_done >= mine;
+    pthread_mutex_unlock(&log->mu);
+    if (atomic_load(&log->failed) != 0)
+        return WARD_EIO;
+    return done ? 0 : WARD_ELIMIT;
+}
+
+int audit_log_status(const audit_log *log, ward_err *err)
+{
+    int rc = atomic_load_explicit(&log->failed, memory_order_acquire);
+    if (rc != 0)
+        ward_err_set(err, "%s", log->fail_msg);
+    return rc;
+}
+
+void audit_log_stats(const audit_log *log, audit_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint32_t n = atomic_load_explicit(&log->n_producers, memory_order_acquire);
+    for (uint32_t i = 0; i < n; i++) {
+        const audit_producer *p = log->producers[i];
+        out->appended += atomic_load_explicit(&p->appended, memory_order_relaxed);
+        out->dropped += atomic_load_explicit(&p->dropped, memory_order_relaxed);
+        out->refused += atomic_load_explicit(&p->refused, memory_order_relaxed);
+    }
+    out->written = atomic_load_explicit(&log->written, memory_order_relaxed);
+    out->write_errors = atomic_load_explicit(&log->write_errors, memory_order_relaxed);
+    out->bytes = atomic_load_explicit(&log->bytes, memory_order_relaxed);
+}
+
+void audit_log_pause(audit_log *log)
+{
+    pthread_mutex_lock(&log->mu);
+    log->pause_req = true;
+    pthread_mutex_unlock(&log->mu);
+    kick(log);
+    pthread_mutex_lock(&log->mu);
+    while (!log->paused && !log->closing)
+        pthread_cond_wait(&log->cv, &log->mu);
+    pthread_mutex_unlock(&log->mu);
+}
+
+void audit_log_resume(audit_log *log)
+{
+    pthread_mutex_lock(&log->mu);
+    log->pause_req = false;
+    pthread_mutex_unlock(&log->mu);
+    kick(log);
+}
