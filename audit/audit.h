@@ -158,8 +158,8 @@ typedef struct audit_options {
     const char *dir;  /* required; created 0700 (with missing parents) if absent */
     const char *node; /* the proxy's SPIFFE ID, written in every record; NULL = null */
     audit_overflow overflow;
-    uint32_t ring_slots;    /* per producer, rounded up to a power of two; 0 = 512
-                               (AUDIT_SLOT_SIZE bytes each: 2 MiB) */
+    uint32_t ring_slots;    /* per producer, rounded up to a power of two (2..2^20);
+                               0 = 512 (AUDIT_SLOT_SIZE bytes each: 2 MiB) */
     uint32_t fsync_ms;      /* fdatasync at most this often; 0 = 100 */
     uint32_t max_producers; /* 0 = 512 */
 } audit_options;
@@ -195,7 +195,8 @@ int audit_log_producer_new(audit_log *log, audit_producer **out);
 void audit_producer_id_next(audit_producer *p, audit_id *out);
 
 /* The hot path: copies rec into p's ring. Never blocks on disk, never locks,
- * never allocates. Returns
+ * never allocates; its only system call is a rare write(2) to an eventfd that
+ * wakes a napping writer once the ring is half full. Returns
  *   0            the record is queued (the writer will write it);
  *   WARD_ELIMIT  the ring is full (overflow DENY, or DROP for an allow record);
  *   WARD_EIO     the writer has failed (see audit_log_status); in every

@@ -1,4 +1,4 @@
-/* audit_int.h - audit internals shared by log.c and record.c: the ring slot layout and the renderers */
+/* audit_int.h - audit internals shared by log.c, record.c and file.c: the ring slot layout, the renderers, the file */
 #ifndef AUDIT_INT_H
 #define AUDIT_INT_H
 
@@ -64,5 +64,10 @@ int audit_render_record(ward_buf *out, const audit_slot *s, uint64_t seq, const 
 /* Appends a gap record line: k records lost before seq. */
 int audit_render_gap(ward_buf *out, uint64_t seq, int64_t ts_ns, const char *node,
                      size_t node_len, uint64_t k);
+
+/* file.c: creates dir (0700, with parents) if absent, refuses a non-folder or
+ * one it cannot write, opens path (0600, O_APPEND, no symlink, exclusive
+ * flock), cuts off a torn last line and gives the seq after the last record. */
+int audit_file_open(const char *dir, const char *path, int *fd, uint64_t *next_seq, ward_err *err);
 
 #endif

@@ -10,13 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "audit/audit_int.h"
 
@@ -31,7 +28,6 @@
 #define BATCH_BYTES (256 * 1024) /* write() once this much is rendered */
 #define SPINS 64             /* BLOCK: busy retries before sleeping */
 #define BLOCK_NAP_NS 50000
-#define TAIL_WINDOW (64 * 1024) /* how far back open looks for the last record */
 #define FILE_NAME "audit.jsonl"
 
 /* The producer's and the writer's fields live on separate cache lines. */
@@ -59,17 +55,19 @@ struct audit_log {
     uint32_t ring_slots, fsync_ms, max_producers;
     int fd, efd;
     pthread_t writer;
-    bool started, sync_ready;
+    bool sync_ready;
     audit_producer **producers; /* [max_producers]; the first n_producers are set */
     _Atomic uint32_t n_producers;
 
-    /* read on the hot path, written rarely */
+    /* read by every append, written once */
     _Alignas(CACHE_LINE) _Atomic int failed; /* 0, or WARD_EIO for the rest of the log's life */
-    _Atomic bool sleeping, kicked;
     char fail_msg[sizeof(((ward_err *)0)->msg)]; /* written once, before failed is set */
+    /* the writer's naps (read by appends only when a ring is half full) */
+    _Alignas(CACHE_LINE) _Atomic bool sleeping;
+    _Atomic bool kicked;
 
     /* control, under mu; cv tells waiters a flush is done or a pause taken */
-    pthread_mutex_t mu;
+    _Alignas(CACHE_LINE) pthread_mutex_t mu;
     pthread_cond_t cv;
     bool closing, pause_req, paused;
     uint64_t flush_req, flush_done;
@@ -191,8 +189,7 @@ void audit_producer_id_next(audit_producer *p, audit_id *out)
 int audit_log_producer_new(audit_log *log, audit_producer **out)
 {
     *out = NULL;
-    size_t size = (sizeof(audit_producer) + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
-    audit_producer *p = aligned_alloc(CACHE_LINE, size);
+    audit_producer *p = aligned_alloc(CACHE_LINE, sizeof(*p)); /* sizeof: a multiple of 64 */
     if (p == NULL)
         return WARD_ENOMEM;
     memset(p, 0, sizeof(*p));
@@ -533,146 +530,6 @@ static void *writer_main(void *arg)
 
 /* ---- open and close ----------------------------------------------------------------------- */
 
-/* dir exists as a writable folder afterwards (created 0700 with its parents). */
-static int make_dir(const char *dir, ward_err *err)
-{
-    struct stat st;
-    if (stat(dir, &st) < 0) {
-        if (errno != ENOENT) {
-            ward_err_set(err, "audit dir %s: %s", dir, strerror(errno));
-            return WARD_EIO;
-        }
-        char *tmp = strdup(dir);
-        if (tmp == NULL)
-            return WARD_ENOMEM;
-        for (char *p = tmp + 1;; p++) {
-            if (*p != '/' && *p != '\0')
-                continue;
-            char c = *p;
-            *p = '\0';
-            if (mkdir(tmp, 0700) < 0 && errno != EEXIST) {
-                ward_err_set(err, "audit dir %s: cannot create %s: %s", dir, tmp, strerror(errno));
-                free(tmp);
-                return WARD_EIO;
-            }
-            *p = c;
-            if (c == '\0')
-                break;
-        }
-        free(tmp);
-        if (stat(dir, &st) < 0) {
-            ward_err_set(err, "audit dir %s: %s", dir, strerror(errno));
-            return WARD_EIO;
-        }
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        ward_err_set(err, "audit dir %s: exists and is not a folder", dir);
-        return WARD_EINVAL;
-    }
-    if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) < 0) {
-        ward_err_set(err, "audit dir %s: not writable by this process (uid %u): %s", dir,
-                     (unsigned)geteuid(), strerror(errno));
-        return WARD_EIO;
-    }
-    return 0;
-}
-
-/* seq goes on after the file's last complete record; a torn last line is cut off. */
-static int resume_file(audit_log *l, off_t size, ward_err *err)
-{
-    int rc = 0;
-    char *buf = NULL;
-    cJSON *json = NULL;
-    l->seq = 1;
-    if (size == 0)
-        return 0;
-    size_t win = size < TAIL_WINDOW ? (size_t)size : TAIL_WINDOW, got = 0;
-    off_t base = size - (off_t)win;
-    if ((buf = malloc(win + 1)) == NULL)
-        return WARD_ENOMEM;
-    while (got < win) {
-        ssize_t r = pread(l->fd, buf + got, win - got, base + (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            ward_err_set(err, "%s: read: %s", l->path, r < 0 ? strerror(errno) : "file shrank");
-            rc = WARD_EIO;
-            goto out;
-        }
-        got += (size_t)r;
-    }
-    size_t end = win;
-    if (buf[end - 1] != '\n') {
-        const char *nl = memrchr(buf, '\n', end);
-        if (nl == NULL && base > 0)
-            goto too_long;
-        end = nl != NULL ? (size_t)(nl - buf) + 1 : 0;
-        if (ftruncate(l->fd, base + (off_t)end) < 0) {
-            ward_err_set(err, "%s: cutting off a torn last line: %s", l->path, strerror(errno));
-            rc = WARD_EIO;
-            goto out;
-        }
-        if (end == 0)
-            goto out; /* nothing but a torn line: the file starts afresh at seq 1 */
-    }
-    const char *prev = end >= 2 ? memrchr(buf, '\n', end - 1) : NULL;
-    if (prev == NULL && base > 0)
-        goto too_long;
-    size_t start = prev != NULL ? (size_t)(prev - buf) + 1 : 0;
-    json = cJSON_ParseWithLength(buf + start, end - 1 - start);
-    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(json, "seq");
-    if (!cJSON_IsNumber(seq) || seq->valuedouble < 0 || seq->valuedouble > 9007199254740991.0 ||
-        seq->valuedouble != (double)(uint64_t)seq->valuedouble) {
-        ward_err_set(err, "%s: the last record has no valid \"seq\" (not written by ward?); "
-                          "move the file aside to start a new one", l->path);
-        rc = WARD_EINVAL;
-        goto out;
-    }
-    l->seq = (uint64_t)seq->valuedouble + 1;
-    goto out; /* done */
-too_long:
-    ward_err_set(err, "%s: the last line is longer than %d bytes (not written by ward?); "
-                      "move the file aside to start a new one", l->path, TAIL_WINDOW);
-    rc = WARD_EINVAL;
-out:
-    cJSON_Delete(json);
-    free(buf);
-    return rc;
-}
-
-static int open_file(audit_log *l, ward_err *err)
-{
-    struct stat st;
-    l->fd = open(l->path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (l->fd < 0) {
-        ward_err_set(err, "%s: %s", l->path,
-                     errno == ELOOP ? "is a symbolic link; refusing to follow it" : strerror(errno));
-        return WARD_EIO;
-    }
-    if (fstat(l->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        ward_err_set(err, "%s: not a regular file", l->path);
-        return WARD_EINVAL;
-    }
-    if (flock(l->fd, LOCK_EX | LOCK_NB) < 0) {
-        ward_err_set(err, "%s: %s", l->path,
-                     errno == EWOULDBLOCK ? "another process is writing this audit log"
-                                          : strerror(errno));
-        return WARD_EIO;
-    }
-    if ((st.st_mode & 077) != 0 && fchmod(l->fd, 0600) < 0) {
-        ward_err_set(err, "%s: narrowing its mode to 0600: %s", l->path, strerror(errno));
-        return WARD_EIO;
-    }
-    int rc = resume_file(l, st.st_size, err);
-    if (rc < 0)
-        return rc;
-    if (ward_dir_fsync(l->dir) < 0) {
-        ward_err_set(err, "audit dir %s: fsync: %s", l->dir, strerror(errno));
-        return WARD_EIO;
-    }
-    return 0;
-}
-
 static void log_free(audit_log *l)
 {
     uint32_t n = atomic_load(&l->n_producers);
@@ -710,8 +567,9 @@ int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
                      RING_MAX);
         return WARD_EINVAL;
     }
-    if ((l = calloc(1, sizeof(*l))) == NULL)
+    if ((l = aligned_alloc(CACHE_LINE, sizeof(*l))) == NULL) /* sizeof: a multiple of 64 */
         return WARD_ENOMEM;
+    memset(l, 0, sizeof(*l));
     l->fd = l->efd = -1;
     ward_buf_init(&l->out);
     l->overflow = opts->overflow;
@@ -730,8 +588,7 @@ int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
         rc = WARD_ENOMEM;
         goto fail;
     }
-    WARD_TRY(make_dir(l->dir, err));
-    WARD_TRY(open_file(l, err));
+    WARD_TRY(audit_file_open(l->dir, l->path, &l->fd, &l->seq, err));
     if ((l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         ward_err_set(err, "audit: eventfd: %s", strerror(errno));
         rc = WARD_EIO;

@@ -125,28 +125,23 @@ static int put_int(ward_buf *b, int64_t v, bool null_if_negative)
 {
     if (null_if_negative && v < 0)
         return ward_buf_append(b, "null", 4);
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
-    return ward_buf_append(b, tmp, (size_t)n);
+    char tmp[24], *p = tmp + sizeof(tmp);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    return ward_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
 #define PUT(lit) WARD_TRY(ward_buf_append(out, lit, sizeof(lit) - 1))
 
 /* ---- time ----------------------------------------------------------------------- */
 
-/* "YYYY-MM-DDThh:mm:ss.uuuuuuZ" (UTC, clamped to years 0000..9999). */
-static int put_time(ward_buf *b, int64_t ns)
+/* "YYYY-MM-DDThh:mm:ss" of the Unix time secs (proleptic Gregorian, UTC). */
+static void format_secs(char out[19], int64_t secs)
 {
-    const int64_t max_s = 253402300799; /* 9999-12-31T23:59:59Z */
-    int64_t secs = ns / 1000000000, sub = ns % 1000000000;
-    if (sub < 0) {
-        sub += 1000000000;
-        secs--;
-    }
-    if (secs < -62167219200) /* 0000-01-01 */
-        secs = -62167219200, sub = 0;
-    if (secs > max_s)
-        secs = max_s, sub = 999999999;
     int64_t days = secs / 86400, rem = secs % 86400;
     if (rem < 0) {
         rem += 86400;
@@ -162,11 +157,41 @@ static int put_time(ward_buf *b, int64_t ns)
     int64_t d = doy - (153 * mp + 2) / 5 + 1;
     int64_t m = mp < 10 ? mp + 3 : mp - 9;
     int64_t y = yoe + era * 400 + (m <= 2);
-    char tmp[40];
-    int n = snprintf(tmp, sizeof(tmp), "\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\"", (int)y, (int)m,
-                     (int)d, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60),
-                     (int)(sub / 1000));
-    return ward_buf_append(b, tmp, (size_t)n);
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d", (int)y, (int)m, (int)d,
+             (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
+    memcpy(out, tmp, 19);
+}
+
+/* "YYYY-MM-DDThh:mm:ss.uuuuuuZ" (UTC, clamped to years 0000..9999). The
+ * writer formats many records of the same second: the last one is kept. */
+static int put_time(ward_buf *b, int64_t ns)
+{
+    static _Thread_local int64_t last_secs = INT64_MIN;
+    static _Thread_local char last[19];
+    const int64_t min_s = -62167219200, max_s = 253402300799; /* 0000-01-01, 9999-12-31T23:59:59 */
+    int64_t secs = ns / 1000000000, sub = ns % 1000000000;
+    if (sub < 0) {
+        sub += 1000000000;
+        secs--;
+    }
+    if (secs < min_s)
+        secs = min_s, sub = 0;
+    if (secs > max_s)
+        secs = max_s, sub = 999999999;
+    if (secs != last_secs) {
+        format_secs(last, secs);
+        last_secs = secs;
+    }
+    char tmp[32];
+    uint32_t us = (uint32_t)(sub / 1000);
+    tmp[0] = '"';
+    memcpy(tmp + 1, last, 19);
+    tmp[20] = '.';
+    for (int i = 26; i > 20; i--, us /= 10)
+        tmp[i] = (char)('0' + us % 10);
+    memcpy(tmp + 27, "Z\"", 2);
+    return ward_buf_append(b, tmp, 29);
 }
 
 /* ---- records --------------------------------------------------------------------- */

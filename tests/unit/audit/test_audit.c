@@ -373,6 +373,8 @@ static void test_record_time_format(void **state)
         const char *want;
     } cases[] = {
         {1714566896123456789LL, "2024-05-01T12:34:56.123456Z"},
+        {1714566896000001999LL, "2024-05-01T12:34:56.000001Z"}, /* same second */
+        {1714566897000000000LL, "2024-05-01T12:34:57.000000Z"}, /* the next */
         {951782400000000000LL, "2000-02-29T00:00:00.000000Z"},   /* leap day */
         {-1, "1969-12-31T23:59:59.999999Z"},                        /* before the epoch */
         {INT64_MAX, "2262-04-11T23:47:16.854775Z"},
@@ -390,10 +392,11 @@ static void test_record_time_format(void **state)
     assert_int_equal(audit_log_append(log, p, &now), 0);
     close_log(log);
     lines l = read_lines();
-    assert_int_equal(l.n, 5);
-    for (size_t i = 0; i < 4; i++)
+    size_t n = sizeof(cases) / sizeof(cases[0]);
+    assert_int_equal(l.n, n + 1);
+    for (size_t i = 0; i < n; i++)
         assert_str_at(l.v[i], "ts", cases[i].want);
-    const char *ts = get(l.v[4], "ts")->valuestring;
+    const char *ts = get(l.v[n], "ts")->valuestring;
     struct tm tm;
     time_t t = (time_t)(before / 1000000000);
     char want[32];
