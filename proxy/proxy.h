@@ -583,7 +583,8 @@ int proxy_http_response_parser_feed(proxy_http_response_parser *p, const char *b
  * PROXY_METRICS_SERIES_MAX request label sets (and PROXY_METRICS_UPSTREAMS_MAX
  * upstream services); later new ones are counted under PROXY_METRICS_OTHER in
  * place of the principals and the service. Label values are cut at
- * PROXY_METRICS_LABEL_MAX bytes; in the output `\`, `"` and newline are
+ * PROXY_METRICS_LABEL_MAX bytes (so a worker's label sets hold at most about
+ * 6 MiB, whatever its peers send); in the output `\`, `"` and newline are
  * escaped and bytes that are not UTF-8 become U+FFFD.
  *
  * Families: ward_requests_total{direction,decision,code,source_principal,
@@ -709,8 +710,8 @@ typedef struct proxy_admin_options {
 /* listen_addr: "ADDR:PORT" of a loopback address (127.0.0.0/8 or [::1];
  * port 0 = any free one), anything else WARD_EINVAL. Listens, then starts
  * the thread. */
-int proxy_admin_start(const char *listen_addr, const proxy_admin_options *opts,
-                      proxy_admin **out, ward_err *err);
+int proxy_admin_start(const char *listen_addr, const proxy_admin_options *opts, proxy_admin **out,
+                      ward_err *err);
 int proxy_admin_port(const proxy_admin *a);
 /* Closes every connection, stops and joins the thread, frees. */
 void proxy_admin_stop(proxy_admin *a);
