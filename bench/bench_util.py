@@ -292,11 +292,13 @@ def cmd_report(argv):
                                capture_output=True, text=True).stdout.strip()
         if dirty:
             commit += " (working tree with uncommitted changes)"
-        # other benchmarks' sections (from "## Identity" on) are kept as they are
+        # other benchmarks' sections (from the first "<!-- NAME-bench:start -->"
+        # marker, or "## Identity", on) are kept as they are
         tail = ""
         if os.path.exists(md):
             old = open(md).read()
-            at = old.find("\n<!-- identity-bench:start -->")
+            m = re.search(r"\n<!-- [a-z-]+-bench:start -->", old)
+            at = m.start() if m else -1
             if at < 0:
                 at = old.find("\n## Identity")
             if at >= 0:

@@ -18,4 +18,11 @@ irc=0
 bench/identity_bench.sh "$@" || irc=$?
 [ "$irc" -eq 0 ] || echo "bench: identity_bench.sh exit $irc"
 [ "$rc" -ne 0 ] || rc=$irc
+
+echo
+echo "### proxy: the mesh hop against nginx and HAProxy (bench/proxy_bench.sh)"
+prc=0
+bench/proxy_bench.sh "$@" || prc=$?
+[ "$prc" -eq 0 ] || echo "bench: proxy_bench.sh exit $prc (2: a leg could not run or had errors, see above)"
+[ "$rc" -ne 0 ] || rc=$prc
 exit "$rc"
