@@ -620,6 +620,8 @@ static void request_finish(proxy_relay_request *r)
     d->state = D_HEAD;
     d->started = false;
     proxy_http_parser_reset(d->parser);
+    if (d->in.len == 0)
+        ward_buf_dispose(&d->in); /* idle connections hold no buffer */
     proxy_stream_set_timeout(d->st, rl->o.timeouts.idle_ms);
     if (d->paused) {
         d->paused = false;
@@ -690,8 +692,9 @@ static void pump_body(dconn *d)
         memmove(d->in.ptr, d->in.ptr + used, d->in.len - used);
         d->in.len -= used;
     }
-    if (r->body_done)
-        proxy_stream_set_timeout(d->st, 0);
+    /* a client may pause inside its body at most timeouts.request */
+    if (used > 0 || r->body_done)
+        proxy_stream_set_timeout(d->st, r->body_done ? 0 : d->rl->o.timeouts.request_ms);
     /* backpressure: stop reading the client while the upstream is behind, or
      * while pipelined requests pile up */
     bool behind = r->u != NULL && proxy_stream_pending(r->u->st) > WRITE_HIGH;

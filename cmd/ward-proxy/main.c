@@ -1,0 +1,205 @@
+/* main.c - ward-proxy: load the configuration, start identity, policy, audit, workers and admin; stop on signals */
+#include "cmd/ward-proxy/wp.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char USAGE[] =
+    "usage: ward-proxy --config FILE [--check]\n"
+    "\n"
+    "The Ward sidecar: mTLS between proxies with SPIFFE identities, every request\n"
+    "authorized by the policy engine and recorded in the audit trail.\n"
+    "\n"
+    "  --config FILE   the configuration (YAML; docs/proxy-config.md)\n"
+    "  --check         validate the configuration and the policies, then exit\n"
+    "  --help          this text\n"
+    "\n"
+    "Signals: SIGHUP reloads the policies (and static identity files); SIGTERM or\n"
+    "SIGINT stop accepting, let in-flight requests finish (timeouts.drain), exit.\n"
+    "Exit status: 0 stopped cleanly or the check passed, 1 invalid configuration or\n"
+    "policies, 2 usage, 3 could not start (identity, listeners, audit).\n";
+
+static wp_proxy the;
+
+void wp_log(const char *fmt, ...)
+{
+    char ts[32];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s.%03ldZ ward-proxy: %s\n", ts, now.tv_nsec / 1000000, msg);
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    wp_proxy *px = s->data;
+    (void)signum;
+    wp_identity_reload(px);
+    wp_policy_reload(px, "SIGHUP");
+}
+
+static void on_stop(uv_signal_t *s, int signum)
+{
+    wp_proxy *px = s->data;
+    if (px->stopping)
+        return;
+    wp_log("%s: draining (up to %llu ms), then stopping", strsignal(signum),
+           (unsigned long long)px->cfg->drain_ms);
+    wp_workers_stop(px); /* sets px->stopping; returns once the workers have drained */
+    wp_policy_unwatch(px);
+    wp_identity_stop(px);
+    uv_close((uv_handle_t *)&px->sighup, NULL);
+    uv_close((uv_handle_t *)&px->sigterm, NULL);
+    uv_close((uv_handle_t *)&px->sigint, NULL);
+}
+
+static int check_only(const proxy_config *cfg)
+{
+    policy_set *set = NULL;
+    ward_diag diag;
+    ward_diag_init(&diag);
+    diag.max = 1000;
+    int rc = policy_set_new(&set);
+    if (rc == 0)
+        rc = policy_set_load_paths(set, (const char *const *)cfg->policy.paths, cfg->policy.n_paths,
+                                   &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        fprintf(stderr, "%s\n", diag.msgs[i]);
+    bool ok = rc == 0 && diag.n == 0;
+    if (ok)
+        printf("%s: ok (%zu policies)\n", cfg->file, policy_set_count(set));
+    ward_diag_dispose(&diag);
+    policy_set_free(set);
+    return ok ? 0 : 1;
+}
+
+static int start(wp_proxy *px, ward_err *err)
+{
+    const proxy_config *cfg = px->cfg;
+    int rc;
+    if ((rc = proxy_admin_state_new(&px->admin_state)) < 0)
+        return rc;
+    audit_options ao;
+    audit_options_init(&ao);
+    ao.dir = cfg->audit.dir;
+    px->audit_overflow = ao.overflow;
+    if ((rc = wp_identity_start(px, err)) < 0)
+        return rc;
+    ao.node = ident_svid_id(px->tls.svid);
+    if ((rc = audit_log_open(&ao, &px->audit, err)) < 0)
+        return rc;
+    if ((rc = wp_policy_load(px, err)) < 0)
+        return rc;
+    if ((rc = wp_policy_watch(px, err)) < 0)
+        return rc;
+    if ((rc = wp_workers_start(px, err)) < 0)
+        return rc;
+    proxy_metrics **ms = calloc(px->n_workers, sizeof(*ms));
+    if (ms == NULL)
+        return WARD_ENOMEM;
+    for (unsigned i = 0; i < px->n_workers; i++)
+        ms[i] = px->workers[i].metrics;
+    proxy_admin_options adm = {
+        .metrics = ms, .n_metrics = px->n_workers, .config = cfg, .state = px->admin_state};
+    rc = proxy_admin_start(cfg->admin.listen, &adm, &px->admin, err);
+    px->admin_metrics = ms;
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL;
+    bool check = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strcmp(argv[i], "--check") == 0) {
+            check = true;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "ward-proxy: unknown argument \"%s\"\n%s", argv[i], USAGE);
+            return 2;
+        }
+    }
+    if (config == NULL) {
+        fprintf(stderr, "ward-proxy: --config FILE is required\n%s", USAGE);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    wp_proxy *px = &the;
+    ward_diag diag;
+    ward_diag_init(&diag);
+    diag.max = 1000;
+    int rc = proxy_config_load(config, &px->cfg, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        fprintf(stderr, "%s\n", diag.msgs[i]);
+    ward_diag_dispose(&diag);
+    if (rc < 0) {
+        if (rc != WARD_EPOLICY)
+            fprintf(stderr, "ward-proxy: %s: %s\n", config, ward_strerror(rc));
+        return 1;
+    }
+    if (check) {
+        rc = check_only(px->cfg);
+        proxy_config_free(px->cfg);
+        return rc;
+    }
+
+    px->loop = uv_default_loop();
+    px->n_workers = px->cfg->workers;
+    pthread_mutex_init(&px->lock, NULL);
+    ward_err err;
+    ward_err_clear(&err);
+    rc = start(px, &err);
+    if (rc < 0) {
+        wp_log("cannot start: %s", err.msg[0] ? err.msg : ward_strerror(rc));
+        return rc == WARD_EPOLICY ? 1 : 3;
+    }
+    uv_signal_init(px->loop, &px->sighup);
+    uv_signal_init(px->loop, &px->sigterm);
+    uv_signal_init(px->loop, &px->sigint);
+    px->sighup.data = px->sigterm.data = px->sigint.data = px;
+    uv_signal_start(&px->sighup, on_sighup, SIGHUP);
+    uv_signal_start(&px->sigterm, on_stop, SIGTERM);
+    uv_signal_start(&px->sigint, on_stop, SIGINT);
+    const proxy_config *cfg = px->cfg;
+    wp_log("%s as %s: inbound %d (app %s), outbound %s%d, admin %d, %u worker(s), audit %s",
+           cfg->service, ident_svid_id(px->tls.svid), px->inbound_port, cfg->inbound.app,
+           cfg->outbound.listen ? "" : "none ", cfg->outbound.listen ? px->outbound_port : 0,
+           proxy_admin_port(px->admin), px->n_workers, cfg->audit.dir);
+
+    uv_run(px->loop, UV_RUN_DEFAULT);
+
+    proxy_admin_stop(px->admin);
+    ward_err_clear(&err);
+    int exit_code = 0;
+    if (audit_log_close(px->audit, &err) < 0) {
+        wp_log("audit: %s", err.msg);
+        exit_code = 3;
+    }
+    wp_workers_free(px);
+    free(px->admin_metrics);
+    free(px->watches);
+    if (px->bundle)
+        authz_bundle_unref(px->bundle);
+    proxy_admin_state_free(px->admin_state);
+    uv_loop_close(px->loop);
+    pthread_mutex_destroy(&px->lock);
+    proxy_config_free(px->cfg);
+    wp_log("stopped");
+    return exit_code;
+}

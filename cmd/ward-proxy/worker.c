@@ -1,0 +1,517 @@
+/* worker.c - ward-proxy's workers: per request identity -> attributes -> decide -> audit -> forward or deny */
+#include "cmd/ward-proxy/wp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HEADERS_ON_STACK 128
+static const char DENY_BODY[] = "access denied\n";
+
+/* What a request carries from its decision to its end. */
+typedef struct wp_req {
+    bool inbound, allow;
+    uint64_t decision_ns;
+    const char *source_principal; /* the peer's (lives with its connection) or ours */
+    const char *destination_service;
+    const char *destination_principal;
+} wp_req;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static authz_str astr(proxy_slice s)
+{
+    return (authz_str){s.ptr, s.len};
+}
+
+static authz_str cstr(const char *s)
+{
+    return (authz_str){s, s ? strlen(s) : 0};
+}
+
+static audit_str aud(authz_str s)
+{
+    return (audit_str){s.ptr, s.len};
+}
+
+/* "10.0.0.7:41234" / "[::1]:41234" -> ip slice and port. */
+static void split_addr(const char *a, authz_str *ip, int *port)
+{
+    *ip = (authz_str){NULL, 0};
+    *port = -1;
+    const char *colon = strrchr(a, ':');
+    if (colon == NULL)
+        return;
+    if (a[0] == '[' && colon > a && colon[-1] == ']')
+        *ip = (authz_str){a + 1, (size_t)(colon - a - 2)};
+    else
+        *ip = (authz_str){a, (size_t)(colon - a)};
+    *port = atoi(colon + 1);
+}
+
+/* The Host header without its port, for finding the upstream service. */
+static proxy_slice host_name(proxy_slice host)
+{
+    if (host.len > 0 && host.ptr[0] == '[')
+        return host;
+    for (size_t i = host.len; i > 0; i--)
+        if (host.ptr[i - 1] == ':')
+            return (proxy_slice){host.ptr, i - 1};
+    return host;
+}
+
+static const proxy_config_upstream *find_upstream(const proxy_config *cfg, proxy_slice name,
+                                                  size_t *index)
+{
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        const char *s = cfg->upstreams[i].service;
+        if (strlen(s) == name.len && strncasecmp(s, name.ptr, name.len) == 0) {
+            *index = i;
+            return &cfg->upstreams[i];
+        }
+    }
+    return NULL;
+}
+
+/* Answers a denial: the policy's status and body, the decision id to quote to
+ * an operator, nothing about policies or internals. */
+static void deny(proxy_relay_request *r, int status, const char *body, const audit_id *id)
+{
+    if (body == NULL)
+        body = DENY_BODY;
+    proxy_header h[2] = {{{"Content-Type", 12}, {"text/plain", 10}},
+                         {{"X-Ward-Decision-Id", 18}, {id->hex, strlen(id->hex)}}};
+    proxy_relay_respond(r, status, h, id->hex[0] ? 2 : 1, body, strlen(body));
+}
+
+/* The request attributes of DESIGN.md, the decision, its audit record, and
+ * then forward or deny. `up` is the outbound upstream (NULL inbound). */
+static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
+                             const proxy_config_upstream *up, size_t up_index)
+{
+    wp_proxy *px = w->px;
+    const proxy_config *cfg = px->cfg;
+    const proxy_http_request *h = proxy_relay_request_head(r);
+    const proxy_peer *peer = proxy_relay_request_peer(r);
+    const char *self = ident_svid_id(w->svid);
+
+    wp_req *q = calloc(1, sizeof(*q));
+    authz_header stack_headers[HEADERS_ON_STACK];
+    authz_header *hs = h->n_headers <= HEADERS_ON_STACK
+                           ? stack_headers
+                           : malloc(h->n_headers * sizeof(*hs));
+    audit_id id = {{0}};
+    audit_producer_id_next(w->audit, &id);
+    if (q == NULL || hs == NULL) {
+        deny(r, 503, "service unavailable\n", &id);
+        goto out;
+    }
+    proxy_relay_request_set_data(r, q);
+    q->inbound = inbound;
+
+    authz_request a = {0};
+    size_t path_len;
+    const char *path = proxy_relay_request_path(r, &path_len);
+    if (inbound) {
+        a.source_principal = cstr(peer->spiffe_id);
+        split_addr(peer->addr, &a.source_ip, &a.source_port);
+        a.destination_service = cstr(cfg->service);
+        a.destination_principal = cstr(self);
+        a.destination_port = px->inbound_port;
+        a.mtls = 1;
+    } else {
+        a.source_principal = cstr(self);
+        split_addr(peer->addr, &a.source_ip, &a.source_port);
+        a.destination_service = cstr(up->service);
+        a.destination_principal = cstr(up->spiffe_id);
+        split_addr(up->endpoints[0], &(authz_str){0}, &a.destination_port);
+        a.mtls = 0;
+    }
+    a.method = astr(h->method);
+    a.host = astr(h->host);
+    a.path = (authz_str){path, path_len};
+    a.query = astr(h->query);
+    for (size_t i = 0; i < h->n_headers; i++)
+        hs[i] = (authz_header){astr(h->headers[i].name), astr(h->headers[i].value)};
+    a.headers = hs;
+    a.n_headers = h->n_headers;
+    a.protocol = h->version_minor == 0 ? (authz_str){"HTTP/1.0", 8} : (authz_str){"HTTP/1.1", 8};
+    q->source_principal = a.source_principal.ptr;
+    q->destination_service = a.destination_service.ptr;
+    q->destination_principal = a.destination_principal.ptr;
+
+    authz_decision d;
+    authz_decision_init(&d);
+    uint64_t t0 = mono_ns();
+    int rc = a.source_principal.ptr == NULL ? WARD_EINVAL : authz_decide(w->engine, &a, false, &d);
+    q->decision_ns = mono_ns() - t0;
+    if (rc < 0) { /* fail closed, whatever was filled in */
+        d.decision = AUTHZ_DENY;
+        d.reason = a.source_principal.ptr == NULL ? "no verified peer identity"
+                                                  : "decision failed";
+        d.deny_status = 403;
+        d.deny_body = NULL;
+    }
+
+    audit_record rec;
+    audit_record_init(&rec);
+    rec.ts_ns = audit_now_ns();
+    rec.id = id;
+    rec.direction = inbound ? AUDIT_INBOUND : AUDIT_OUTBOUND;
+    rec.decision = (audit_verdict)d.decision;
+    rec.policy = audit_cstr(d.policy);
+    rec.rule = d.rule;
+    rec.reason = audit_cstr(d.reason);
+    rec.audit = d.audit;
+    rec.has_dry_run = d.has_dry_run;
+    rec.dry_run_decision = (audit_verdict)d.dry_run_decision;
+    rec.dry_run_policy = audit_cstr(d.dry_run_policy);
+    rec.dry_run_rule = d.dry_run_rule;
+    rec.source_principal = aud(a.source_principal);
+    rec.source_ip = aud(a.source_ip);
+    rec.source_port = a.source_port;
+    rec.destination_service = aud(a.destination_service);
+    rec.destination_principal = aud(a.destination_principal);
+    rec.destination_port = a.destination_port;
+    rec.method = aud(a.method);
+    rec.host = aud(a.host);
+    rec.path = aud(a.path);
+    rec.protocol = aud(a.protocol);
+    rec.status = d.decision == AUTHZ_ALLOW ? -1 : (d.deny_status ? d.deny_status : 403);
+    rec.bundle = audit_cstr(authz_bundle_revision(px->bundle));
+    rec.trace_id = audit_cstr(proxy_relay_request_trace_id(r));
+    rec.latency_ns = (int64_t)q->decision_ns;
+    if (inbound && peer->cert_sha256[0])
+        rec.peer_cert_sha256 = audit_cstr(peer->cert_sha256);
+    int arc = audit_log_append(px->audit, w->audit, &rec);
+    bool audit_ok = arc == 0 || (arc == WARD_ELIMIT && d.decision == AUTHZ_ALLOW &&
+                                 px->audit_overflow == AUDIT_OVERFLOW_DROP);
+
+    if (d.decision != AUTHZ_ALLOW) {
+        deny(r, d.deny_status ? d.deny_status : 403, d.deny_body, &id);
+    } else if (!audit_ok) {
+        /* the trail cannot take the record: nothing is served unrecorded */
+        deny(r, 503, "service unavailable: audit trail unavailable\n", &id);
+    } else {
+        q->allow = true;
+        char xfcc[2 * IDENT_ID_MAX + 16];
+        proxy_header add[1];
+        proxy_relay_target t = {0};
+        if (inbound) {
+            int n = snprintf(xfcc, sizeof(xfcc), "By=%s;URI=%s", self, peer->spiffe_id);
+            add[0] = (proxy_header){{"X-Forwarded-Client-Cert", 23}, {xfcc, (size_t)n}};
+            t.addr = (const struct sockaddr *)&cfg->inbound.app_addr;
+            t.add_headers = add;
+            t.n_add_headers = 1;
+        } else {
+            unsigned k = w->next_endpoint[up_index]++ % (unsigned)up->n_endpoints;
+            t.addr = (const struct sockaddr *)&up->addrs[k];
+            t.tls = w->client_tls;
+            t.expected_id = up->spiffe_id;
+        }
+        proxy_relay_forward(r, &t);
+    }
+    authz_decision_dispose(&d);
+out:
+    if (hs != stack_headers)
+        free(hs);
+}
+
+static void route_inbound(proxy_relay_request *r, void *data)
+{
+    decide_and_route(data, r, true, NULL, 0);
+}
+
+static void route_outbound(proxy_relay_request *r, void *data)
+{
+    wp_worker *w = data;
+    const proxy_http_request *h = proxy_relay_request_head(r);
+    size_t index;
+    const proxy_config_upstream *up = find_upstream(w->px->cfg, host_name(h->host), &index);
+    if (up == NULL) {
+        static const char body[] = "no upstream service with this name\n";
+        proxy_header hd[1] = {{{"Content-Type", 12}, {"text/plain", 10}}};
+        proxy_relay_respond(r, 404, hd, 1, body, sizeof(body) - 1);
+        return;
+    }
+    decide_and_route(w, r, false, up, index);
+}
+
+static void on_done(proxy_relay_request *r, const proxy_relay_result *res, bool inbound,
+                    wp_worker *w)
+{
+    wp_req *q = proxy_relay_request_data(r);
+    if (res->local && res->error != NULL && (res->status == 502 || res->status == 503))
+        proxy_metrics_upstream_failure(w->metrics, inbound,
+                                       q && q->destination_service ? q->destination_service
+                                                                   : w->px->cfg->service);
+    proxy_metrics_request_info info = {
+        .inbound = inbound,
+        .allow = q != NULL && q->allow,
+        .status = res->status,
+        .source_principal = q ? q->source_principal : NULL,
+        .destination_service = q ? q->destination_service : NULL,
+        .destination_principal = q ? q->destination_principal : NULL,
+        .decision_ns = q ? q->decision_ns : 0,
+        .request_ns = res->duration_ns,
+    };
+    proxy_metrics_request(w->metrics, &info);
+    free(q);
+}
+
+static void done_inbound(proxy_relay_request *r, const proxy_relay_result *res, void *data)
+{
+    on_done(r, res, true, data);
+}
+
+static void done_outbound(proxy_relay_request *r, const proxy_relay_result *res, void *data)
+{
+    on_done(r, res, false, data);
+}
+
+static void tls_error_inbound(const proxy_peer *peer, const char *reason, void *data)
+{
+    wp_worker *w = data;
+    (void)peer;
+    proxy_metrics_tls_failure(w->metrics, true, reason);
+}
+
+static void conn_inbound(bool opened, void *data)
+{
+    proxy_metrics_connections(((wp_worker *)data)->metrics, true, opened ? 1 : -1);
+}
+
+static void conn_outbound(bool opened, void *data)
+{
+    proxy_metrics_connections(((wp_worker *)data)->metrics, false, opened ? 1 : -1);
+}
+
+/* ---- snapshots and lifecycle ------------------------------------------------------------- */
+
+static void relay_closed(void *data)
+{
+    wp_worker *w = data;
+    if (--w->relays_open > 0)
+        return;
+    proxy_relay_pool_free(w->pool);
+    w->pool = NULL;
+    uv_close((uv_handle_t *)&w->wake, NULL); /* the loop ends once everything is closed */
+}
+
+/* Picks up what the main thread published: a policy set, an SVID, or stop. */
+static void on_wake(uv_async_t *a)
+{
+    wp_worker *w = a->data;
+    wp_proxy *px = w->px;
+    authz_bundle *b = NULL;
+    wp_tls t = {0};
+    pthread_mutex_lock(&px->lock);
+    if (w->policy_gen != px->policy_gen) {
+        b = px->bundle;
+        authz_bundle_ref(b);
+        w->policy_gen = px->policy_gen;
+    }
+    if (w->tls_gen != px->tls_gen) {
+        t = px->tls;
+        proxy_tls_ctx_ref(t.server);
+        proxy_tls_ctx_ref(t.client);
+        ident_svid_ref(t.svid);
+        w->tls_gen = px->tls_gen;
+    }
+    bool stop = px->stopping && !w->stopping;
+    pthread_mutex_unlock(&px->lock);
+    if (b != NULL) {
+        /* between requests: every request decided so far used the old set */
+        ward_err err;
+        ward_err_clear(&err);
+        if (authz_engine_swap(w->engine, b, &err) < 0)
+            wp_log("worker %u: cannot load the new policy set, keeping the old one: %s",
+                   w->index, err.msg);
+        authz_bundle_unref(b);
+    }
+    if (t.server != NULL) {
+        if (w->inbound)
+            proxy_relay_set_tls(w->inbound, t.server);
+        proxy_tls_ctx_unref(t.server);
+        proxy_tls_ctx_unref(w->client_tls);
+        w->client_tls = t.client;
+        ident_svid_unref(w->svid);
+        w->svid = t.svid;
+    }
+    if (stop) {
+        w->stopping = true;
+        if (w->inbound)
+            proxy_relay_close(w->inbound, px->cfg->drain_ms, relay_closed, w);
+        if (w->outbound)
+            proxy_relay_close(w->outbound, px->cfg->drain_ms, relay_closed, w);
+        w->inbound = w->outbound = NULL;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    wp_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static proxy_relay_options relay_options(const proxy_config *cfg, wp_worker *w, bool inbound)
+{
+    proxy_relay_options o = {
+        .limits = {.header_bytes_max = (size_t)cfg->limits.max_header_bytes,
+                   .headers_max = (size_t)cfg->limits.max_headers,
+                   .body_max = cfg->limits.max_body},
+        .timeouts = inbound ? cfg->inbound.timeouts : cfg->outbound.timeouts,
+        .max_connections = (size_t)cfg->limits.max_connections,
+        .pool = w->pool,
+        .route = inbound ? route_inbound : route_outbound,
+        .done = inbound ? done_inbound : done_outbound,
+        .on_tls_error = inbound ? tls_error_inbound : NULL,
+        .on_connection = inbound ? conn_inbound : conn_outbound,
+        .data = w,
+    };
+    return o;
+}
+
+static int set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    return 0;
+}
+
+static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
+{
+    const proxy_config *cfg = px->cfg;
+    int rc = uv_loop_init(&w->loop);
+    if (rc < 0) {
+        ward_err_set(err, "event loop: %s", uv_strerror(rc));
+        return WARD_EIO;
+    }
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    w->next_endpoint = calloc(cfg->n_upstreams + 1, sizeof(*w->next_endpoint));
+    if (w->next_endpoint == NULL)
+        return WARD_ENOMEM;
+    if ((rc = proxy_metrics_new(&w->metrics)) < 0 ||
+        (rc = audit_log_producer_new(px->audit, &w->audit)) < 0 ||
+        (rc = proxy_relay_pool_new(&w->loop, 0, 0, &w->pool)) < 0) {
+        ward_err_set(err, "worker %u: %s", w->index, ward_strerror(rc));
+        return rc;
+    }
+    pthread_mutex_lock(&px->lock);
+    authz_bundle *b = px->bundle;
+    authz_bundle_ref(b);
+    w->policy_gen = px->policy_gen;
+    w->tls_gen = px->tls_gen;
+    proxy_tls_ctx *server = px->tls.server;
+    proxy_tls_ctx_ref(server);
+    proxy_tls_ctx_ref(px->tls.client);
+    w->client_tls = px->tls.client;
+    ident_svid_ref(px->tls.svid);
+    w->svid = px->tls.svid;
+    pthread_mutex_unlock(&px->lock);
+    rc = authz_engine_new(b, &w->engine, err);
+    authz_bundle_unref(b);
+    if (rc < 0) {
+        proxy_tls_ctx_unref(server);
+        return rc;
+    }
+
+    bool reuse = true;
+    proxy_relay_options in = relay_options(cfg, w, true);
+    rc = proxy_relay_new(&w->loop, &in, &w->inbound);
+    if (rc == 0) {
+        proxy_relay_set_tls(w->inbound, server);
+        struct sockaddr_storage addr = cfg->inbound.listen_addr;
+        if (px->inbound_port > 0)
+            set_port(&addr, px->inbound_port);
+        rc = proxy_relay_listen(w->inbound, (struct sockaddr *)&addr, reuse, err);
+        if (rc == 0)
+            px->inbound_port = proxy_relay_port(w->inbound);
+        w->relays_open++;
+    }
+    proxy_tls_ctx_unref(server);
+    if (rc < 0 || cfg->outbound.listen == NULL)
+        return rc;
+    proxy_relay_options out = relay_options(cfg, w, false);
+    rc = proxy_relay_new(&w->loop, &out, &w->outbound);
+    if (rc == 0) {
+        struct sockaddr_storage addr = cfg->outbound.listen_addr;
+        if (px->outbound_port > 0)
+            set_port(&addr, px->outbound_port);
+        rc = proxy_relay_listen(w->outbound, (struct sockaddr *)&addr, reuse, err);
+        if (rc == 0)
+            px->outbound_port = proxy_relay_port(w->outbound);
+        w->relays_open++;
+    }
+    return rc;
+}
+
+int wp_workers_start(wp_proxy *px, ward_err *err)
+{
+    px->workers = calloc(px->n_workers, sizeof(*px->workers));
+    if (px->workers == NULL)
+        return WARD_ENOMEM;
+    for (unsigned i = 0; i < px->n_workers; i++) {
+        wp_worker *w = &px->workers[i];
+        w->px = px;
+        w->index = i;
+        int rc = worker_init(px, w, err);
+        if (rc < 0)
+            return rc;
+    }
+    for (unsigned i = 0; i < px->n_workers; i++) {
+        if (pthread_create(&px->workers[i].thread, NULL, worker_main, &px->workers[i]) != 0) {
+            ward_err_set(err, "cannot start worker threads");
+            return WARD_EIO;
+        }
+        px->workers_running++;
+    }
+    return 0;
+}
+
+void wp_workers_notify(wp_proxy *px)
+{
+    for (int i = 0; i < px->workers_running; i++)
+        uv_async_send(&px->workers[i].wake);
+}
+
+void wp_workers_stop(wp_proxy *px)
+{
+    pthread_mutex_lock(&px->lock);
+    px->stopping = true;
+    pthread_mutex_unlock(&px->lock);
+    wp_workers_notify(px);
+    for (int i = 0; i < px->workers_running; i++)
+        pthread_join(px->workers[i].thread, NULL);
+    px->workers_running = 0;
+}
+
+/* After the admin endpoint stopped reading the metrics. */
+void wp_workers_free(wp_proxy *px)
+{
+    for (unsigned i = 0; px->workers != NULL && i < px->n_workers; i++) {
+        wp_worker *w = &px->workers[i];
+        if (w->engine)
+            authz_engine_free(w->engine);
+        if (w->client_tls)
+            proxy_tls_ctx_unref(w->client_tls);
+        if (w->svid)
+            ident_svid_unref(w->svid);
+        if (w->metrics)
+            proxy_metrics_free(w->metrics);
+        free(w->next_endpoint);
+        uv_loop_close(&w->loop);
+    }
+    free(px->workers);
+    px->workers = NULL;
+}

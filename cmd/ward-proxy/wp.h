@@ -1,0 +1,101 @@
+/* wp.h - ward-proxy's parts: the process, its workers, its identity and policy snapshots */
+#ifndef WARD_PROXY_WP_H
+#define WARD_PROXY_WP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "audit/audit.h"
+#include "authz/authz.h"
+#include "identity/identity.h"
+#include "proxy/proxy.h"
+
+/* What the proxy presents and trusts, swapped whole when the SVID is renewed. */
+typedef struct wp_tls {
+    ident_svid *svid;
+    proxy_tls_ctx *server; /* inbound: TLS 1.3 mTLS, a client SVID of our trust domain required */
+    proxy_tls_ctx *client; /* outbound: our SVID, the server's checked against the bundle */
+} wp_tls;
+
+typedef struct wp_proxy wp_proxy;
+
+typedef struct wp_worker {
+    wp_proxy *px;
+    unsigned index;
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake; /* a new policy or identity snapshot, or stop */
+    authz_engine *engine;
+    unsigned policy_gen, tls_gen; /* the snapshots this worker runs on */
+    ident_svid *svid;             /* ours (its ID is source.principal outbound) */
+    proxy_tls_ctx *client_tls;
+    proxy_relay *inbound, *outbound;
+    proxy_relay_pool *pool;
+    audit_producer *audit;
+    proxy_metrics *metrics;
+    unsigned *next_endpoint; /* round robin per upstream */
+    int relays_open;
+    bool stopping;
+} wp_worker;
+
+struct wp_proxy {
+    proxy_config *cfg;
+    uv_loop_t *loop; /* the main thread's: signals, reload, identity updates */
+    audit_log *audit;
+    audit_overflow audit_overflow;
+    ident_client *idc; /* wardd mode */
+    proxy_admin *admin;
+    proxy_admin_state *admin_state;
+    proxy_metrics **admin_metrics; /* the workers' metrics, as the admin endpoint reads them */
+    wp_worker *workers;
+    unsigned n_workers;
+    int inbound_port, outbound_port;
+
+    /* snapshots published to workers: take the lock, compare the generation */
+    pthread_mutex_t lock;
+    authz_bundle *bundle;
+    unsigned policy_gen;
+    wp_tls tls;
+    unsigned tls_gen;
+    ident_svid *pending_svid; /* from the renewal thread, picked up on the main loop */
+
+    uv_async_t svid_ready;
+    uv_signal_t sighup, sigterm, sigint;
+    uv_timer_t reload_timer;
+    uv_fs_event_t *watches;
+    size_t n_watches;
+    unsigned reloads, reload_failures;
+    bool stopping;
+    int workers_running;
+};
+
+/* main.c */
+void wp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* identity.c: the SVID from static files or wardd, and the TLS contexts made from it */
+int wp_identity_start(wp_proxy *px, ward_err *err);
+/* Builds and publishes contexts for svid (a reference is taken). */
+int wp_identity_publish(wp_proxy *px, ident_svid *svid, ward_err *err);
+/* SIGHUP in static mode: read the files again. */
+void wp_identity_reload(wp_proxy *px);
+void wp_identity_stop(wp_proxy *px);
+
+/* policy.c: loading, watching and reloading the policy set */
+int wp_policy_load(wp_proxy *px, ward_err *err);
+int wp_policy_watch(wp_proxy *px, ward_err *err);
+void wp_policy_reload(wp_proxy *px, const char *why);
+void wp_policy_unwatch(wp_proxy *px);
+
+/* worker.c: the workers, each with its loop, engine and relays */
+int wp_workers_start(wp_proxy *px, ward_err *err);
+/* Wakes every worker to pick up new snapshots. */
+void wp_workers_notify(wp_proxy *px);
+/* Stops accepting, drains up to cfg->drain_ms, joins the threads. */
+void wp_workers_stop(wp_proxy *px);
+/* Frees what the workers leave (after the admin endpoint stopped). */
+void wp_workers_free(wp_proxy *px);
+
+#endif
