@@ -172,9 +172,12 @@ typedef struct audit_producer audit_producer;
 
 /* Opens (creating 0600, O_APPEND) DIR/audit.jsonl and starts the writer
  * thread. DIR must be a folder writable by this process; anything else is
- * refused with a message naming it. An existing file is continued: seq goes on
- * after its last complete record (a torn last line, left by a crash in the
- * middle of a write, is cut off first), and the file is narrowed to 0600. */
+ * refused with a message naming it, as are a symbolic link in the file's
+ * place and a file another process holds (an exclusive flock). An existing
+ * file is continued: seq goes on after its last complete record (a torn last
+ * line, left by a crash in the middle of a write, is cut off first; a last
+ * line that is not a record is refused), and the file is narrowed to 0600.
+ * The first record of a new file has seq 1. */
 int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err);
 
 /* Drains every ring, writes (a last try even after a failure), fdatasyncs,
