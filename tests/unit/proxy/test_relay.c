@@ -1,0 +1,566 @@
+/* test_relay.c - unit tests of the HTTP/1.1 relay: what reaches the upstream, what the client gets */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+/* ---- a scripted upstream: records every byte, answers from a queue ------------------------ */
+
+#define APP_MAX_ANSWERS 8
+
+typedef struct app app;
+
+typedef struct app_conn {
+    app *a;
+    proxy_stream *st;
+    size_t seen; /* bytes of a.got up to the last answer */
+} app_conn;
+
+struct app {
+    uv_tcp_t lst;
+    int port;
+    ward_buf got;     /* everything every connection sent, in arrival order */
+    const char *until; /* an answer is sent when this appears after the last one */
+    const char *answers[APP_MAX_ANSWERS];
+    int n_answers, next;
+    bool close_after; /* close each connection after answering */
+    int conns;
+    app_conn *last;
+};
+
+static void app_read(proxy_stream *s, const char *buf, size_t len, void *data)
+{
+    app_conn *c = data;
+    app *a = c->a;
+    ward_buf_append(&a->got, buf, len);
+    while (a->next < a->n_answers && a->until != NULL) {
+        ward_buf_putc(&a->got, '\0');
+        a->got.len--;
+        const char *hit = strstr(a->got.ptr + c->seen, a->until);
+        if (hit == NULL)
+            break;
+        c->seen = (size_t)(hit - a->got.ptr) + strlen(a->until);
+        const char *ans = a->answers[a->next++];
+        proxy_stream_write(s, ans, strlen(ans));
+        if (a->close_after) {
+            proxy_stream_shutdown(s, 0);
+            break;
+        }
+    }
+}
+
+static void app_eof(proxy_stream *s, int status, void *data)
+{
+    proxy_stream_close(s);
+}
+
+static void app_close(proxy_stream *s, void *data)
+{
+    app_conn *c = data;
+    if (c->a->last == c)
+        c->a->last = NULL;
+    free(c);
+}
+
+static const proxy_stream_cbs app_cbs = {NULL, app_read, app_eof, NULL, NULL, app_close};
+
+static void app_accept(uv_stream_t *l, int status)
+{
+    app *a = l->data;
+    app_conn *c = calloc(1, sizeof(*c));
+    c->a = a;
+    assert_int_equal(proxy_stream_accept(l, NULL, &app_cbs, c, &c->st), 0);
+    a->conns++;
+    a->last = c;
+}
+
+static void app_start(app *a, uv_loop_t *loop)
+{
+    ward_buf_init(&a->got);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(loop, &a->lst);
+    a->lst.data = a;
+    assert_int_equal(uv_tcp_bind(&a->lst, (struct sockaddr *)&sa, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&a->lst, 64, app_accept), 0);
+    int len = sizeof(sa);
+    uv_tcp_getsockname(&a->lst, (struct sockaddr *)&sa, &len);
+    a->port = ntohs(sa.sin_port);
+}
+
+static void app_answer(app *a, const char *until, const char *answer)
+{
+    a->until = until;
+    a->answers[a->n_answers++] = answer;
+}
+
+/* ---- the relay under test ------------------------------------------------------------------ */
+
+typedef struct world {
+    uv_loop_t loop;
+    app app;
+    proxy_relay *relay;
+    proxy_relay_pool *pool;
+    int port;
+    struct sockaddr_in target;
+    int routed, done;
+    proxy_relay_result last;
+    char last_error[256];
+    bool closed;
+} world;
+
+static void route(proxy_relay_request *r, void *data)
+{
+    world *w = data;
+    w->routed++;
+    size_t len;
+    const char *path = proxy_relay_request_path(r, &len);
+    if (strncmp(path, "/deny", 5) == 0) {
+        proxy_header h[1] = {{{"Content-Type", 12}, {"text/plain", 10}}};
+        proxy_relay_respond(r, 403, h, 1, "access denied\n", 14);
+        return;
+    }
+    if (strncmp(path, "/silent", 7) == 0)
+        return; /* neither forward nor answer: the relay must fail closed */
+    proxy_header add[1] = {{{"X-Added", 7}, {"yes", 3}}};
+    proxy_relay_target t = {.addr = (struct sockaddr *)&w->target, .add_headers = add,
+                            .n_add_headers = 1};
+    proxy_relay_forward(r, &t);
+}
+
+static void done(proxy_relay_request *r, const proxy_relay_result *res, void *data)
+{
+    world *w = data;
+    w->done++;
+    w->last = *res;
+    snprintf(w->last_error, sizeof(w->last_error), "%s", res->error ? res->error : "");
+    w->last.error = NULL;
+}
+
+static int setup(void **state)
+{
+    world *w = calloc(1, sizeof(*w));
+    uv_loop_init(&w->loop);
+    app_start(&w->app, &w->loop);
+    uv_ip4_addr("127.0.0.1", w->app.port, &w->target);
+    assert_int_equal(proxy_relay_pool_new(&w->loop, 0, 0, &w->pool), 0);
+    proxy_relay_options o = {
+        .timeouts = {.header_read_ms = 1000, .request_ms = 1000, .idle_ms = 2000,
+                     .upstream_connect_ms = 1000},
+        .pool = w->pool,
+        .route = route,
+        .done = done,
+        .data = w,
+    };
+    assert_int_equal(proxy_relay_new(&w->loop, &o, &w->relay), 0);
+    struct sockaddr_in any;
+    uv_ip4_addr("127.0.0.1", 0, &any);
+    ward_err err;
+    assert_int_equal(proxy_relay_listen(w->relay, (struct sockaddr *)&any, false, &err), 0);
+    w->port = proxy_relay_port(w->relay);
+    *state = w;
+    return 0;
+}
+
+static void relay_closed(void *data)
+{
+    *(bool *)data = true;
+}
+
+static int teardown(void **state)
+{
+    world *w = *state;
+    proxy_relay_close(w->relay, 0, relay_closed, &w->closed);
+    run_until(&w->loop, &w->closed, 2000);
+    assert_true(w->closed);
+    proxy_relay_pool_free(w->pool);
+    if (w->app.last != NULL)
+        proxy_stream_close(w->app.last->st);
+    uv_close((uv_handle_t *)&w->app.lst, NULL);
+    run_for(&w->loop, 50);
+    loop_finish(&w->loop);
+    ward_buf_dispose(&w->app.got);
+    free(w);
+    return 0;
+}
+
+/* Sends bytes on a new connection and runs until the client got `until` (or closed). */
+static void exchange(world *w, tclient *c, const char *send, const char *until)
+{
+    tclient_connect(c, &w->loop, w->port, NULL, NULL, send, strlen(send));
+    for (int i = 0; i < 300; i++) {
+        run_for(&w->loop, 10);
+        ward_buf_putc(&c->got, '\0');
+        c->got.len--;
+        if (c->closed || (until != NULL && strstr(c->got.ptr, until) != NULL))
+            break;
+    }
+    ward_buf_putc(&c->got, '\0');
+    c->got.len--;
+    ward_buf_putc(&w->app.got, '\0');
+    w->app.got.len--;
+}
+
+static const char *app_got(world *w)
+{
+    return w->app.got.ptr ? w->app.got.ptr : "";
+}
+
+/* ---- what is forwarded ---------------------------------------------------------------------- */
+
+static void test_forwarded_head_is_normalized_and_cleaned(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    tclient c;
+    exchange(w, &c,
+             "GET /a/./b//c/%7e?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, x-drop\r\n"
+             "X-Drop: 1\r\nKeep-Alive: timeout=5\r\nX-Forwarded-Client-Cert: By=evil\r\n"
+             "X-Forwarded-For: 10.0.0.1\r\nProxy-Connection: x\r\nTE: trailers\r\n\r\n",
+             "ok");
+    const char *got = app_got(w);
+    assert_non_null(strstr(got, "GET /a/b/c/~?x=1 HTTP/1.1\r\n"));
+    assert_non_null(strstr(got, "Host: h\r\n"));
+    assert_non_null(strstr(got, "X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"));
+    assert_non_null(strstr(got, "X-Added: yes\r\n"));
+    assert_non_null(strstr(got, "traceparent: 00-"));
+    assert_null(strstr(got, "X-Drop"));
+    assert_null(strstr(got, "Keep-Alive"));
+    assert_null(strstr(got, "evil"));
+    assert_null(strstr(got, "Proxy-Connection"));
+    assert_null(strstr(got, "TE:"));
+    assert_null(strstr(got, "Connection:"));
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(c.got.ptr, "\r\n\r\nok"));
+    assert_int_equal(w->last.status, 200);
+    assert_false(w->last.local);
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_valid_traceparent_is_kept_invalid_replaced(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\n");
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\n");
+    tclient c;
+    exchange(w, &c,
+             "GET / HTTP/1.1\r\nHost: h\r\ntraceparent: "
+             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n"
+             "GET / HTTP/1.1\r\nHost: h\r\ntraceparent: 00-zz\r\n\r\n",
+             "204 No Content\r\n\r\nHTTP/1.1 204");
+    const char *got = app_got(w);
+    assert_non_null(
+        strstr(got, "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"));
+    assert_null(strstr(got, "00-zz"));
+    assert_int_equal(count_of(&(tclient){.got = w->app.got}, "traceparent: 00-"), 2);
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_denied_request_never_reaches_upstream(void **state)
+{
+    world *w = *state;
+    tclient c;
+    exchange(w, &c, "POST /deny HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", "denied");
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 403 Forbidden\r\n"));
+    assert_non_null(strstr(c.got.ptr, "Connection: close")); /* the body was not read */
+    assert_int_equal(w->app.conns, 0);
+    assert_int_equal(w->app.got.len, 0);
+    assert_true(w->last.local);
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_route_without_answer_fails_closed(void **state)
+{
+    world *w = *state;
+    tclient c;
+    exchange(w, &c, "GET /silent HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\n");
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 503 "));
+    assert_int_equal(w->app.conns, 0);
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_smuggling_is_refused_before_routing(void **state)
+{
+    static const char *const vectors[] = {
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n folded\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+        "GET http://other/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET / HTTP/1.1\nHost: h\n\n",
+        "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
+        "GET /a/../../etc HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /a%2fb HTTP/1.1\r\nHost: h\r\n\r\n",
+    };
+    world *w = *state;
+    for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+        tclient c;
+        exchange(w, &c, vectors[i], NULL);
+        assert_true(c.closed);
+        assert_true(strncmp(c.got.ptr, "HTTP/1.1 4", 10) == 0);
+        tclient_dispose(&c, &w->loop);
+    }
+    assert_int_equal(w->routed, 0);
+    assert_int_equal(w->app.conns, 0);
+}
+
+static void test_bad_chunk_in_body_cuts_the_upstream_request(void **state)
+{
+    world *w = *state;
+    tclient c;
+    exchange(w, &c,
+             "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+             NULL);
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 400 "));
+    /* the upstream got the head, but never a complete body it could act on */
+    assert_null(strstr(app_got(w), "hello"));
+    tclient_dispose(&c, &w->loop);
+}
+
+/* ---- bodies and framing ------------------------------------------------------------------- */
+
+static void test_chunked_request_is_reencoded(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    tclient c;
+    exchange(w, &c,
+             "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+             "\r\n\r\n");
+    const char *got = app_got(w);
+    assert_non_null(strstr(got, "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"));
+    assert_null(strstr(got, "ext=1"));
+    assert_null(strstr(got, "X-Trailer"));
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 200 OK"));
+    assert_int_equal(w->last.bytes_in, 11);
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_close_delimited_response_becomes_chunked(void **state)
+{
+    world *w = *state;
+    w->app.close_after = true;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc");
+    tclient c;
+    exchange(w, &c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "0\r\n\r\n");
+    assert_non_null(strstr(c.got.ptr, "Transfer-Encoding: chunked\r\n"));
+    assert_non_null(strstr(c.got.ptr, "\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+    assert_false(c.closed); /* keep-alive survives the upstream's close */
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_http10_client_gets_close_delimited_body(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n",
+               "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    tclient c;
+    exchange(w, &c, "GET / HTTP/1.0\r\nHost: h\r\n\r\n", NULL);
+    assert_true(c.closed);
+    assert_non_null(strstr(c.got.ptr, "Connection: close\r\n\r\nabc"));
+    assert_null(strstr(c.got.ptr, "Transfer-Encoding"));
+    /* the upstream was spoken to in HTTP/1.1 */
+    assert_non_null(strstr(app_got(w), "GET / HTTP/1.1\r\n"));
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_pipelined_requests_answered_in_order(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none");
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo");
+    tclient c;
+    exchange(w, &c, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n", "two");
+    const char *one = strstr(c.got.ptr, "one"), *two = strstr(c.got.ptr, "two");
+    assert_non_null(one);
+    assert_non_null(two);
+    assert_true(one < two);
+    assert_true(strstr(app_got(w), "GET /1 ") < strstr(app_got(w), "GET /2 "));
+    assert_int_equal(w->done, 2);
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_head_response_keeps_length_without_body(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n");
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    tclient c;
+    exchange(w, &c, "HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+             "\r\n\r\nok");
+    assert_non_null(strstr(c.got.ptr, "Content-Length: 42\r\n\r\nHTTP/1.1 200 OK"));
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_expect_continue_answered_by_relay(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "hello", "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    tclient c;
+    exchange(w, &c,
+             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+             "100 Continue");
+    assert_true(strncmp(c.got.ptr, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0);
+    assert_null(strstr(app_got(w), "Expect"));
+    proxy_stream_write(c.s, "hello", 5);
+    for (int i = 0; i < 100 && strstr(c.got.ptr, "201") == NULL; i++) {
+        run_for(&w->loop, 10);
+        ward_buf_putc(&c.got, '\0');
+        c.got.len--;
+    }
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 201 Created"));
+    tclient_dispose(&c, &w->loop);
+}
+
+/* ---- upstream failures and the pool ---------------------------------------------------------- */
+
+static void test_upstream_down_is_503_with_reason(void **state)
+{
+    world *w = *state;
+    uv_ip4_addr("127.0.0.1", 1, &w->target); /* nobody listens on port 1 */
+    tclient c;
+    exchange(w, &c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\n");
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 503 "));
+    assert_non_null(strstr(c.got.ptr, "X-Ward-Reason: connect"));
+    assert_true(w->last.local);
+    assert_non_null(strstr(w->last_error, "connect"));
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_malformed_upstream_response_is_502(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n",
+               "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab");
+    tclient c;
+    exchange(w, &c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\n");
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 502 "));
+    assert_null(strstr(c.got.ptr, "ab"));
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_silent_upstream_is_504(void **state)
+{
+    world *w = *state;
+    tclient c; /* the app never answers */
+    exchange(w, &c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\n");
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 504 "));
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_upstream_reset_mid_body_cuts_client(void **state)
+{
+    world *w = *state;
+    w->app.close_after = true;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial");
+    tclient c;
+    exchange(w, &c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", NULL);
+    assert_true(c.closed); /* a cut, never a well-formed short answer */
+    assert_non_null(strstr(c.got.ptr, "Content-Length: 100"));
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_pooled_connection_reused(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na");
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb");
+    tclient c1, c2;
+    exchange(w, &c1, "GET /1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", NULL);
+    exchange(w, &c2, "GET /2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", NULL);
+    assert_non_null(strstr(c2.got.ptr, "\r\n\r\nb"));
+    assert_int_equal(w->app.conns, 1);
+    assert_true(w->last.upstream_reused);
+    tclient_dispose(&c1, &w->loop);
+    tclient_dispose(&c2, &w->loop);
+}
+
+static void test_stale_pooled_connection_is_retried(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na");
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb");
+    tclient c1, c2;
+    exchange(w, &c1, "GET /1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", NULL);
+    /* the app drops its idle keep-alive connection without the relay noticing yet */
+    assert_non_null(w->app.last);
+    proxy_stream_close(w->app.last->st);
+    exchange(w, &c2, "GET /2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", NULL);
+    assert_non_null(strstr(c2.got.ptr, "HTTP/1.1 200 OK"));
+    assert_non_null(strstr(c2.got.ptr, "\r\n\r\nb"));
+    tclient_dispose(&c1, &w->loop);
+    tclient_dispose(&c2, &w->loop);
+}
+
+static void test_upgrade_becomes_tunnel(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n",
+               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Accept: x\r\n\r\nfrom-app");
+    tclient c;
+    exchange(w, &c,
+             "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             "from-app");
+    assert_non_null(strstr(app_got(w), "Connection: upgrade\r\nUpgrade: websocket\r\n"));
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 101 "));
+    assert_non_null(strstr(c.got.ptr, "Upgrade: websocket\r\n"));
+    assert_non_null(strstr(c.got.ptr, "\r\n\r\nfrom-app"));
+    proxy_stream_write(c.s, "\x81\x02hi", 4);
+    for (int i = 0; i < 100; i++) {
+        run_for(&w->loop, 10);
+        ward_buf_putc(&w->app.got, '\0');
+        w->app.got.len--;
+        if (strstr(app_got(w), "\x81\x02hi") != NULL)
+            break;
+    }
+    assert_non_null(strstr(app_got(w), "\x81\x02hi"));
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_unrequested_101_is_502(void **state)
+{
+    world *w = *state;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n");
+    tclient c;
+    exchange(w, &c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\n");
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 502 "));
+    tclient_dispose(&c, &w->loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+        T(test_forwarded_head_is_normalized_and_cleaned),
+        T(test_valid_traceparent_is_kept_invalid_replaced),
+        T(test_denied_request_never_reaches_upstream),
+        T(test_route_without_answer_fails_closed),
+        T(test_smuggling_is_refused_before_routing),
+        T(test_bad_chunk_in_body_cuts_the_upstream_request),
+        T(test_chunked_request_is_reencoded),
+        T(test_close_delimited_response_becomes_chunked),
+        T(test_http10_client_gets_close_delimited_body),
+        T(test_pipelined_requests_answered_in_order),
+        T(test_head_response_keeps_length_without_body),
+        T(test_expect_continue_answered_by_relay),
+        T(test_upstream_down_is_503_with_reason),
+        T(test_malformed_upstream_response_is_502),
+        T(test_silent_upstream_is_504),
+        T(test_upstream_reset_mid_body_cuts_client),
+        T(test_pooled_connection_reused),
+        T(test_stale_pooled_connection_is_retried),
+        T(test_upgrade_becomes_tunnel),
+        T(test_unrequested_101_is_502),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
