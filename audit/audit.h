@@ -208,6 +208,17 @@ void audit_producer_id_next(audit_producer *p, audit_id *out);
  * Only the thread that owns p may call it. */
 int audit_log_append(audit_log *log, audit_producer *p, const audit_record *rec);
 
+/* A record whose content is only complete later (the response status of an
+ * allowed request), but whose place must be certain now, before the request
+ * is served. audit_log_reserve applies the overflow policy as append would
+ * for a record with this decision and, on 0, promises one slot: the matching
+ * audit_log_append_reserved cannot then be refused for lack of space (only
+ * WARD_EIO if the writer failed in between). audit_log_unreserve gives a
+ * promised slot back unused. Same thread rules as append. */
+int audit_log_reserve(audit_log *log, audit_producer *p, audit_verdict decision);
+int audit_log_append_reserved(audit_log *log, audit_producer *p, const audit_record *rec);
+void audit_log_unreserve(audit_producer *p);
+
 /* Waits until every record appended before the call is written and
  * fdatasynced. WARD_ELIMIT when timeout_ms passes first (also while paused),
  * WARD_EIO when the writer has failed. */

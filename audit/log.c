@@ -36,6 +36,7 @@ struct audit_producer {
     _Atomic uint64_t head;
     uint64_t tail_seen;   /* last tail read: avoids reading the writer's line per append */
     uint64_t gap_pending; /* records dropped since the last queued one */
+    uint64_t reserved;    /* slots promised by audit_log_reserve and not yet filled */
     uint64_t id_prefix, id_key, id_count;
     _Atomic uint64_t appended, dropped, refused;
     /* written by the writer thread */
@@ -313,42 +314,85 @@ static int wait_for_slot(audit_log *l, audit_producer *p, uint64_t head)
     }
 }
 
-int audit_log_append(audit_log *log, audit_producer *p, const audit_record *rec)
+/* Makes sure one more slot than those already promised is free, following the
+ * overflow policy when it is not. */
+static int claim(audit_log *log, audit_producer *p, audit_verdict decision)
 {
-    if (log == NULL || p == NULL || rec == NULL || p->log != log)
-        return WARD_EINVAL;
     if (atomic_load_explicit(&log->failed, memory_order_relaxed) != 0) {
         bump(&p->refused, 1);
         return WARD_EIO;
     }
-    uint64_t head = atomic_load_explicit(&p->head, memory_order_relaxed);
-    if (head - p->tail_seen > p->mask) {
-        p->tail_seen = atomic_load_explicit(&p->tail, memory_order_acquire);
-        if (head - p->tail_seen > p->mask) {
-            int rc;
-            if (log->overflow == AUDIT_OVERFLOW_DROP && rec->decision == AUDIT_ALLOW) {
-                p->gap_pending++;
-                bump(&p->dropped, 1);
-                kick_if_sleeping(log);
-                return WARD_ELIMIT;
-            }
-            if (log->overflow == AUDIT_OVERFLOW_DENY) {
-                bump(&p->refused, 1);
-                kick_if_sleeping(log);
-                return WARD_ELIMIT;
-            }
-            if ((rc = wait_for_slot(log, p, head)) < 0) {
-                bump(&p->refused, 1);
-                return rc;
-            }
-        }
+    uint64_t head = atomic_load_explicit(&p->head, memory_order_relaxed) + p->reserved;
+    if (head - p->tail_seen <= p->mask)
+        return 0;
+    p->tail_seen = atomic_load_explicit(&p->tail, memory_order_acquire);
+    if (head - p->tail_seen <= p->mask)
+        return 0;
+    if (log->overflow == AUDIT_OVERFLOW_DROP && decision == AUDIT_ALLOW) {
+        p->gap_pending++;
+        bump(&p->dropped, 1);
+        kick_if_sleeping(log);
+        return WARD_ELIMIT;
     }
+    if (log->overflow == AUDIT_OVERFLOW_DENY) {
+        bump(&p->refused, 1);
+        kick_if_sleeping(log);
+        return WARD_ELIMIT;
+    }
+    int rc = wait_for_slot(log, p, head);
+    if (rc < 0)
+        bump(&p->refused, 1);
+    return rc;
+}
+
+static void ring_put(audit_log *log, audit_producer *p, const audit_record *rec)
+{
+    uint64_t head = atomic_load_explicit(&p->head, memory_order_relaxed);
     fill(&p->slots[head & p->mask], p, rec);
     atomic_store_explicit(&p->head, head + 1, memory_order_release);
     bump(&p->appended, 1);
     if (head + 1 - p->tail_seen > p->mask / 2) /* half full (as far as we know) */
         kick_if_sleeping(log);
+}
+
+int audit_log_append(audit_log *log, audit_producer *p, const audit_record *rec)
+{
+    if (log == NULL || p == NULL || rec == NULL || p->log != log)
+        return WARD_EINVAL;
+    int rc = claim(log, p, rec->decision);
+    if (rc < 0)
+        return rc;
+    ring_put(log, p, rec);
     return 0;
+}
+
+int audit_log_reserve(audit_log *log, audit_producer *p, audit_verdict decision)
+{
+    if (log == NULL || p == NULL || p->log != log)
+        return WARD_EINVAL;
+    int rc = claim(log, p, decision);
+    if (rc == 0)
+        p->reserved++;
+    return rc;
+}
+
+int audit_log_append_reserved(audit_log *log, audit_producer *p, const audit_record *rec)
+{
+    if (log == NULL || p == NULL || rec == NULL || p->log != log || p->reserved == 0)
+        return WARD_EINVAL;
+    p->reserved--;
+    if (atomic_load_explicit(&log->failed, memory_order_relaxed) != 0) {
+        bump(&p->refused, 1);
+        return WARD_EIO;
+    }
+    ring_put(log, p, rec);
+    return 0;
+}
+
+void audit_log_unreserve(audit_producer *p)
+{
+    if (p != NULL && p->reserved > 0)
+        p->reserved--;
 }
 
 /* ---- the writer ------------------------------------------------------------------------ */

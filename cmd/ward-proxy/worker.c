@@ -12,11 +12,41 @@ static const char DENY_BODY[] = "access denied\n";
 /* What a request carries from its decision to its end. */
 typedef struct wp_req {
     bool inbound, allow;
+    bool reserved; /* an allowed request's audit slot, filled when the response is known */
     uint64_t decision_ns;
-    const char *source_principal; /* the peer's (lives with its connection) or ours */
-    const char *destination_service;
-    const char *destination_principal;
+    audit_record rec; /* its strings point into strings */
+    char *strings;
 } wp_req;
+
+/* The record's borrowed strings, copied so that it can be completed later. */
+static int record_keep(wp_req *q)
+{
+    audit_str *f[] = {&q->rec.policy,           &q->rec.reason,      &q->rec.dry_run_policy,
+                      &q->rec.source_principal, &q->rec.source_ip,   &q->rec.destination_service,
+                      &q->rec.destination_principal, &q->rec.method, &q->rec.host,
+                      &q->rec.path,             &q->rec.protocol,    &q->rec.bundle,
+                      &q->rec.trace_id,         &q->rec.peer_cert_sha256};
+    size_t n = sizeof(f) / sizeof(f[0]), total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += f[i]->ptr ? f[i]->len + 1 : 0;
+    if ((q->strings = malloc(total + 1)) == NULL)
+        return WARD_ENOMEM;
+    char *p = q->strings;
+    for (size_t i = 0; i < n; i++) {
+        if (f[i]->ptr == NULL)
+            continue;
+        memcpy(p, f[i]->ptr, f[i]->len);
+        p[f[i]->len] = '\0';
+        f[i]->ptr = p;
+        p += f[i]->len + 1;
+    }
+    return 0;
+}
+
+static const char *cstr_of(audit_str s)
+{
+    return s.ptr; /* NUL-terminated once kept */
+}
 
 static uint64_t mono_ns(void)
 {
@@ -142,9 +172,6 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     a.headers = hs;
     a.n_headers = h->n_headers;
     a.protocol = h->version_minor == 0 ? (authz_str){"HTTP/1.0", 8} : (authz_str){"HTTP/1.1", 8};
-    q->source_principal = a.source_principal.ptr;
-    q->destination_service = a.destination_service.ptr;
-    q->destination_principal = a.destination_principal.ptr;
 
     authz_decision d;
     authz_decision_init(&d);
@@ -159,7 +186,7 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
         d.deny_body = NULL;
     }
 
-    audit_record rec;
+    audit_record *rec_p = &q->rec, rec;
     audit_record_init(&rec);
     rec.ts_ns = audit_now_ns();
     rec.id = id;
@@ -189,9 +216,19 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     rec.latency_ns = (int64_t)q->decision_ns;
     if (inbound && peer->cert_sha256[0])
         rec.peer_cert_sha256 = audit_cstr(peer->cert_sha256);
-    int arc = audit_log_append(px->audit, w->audit, &rec);
-    bool audit_ok = arc == 0 || (arc == WARD_ELIMIT && d.decision == AUTHZ_ALLOW &&
-                                 px->audit_overflow == AUDIT_OVERFLOW_DROP);
+    /* a denial is recorded now (its answer is known); an allowed request gets
+     * its place in the trail now and is recorded with its response status */
+    *rec_p = rec;
+    bool kept = record_keep(q) == 0, audit_ok;
+    if (!kept)
+        q->rec = (audit_record){0};
+    if (d.decision != AUTHZ_ALLOW) {
+        audit_ok = audit_log_append(px->audit, w->audit, &rec) == 0;
+    } else {
+        int arc = kept ? audit_log_reserve(px->audit, w->audit, AUDIT_ALLOW) : WARD_ENOMEM;
+        q->reserved = arc == 0;
+        audit_ok = arc == 0 || (arc == WARD_ELIMIT && px->audit_overflow == AUDIT_OVERFLOW_DROP);
+    }
 
     if (d.decision != AUTHZ_ALLOW) {
         deny(r, d.deny_status ? d.deny_status : 403, d.deny_body, &id);
@@ -247,21 +284,28 @@ static void on_done(proxy_relay_request *r, const proxy_relay_result *res, bool 
                     wp_worker *w)
 {
     wp_req *q = proxy_relay_request_data(r);
+    const char *service = q && q->rec.destination_service.ptr ? cstr_of(q->rec.destination_service)
+                                                              : NULL;
     if (res->local && res->error != NULL && (res->status == 502 || res->status == 503))
-        proxy_metrics_upstream_failure(w->metrics, inbound,
-                                       q && q->destination_service ? q->destination_service
-                                                                   : w->px->cfg->service);
+        proxy_metrics_upstream_failure(w->metrics, inbound, service ? service : w->px->cfg->service);
+    if (q != NULL && q->reserved) {
+        q->rec.status = res->status > 0 ? res->status : -1;
+        if (audit_log_append_reserved(w->px->audit, w->audit, &q->rec) < 0)
+            wp_log("audit: the record of an allowed request could not be written");
+    }
     proxy_metrics_request_info info = {
         .inbound = inbound,
         .allow = q != NULL && q->allow,
         .status = res->status,
-        .source_principal = q ? q->source_principal : NULL,
-        .destination_service = q ? q->destination_service : NULL,
-        .destination_principal = q ? q->destination_principal : NULL,
+        .source_principal = q ? cstr_of(q->rec.source_principal) : NULL,
+        .destination_service = service,
+        .destination_principal = q ? cstr_of(q->rec.destination_principal) : NULL,
         .decision_ns = q ? q->decision_ns : 0,
         .request_ns = res->duration_ns,
     };
     proxy_metrics_request(w->metrics, &info);
+    if (q != NULL)
+        free(q->strings);
     free(q);
 }
 

@@ -629,6 +629,38 @@ static void test_overflow_deny_refuses_when_full(void **state)
     lines_free(&l);
 }
 
+static void test_reserved_slot_cannot_be_taken(void **state)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 4);
+    audit_log *log = open_log(&o);
+    audit_producer *p = producer(log);
+    audit_log_pause(log);
+    audit_record r = rec_of(AUDIT_ALLOW, "fits");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(audit_log_append(log, p, &r), 0);
+    /* the last slot is promised to a request being served ... */
+    assert_int_equal(audit_log_reserve(log, p, AUDIT_ALLOW), 0);
+    assert_int_equal(audit_log_reserve(log, p, AUDIT_ALLOW), WARD_ELIMIT);
+    audit_record other = rec_of(AUDIT_DENY, "other");
+    assert_int_equal(audit_log_append(log, p, &other), WARD_ELIMIT);
+    /* ... so its record still fits when the response is known */
+    audit_record done = rec_of(AUDIT_ALLOW, "completed");
+    done.status = 200;
+    assert_int_equal(audit_log_append_reserved(log, p, &done), 0);
+    /* no promise left: appending "reserved" again is a caller bug */
+    assert_int_equal(audit_log_append_reserved(log, p, &done), WARD_EINVAL);
+    audit_log_resume(log);
+    assert_int_equal(audit_log_flush(log, 5000), 0);
+    assert_int_equal(audit_log_reserve(log, p, AUDIT_ALLOW), 0);
+    audit_log_unreserve(p); /* given back unused: nothing is written for it */
+    close_log(log);
+    lines l = read_lines();
+    assert_int_equal(l.n, 4);
+    assert_seq_contiguous(&l, 1);
+    assert_str_at(l.v[3], "reason", "completed");
+    lines_free(&l);
+}
+
 static void test_overflow_block_waits_for_writer(void **state)
 {
     audit_options o = opts_for(AUDIT_OVERFLOW_BLOCK, 2);
@@ -1046,6 +1078,7 @@ int main(void)
         T(test_record_ids),
         T(test_seq_contiguous_across_threads),
         T(test_overflow_deny_refuses_when_full),
+        T(test_reserved_slot_cannot_be_taken),
         T(test_overflow_block_waits_for_writer),
         T(test_overflow_drop_gap_and_deny_kept),
         T(test_overflow_drop_trailing_gap_at_close),
