@@ -449,8 +449,11 @@ static void parse_identity(cctx *c, const ward_node *n, proxy_config *cfg)
         }
     } else {
         cfg->identity.mode = PROXY_IDENTITY_STATIC;
-        if (state != NULL)
+        if (state != NULL) {
+            old = push(c, "state_dir");
             cerr(c, state, "state_dir keeps SVIDs from wardd: it goes with server and token_file");
+            pop(c, old);
+        }
         if (cert == NULL)
             missing(c, n, "cert_file", " (with key_file and bundle_file)");
         if (key == NULL)
@@ -710,10 +713,20 @@ static void parse_policy(cctx *c, const ward_node *n, proxy_config *cfg)
 
 static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
 {
-    static const char *const keys[] = {"dir", NULL};
+    static const char *const keys[] = {"dir", "overflow", NULL};
     if (!expect_map(c, n))
         return;
     check_keys(c, n, keys);
+    const ward_node *ov = field(n, "overflow");
+    if (ov != NULL) {
+        size_t old = push(c, "overflow");
+        const char *s;
+        char q[64];
+        if (get_str(c, ov, &s) && audit_overflow_parse(s, strlen(s), &cfg->audit.overflow) < 0)
+            cerr(c, ov, "%s is not an overflow policy: deny (fail closed), block or drop",
+                 ward_quote(q, sizeof(q), s, strlen(s)));
+        pop(c, old);
+    }
     const ward_node *v = field(n, "dir");
     if (v == NULL) {
         missing(c, n, "dir", " (the folder of the audit trail)");

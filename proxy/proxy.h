@@ -12,6 +12,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "audit/audit.h"
 #include "common/ward.h"
 #include "identity/identity.h"
 
@@ -391,6 +392,7 @@ typedef struct proxy_config {
     } policy;
     struct {
         char *dir;
+        audit_overflow overflow; /* a full audit queue: deny (default), block or drop */
     } audit;
     struct {
         char *listen; /* loopback only; default 127.0.0.1:15000 */

@@ -93,6 +93,7 @@ static int start(wp_proxy *px, ward_err *err)
     audit_options ao;
     audit_options_init(&ao);
     ao.dir = cfg->audit.dir;
+    ao.overflow = cfg->audit.overflow;
     px->audit_overflow = ao.overflow;
     if ((rc = wp_identity_start(px, err)) < 0)
         return rc;

@@ -771,10 +771,50 @@ static void test_audit_dir_must_be_a_folder(void **state)
                 "proxy.yaml:7:14: audit.dir: \"bundle.pem\" exists and is not a folder");
 }
 
+static void test_audit_overflow_policy(void **state)
+{
+    loaded l;
+    load(&l, BASE);
+    assert_int_equal(l.rc, 0);
+    assert_int_equal(l.cfg->audit.overflow, AUDIT_OVERFLOW_DENY); /* fail closed by default */
+    unload(&l);
+    load(&l, "service: payments\n" STATIC_ID
+             "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
+             "audit: {dir: audit, overflow: drop}\n");
+    assert_int_equal(l.rc, 0);
+    assert_int_equal(l.cfg->audit.overflow, AUDIT_OVERFLOW_DROP);
+    unload(&l);
+    check_error("service: payments\n" STATIC_ID
+                "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
+                "audit: {dir: audit, overflow: ignore}\n",
+                "proxy.yaml:7:31: audit.overflow: \"ignore\" is not an overflow policy: deny (fail "
+                "closed), block or drop");
+}
+
+static void test_state_dir_only_with_wardd(void **state)
+{
+    loaded l;
+    load(&l, "service: payments\n"
+             "identity: {server: https://127.0.0.1:8443, token_file: payments.token,\n"
+             "           bundle_file: bundle.pem, state_dir: state}\n" REST);
+    if (l.rc != 0)
+        dump_diag(&l.d);
+    assert_int_equal(l.rc, 0);
+    assert_string_equal(l.cfg->identity.state_dir, "state");
+    unload(&l);
+    check_error("service: payments\n"
+                "identity: {cert_file: svid.pem, key_file: svid.key, bundle_file: bundle.pem,\n"
+                "           state_dir: state}\n" REST,
+                "proxy.yaml:3:23: identity.state_dir: state_dir keeps SVIDs from wardd: it goes "
+                "with server and token_file");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_config_gets_secure_defaults),
+        cmocka_unit_test(test_audit_overflow_policy),
+        cmocka_unit_test(test_state_dir_only_with_wardd),
         cmocka_unit_test(test_static_identity_is_accepted),
         cmocka_unit_test(test_upstreams_are_parsed),
         cmocka_unit_test(test_listener_timeouts_override_the_top_level_ones),
