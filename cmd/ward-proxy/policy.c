@@ -7,10 +7,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define RELOAD_SETTLE_MS 200 /* editors write in several steps: wait for them to finish */
+#define RELOAD_SETTLE_MS 200  /* editors write in several steps: wait for them to finish */
+#define RELOAD_MAX_WAIT_MS 1000 /* ... but a folder that never settles cannot hold a change back */
 
-/* Loads and compiles the configured paths. On failure every problem is logged. */
-static int build_bundle(wp_proxy *px, authz_bundle **out, ward_err *err)
+/* Loads and compiles the configured paths. On failure every problem is logged.
+ * names gets the policies' "ns/name" (for the admin endpoint). */
+static int build_bundle(wp_proxy *px, authz_bundle **out, char ***names, size_t *n_names,
+                        ward_err *err)
 {
     const proxy_config *cfg = px->cfg;
     policy_set *set = NULL;
@@ -33,23 +36,29 @@ static int build_bundle(wp_proxy *px, authz_bundle **out, ward_err *err)
     rc = authz_bundle_new(set, &opts, out, err);
     if (rc < 0)
         goto done;
-    /* the admin endpoint shows what is in force */
     size_t n = policy_set_count(set);
-    const char **names = calloc(n ? n : 1, sizeof(*names));
-    if (names != NULL) {
-        for (size_t i = 0; i < n; i++)
-            names[i] = policy_set_get(set, i)->id;
-        proxy_admin_state_policy_loaded(px->admin_state, authz_bundle_revision(*out), names, n);
-        free(names);
-    }
+    *names = calloc(n ? n : 1, sizeof(**names));
+    for (size_t i = 0; *names != NULL && i < n; i++)
+        (*names)[i] = strdup(policy_set_get(set, i)->id);
+    *n_names = *names != NULL ? n : 0;
 done:
     ward_diag_dispose(&diag);
     policy_set_free(set);
     return rc;
 }
 
-static void publish(wp_proxy *px, authz_bundle *b)
+static void names_free(char **names, size_t n)
 {
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* The new set is in force: workers take it between requests, the admin endpoint shows it. */
+static void publish(wp_proxy *px, authz_bundle *b, char **names, size_t n)
+{
+    proxy_admin_state_policy_loaded(px->admin_state, authz_bundle_revision(b),
+                                    (const char *const *)names, n);
     pthread_mutex_lock(&px->lock);
     authz_bundle *old = px->bundle;
     px->bundle = b;
@@ -62,10 +71,13 @@ static void publish(wp_proxy *px, authz_bundle *b)
 int wp_policy_load(wp_proxy *px, ward_err *err)
 {
     authz_bundle *b = NULL;
-    int rc = build_bundle(px, &b, err);
+    char **names = NULL;
+    size_t n = 0;
+    int rc = build_bundle(px, &b, &names, &n, err);
     if (rc < 0)
         return rc;
-    publish(px, b);
+    publish(px, b, names, n);
+    names_free(names, n);
     wp_log("policy: revision %.12s loaded from %zu path(s)", authz_bundle_revision(b),
            px->cfg->policy.n_paths);
     return 0;
@@ -76,9 +88,11 @@ void wp_policy_reload(wp_proxy *px, const char *why)
     if (px->stopping)
         return;
     authz_bundle *b = NULL;
+    char **names = NULL;
+    size_t n = 0;
     ward_err err;
     ward_err_clear(&err);
-    if (build_bundle(px, &b, &err) < 0) {
+    if (build_bundle(px, &b, &names, &n, &err) < 0) {
         px->reload_failures++;
         proxy_admin_state_policy_failed(px->admin_state, err.msg);
         wp_log("policy: reload (%s) failed, keeping revision %.12s: %s", why,
@@ -87,12 +101,14 @@ void wp_policy_reload(wp_proxy *px, const char *why)
     }
     if (strcmp(authz_bundle_revision(b), authz_bundle_revision(px->bundle)) == 0) {
         authz_bundle_unref(b); /* nothing changed (a touch, or an editor's temporary file) */
+        names_free(names, n);
         return;
     }
     px->reloads++;
     wp_log("policy: reload (%s): revision %.12s -> %.12s", why, authz_bundle_revision(px->bundle),
            authz_bundle_revision(b));
-    publish(px, b);
+    publish(px, b, names, n);
+    names_free(names, n);
     wp_workers_notify(px);
 }
 
@@ -101,14 +117,34 @@ static void on_settled(uv_timer_t *t)
     wp_policy_reload(t->data, "file changed");
 }
 
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
 static void on_change(uv_fs_event_t *h, const char *filename, int events, int status)
 {
     wp_proxy *px = h->data;
-    (void)filename;
     (void)events;
     if (status < 0)
         return;
-    uv_timer_start(&px->reload_timer, on_settled, RELOAD_SETTLE_MS, 0);
+    /* only what policy loading reads: the watched file itself, or policy files of a folder */
+    const char *only = px->watch_names[h - px->watches];
+    if (filename != NULL &&
+        (only != NULL ? strcmp(filename, only) != 0
+                      : !(has_suffix(filename, ".yaml") || has_suffix(filename, ".yml") ||
+                          has_suffix(filename, ".json"))))
+        return;
+    uint64_t now = uv_now(px->loop);
+    if (!uv_is_active((uv_handle_t *)&px->reload_timer))
+        px->reload_first_ms = now;
+    else if (now - px->reload_first_ms >= RELOAD_MAX_WAIT_MS)
+        return; /* already due soon */
+    uint64_t due = RELOAD_SETTLE_MS;
+    if (now + due > px->reload_first_ms + RELOAD_MAX_WAIT_MS)
+        due = px->reload_first_ms + RELOAD_MAX_WAIT_MS - now;
+    uv_timer_start(&px->reload_timer, on_settled, due, 0);
 }
 
 /* Watches each policy folder, or the folder of each policy file (an editor
@@ -119,8 +155,10 @@ int wp_policy_watch(wp_proxy *px, ward_err *err)
     const proxy_config *cfg = px->cfg;
     uv_timer_init(px->loop, &px->reload_timer);
     px->reload_timer.data = px;
-    px->watches = calloc(cfg->policy.n_paths ? cfg->policy.n_paths : 1, sizeof(*px->watches));
-    if (px->watches == NULL)
+    size_t n = cfg->policy.n_paths ? cfg->policy.n_paths : 1;
+    px->watches = calloc(n, sizeof(*px->watches));
+    px->watch_names = calloc(n, sizeof(*px->watch_names));
+    if (px->watches == NULL || px->watch_names == NULL)
         return WARD_ENOMEM;
     for (size_t i = 0; i < cfg->policy.n_paths; i++) {
         const char *p = cfg->policy.paths[i];
@@ -131,6 +169,8 @@ int wp_policy_watch(wp_proxy *px, ward_err *err)
             char tmp[4096];
             snprintf(tmp, sizeof(tmp), "%s", p);
             snprintf(dir, sizeof(dir), "%s", dirname(tmp));
+            snprintf(tmp, sizeof(tmp), "%s", p);
+            px->watch_names[px->n_watches] = strdup(basename(tmp));
         }
         uv_fs_event_t *w = &px->watches[px->n_watches];
         uv_fs_event_init(px->loop, w);
@@ -148,8 +188,12 @@ int wp_policy_watch(wp_proxy *px, ward_err *err)
 
 void wp_policy_unwatch(wp_proxy *px)
 {
-    for (size_t i = 0; i < px->n_watches; i++)
+    for (size_t i = 0; i < px->n_watches; i++) {
         uv_close((uv_handle_t *)&px->watches[i], NULL);
+        free(px->watch_names[i]);
+    }
+    free(px->watch_names);
+    px->watch_names = NULL;
     if (!uv_is_closing((uv_handle_t *)&px->reload_timer))
         uv_close((uv_handle_t *)&px->reload_timer, NULL);
 }

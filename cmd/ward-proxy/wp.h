@@ -66,7 +66,9 @@ struct wp_proxy {
     uv_signal_t sighup, sigterm, sigint;
     uv_timer_t reload_timer;
     uv_fs_event_t *watches;
+    char **watch_names; /* per watch: the policy file's name in its folder, or NULL (a folder) */
     size_t n_watches;
+    uint64_t reload_first_ms; /* the first change the pending reload waits for */
     unsigned reloads, reload_failures;
     bool stopping;
     int workers_running;
