@@ -1773,9 +1773,17 @@ static void *client_run(void *arg)
         if (cur != NULL)
             ident_svid_ref(cur);
         pthread_mutex_unlock(&c->mu);
-        if (failures > 0)
+        if (failures > 0) {
             delay = ident_client_backoff_ms(failures - 1, rand_unit());
-        else if (cur != NULL)
+            /* retry often enough that an outage shorter than the SVID's remaining life
+             * never lets it expire: at most a quarter of what is left, at least 1 s */
+            if (cur != NULL) {
+                int64_t left_ms = (int64_t)cur->not_after * 1000 - unix_ms();
+                uint64_t cap = left_ms > 4000 ? (uint64_t)(left_ms / 4) : 1000;
+                if (delay > cap)
+                    delay = cap;
+            }
+        } else if (cur != NULL)
             delay = ident_client_renew_delay_ms(cur->not_before, cur->not_after, unix_ms(),
                                                 rand_unit());
         if (client_sleep(c, delay)) {
