@@ -66,6 +66,11 @@ void proxy_chunked_reset(proxy_chunked_decoder *d)
     proxy_chunked_init(d, &lim);
 }
 
+uint64_t proxy_chunked_chunks(const proxy_chunked_decoder *d)
+{
+    return d->chunks;
+}
+
 uint64_t proxy_chunked_total(const proxy_chunked_decoder *d)
 {
     return d->total;
@@ -182,6 +187,7 @@ static int ck_byte(proxy_chunked_decoder *d, unsigned char c)
         d->size = 0;
         d->digits = 0;
         d->ext_len = 0;
+        d->chunks++;
         return 0;
     case CK_TR_START:
         if (c == '\r') {

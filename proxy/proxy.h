@@ -489,6 +489,7 @@ typedef struct proxy_chunked_decoder {
     unsigned digits;
     uint64_t size;      /* the current chunk's size, then what is left of its data */
     uint64_t total;     /* sum of the chunk sizes so far */
+    uint64_t chunks;    /* chunks whose data and closing CRLF were checked */
     size_t ext_len;     /* extension bytes on the current size line */
     size_t trailer_bytes;
     size_t trailers;
@@ -512,6 +513,8 @@ int proxy_chunked_decode(proxy_chunked_decoder *d, const char *in, size_t len, s
                          proxy_slice *data, proxy_http_error *err);
 /* The sum of the chunk sizes seen so far. */
 uint64_t proxy_chunked_total(const proxy_chunked_decoder *d);
+/* Chunks (not counting the last, empty one) whose data and closing CRLF were checked. */
+uint64_t proxy_chunked_chunks(const proxy_chunked_decoder *d);
 
 /* Writes "<size in lowercase hex>\r\n" into buf (at least
  * PROXY_CHUNK_SIZE_LINE_MAX bytes, NUL-terminated); returns its length. For

@@ -15,6 +15,9 @@
 #define WRITE_HIGH     ((size_t)256 << 10) /* queued bytes before the other side stops reading */
 #define READ_AHEAD_MAX ((size_t)64 << 10)  /* pipelined bytes buffered while a request runs */
 #define LISTEN_BACKLOG 4096
+/* A chunked request's head waits until its first chunk is checked whole, so a
+ * malformed body never reaches the upstream (up to this much is held). */
+#define HOLD_MAX ((size_t)64 << 10)
 
 typedef struct dconn dconn;
 typedef struct uconn uconn;
@@ -90,6 +93,8 @@ struct proxy_relay_request {
     proxy_chunked_decoder chunked;
     bool body_done;
     ward_buf head_out; /* the request head as forwarded (kept for one retry) */
+    bool head_sent;    /* else held, with the body's first bytes, until they are checked */
+    ward_buf held;
     struct sockaddr_storage addr;
     proxy_tls_ctx *tls;
     char *expected_id;
@@ -580,6 +585,7 @@ static void upstream_failed(proxy_relay_request *r, int status, const char *why)
 static void request_free(proxy_relay_request *r)
 {
     ward_buf_dispose(&r->head_out);
+    ward_buf_dispose(&r->held);
     ward_buf_dispose(&r->uin);
     if (r->tls)
         proxy_tls_ctx_unref(r->tls);
@@ -630,6 +636,27 @@ static void request_finish(proxy_relay_request *r)
     process(d);
 }
 
+/* Bytes for the upstream: sent, or held while the head is. */
+static void up_write(proxy_relay_request *r, const void *p, size_t n)
+{
+    if (!r->head_sent)
+        ward_buf_append(&r->held, p, n);
+    else if (r->u != NULL)
+        proxy_stream_write(r->u->st, p, n);
+}
+
+/* Sends the held head and body bytes. */
+static void up_release(proxy_relay_request *r)
+{
+    r->head_sent = true;
+    if (r->u != NULL) {
+        proxy_stream_write(r->u->st, r->head_out.ptr, r->head_out.len);
+        if (r->held.len > 0)
+            proxy_stream_write(r->u->st, r->held.ptr, r->held.len);
+    }
+    ward_buf_dispose(&r->held);
+}
+
 /* Moves request body bytes from the client buffer to the upstream connection. */
 static void pump_body(dconn *d)
 {
@@ -674,18 +701,21 @@ static void pump_body(dconn *d)
                 }
                 return;
             }
-            if (rc == PROXY_CHUNKED_DATA && r->u != NULL) {
+            if (rc == PROXY_CHUNKED_DATA) {
                 char line[PROXY_CHUNK_SIZE_LINE_MAX];
                 size_t ln = proxy_chunked_size_line(line, data.len);
-                proxy_stream_write(r->u->st, line, ln);
-                proxy_stream_write(r->u->st, data.ptr, data.len);
-                proxy_stream_write(r->u->st, "\r\n", 2);
+                up_write(r, line, ln);
+                up_write(r, data.ptr, data.len);
+                up_write(r, "\r\n", 2);
                 r->res.bytes_in += data.len;
             } else if (rc == PROXY_CHUNKED_DONE) {
-                if (r->u != NULL)
-                    proxy_stream_write(r->u->st, "0\r\n\r\n", 5);
+                up_write(r, "0\r\n\r\n", 5);
                 r->body_done = true;
             }
+            /* the first chunk checked whole (or enough of it held): let it all go */
+            if (!r->head_sent && (r->body_done || proxy_chunked_chunks(&r->chunked) > 0 ||
+                                  r->held.len >= HOLD_MAX))
+                up_release(r);
         }
     }
     if (used > 0) {
@@ -800,7 +830,11 @@ static int upstream_start(proxy_relay_request *r)
         r->u = u;
         proxy_stream_set_timeout(u->st, rl->o.timeouts.upstream_connect_ms);
     }
-    proxy_stream_write(r->u->st, r->head_out.ptr, r->head_out.len);
+    /* a chunked body's first chunk is checked before anything goes out */
+    if (r->body_kind != PROXY_BODY_CHUNKED || r->head_sent) {
+        r->head_sent = true;
+        proxy_stream_write(r->u->st, r->head_out.ptr, r->head_out.len);
+    }
     return 0;
 }
 
@@ -827,7 +861,7 @@ int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t)
     if (rc < 0) { /* answered here: the caller has nothing left to do */
         r->forwarded = false;
         r->res.error = "upstream connect failed";
-        r->close_out = !r->body_done;
+        r->close_out = !r->body_done || r->client_close;
         proxy_header h[1] = {{{"Content-Type", 12}, {"text/plain", 10}}};
         write_local(r->d, r, 503, h, 1, "Service Unavailable\n", 20, r->close_out);
         r->res.local = true;
@@ -843,10 +877,9 @@ int proxy_relay_respond(proxy_relay_request *r, int status, const proxy_header *
     r->answered = true;
     r->res.local = true;
     /* the body was not read: the connection cannot carry another request */
-    if (!r->body_done)
+    if (!r->body_done || r->client_close || r->d->rl->closing)
         r->close_out = true;
-    return write_local(r->d, r, status, headers, n, body, len, r->close_out || r->client_close ||
-                                                                   r->d->rl->closing);
+    return write_local(r->d, r, status, headers, n, body, len, r->close_out);
 }
 
 const proxy_http_request *proxy_relay_request_head(const proxy_relay_request *r)

@@ -407,9 +407,12 @@ static void *worker_main(void *arg)
 
 static proxy_relay_options relay_options(const proxy_config *cfg, wp_worker *w, bool inbound)
 {
+    /* inbound requests come from a proxy that applied the limits and then added
+     * its own fields (X-Forwarded-For, traceparent): room for those */
+    size_t more_fields = inbound ? 8 : 0, more_bytes = inbound ? 4096 : 0;
     proxy_relay_options o = {
-        .limits = {.header_bytes_max = (size_t)cfg->limits.max_header_bytes,
-                   .headers_max = (size_t)cfg->limits.max_headers,
+        .limits = {.header_bytes_max = (size_t)cfg->limits.max_header_bytes + more_bytes,
+                   .headers_max = (size_t)cfg->limits.max_headers + more_fields,
                    .body_max = cfg->limits.max_body},
         .timeouts = inbound ? cfg->inbound.timeouts : cfg->outbound.timeouts,
         .max_connections = (size_t)cfg->limits.max_connections,

@@ -273,6 +273,35 @@ static void test_denied_request_never_reaches_upstream(void **state)
     tclient_dispose(&c, &w->loop);
 }
 
+static void test_local_answer_honours_connection_close(void **state)
+{
+    world *w = *state;
+    tclient c;
+    exchange(w, &c, "GET /deny HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", NULL);
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 403 Forbidden\r\n"));
+    assert_true(c.closed);
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_bad_second_chunk_after_good_first(void **state)
+{
+    world *w = *state;
+    tclient c;
+    static const char first[] =
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+    tclient_connect(&c, &w->loop, w->port, NULL, NULL, first, sizeof(first) - 1);
+    run_for(&w->loop, 100);
+    proxy_stream_write(c.s, "zz\r\n", 4);
+    run_until(&w->loop, &c.closed, 2000);
+    ward_buf_putc(&c.got, '\0');
+    ward_buf_putc(&w->app.got, '\0');
+    /* the first chunk was whole and went on; the upstream then sees a cut request */
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 400 "));
+    assert_non_null(strstr(app_got(w), "5\r\nhello\r\n"));
+    assert_null(strstr(app_got(w), "zz"));
+    tclient_dispose(&c, &w->loop);
+}
+
 static void test_route_without_answer_fails_closed(void **state)
 {
     world *w = *state;
@@ -318,8 +347,8 @@ static void test_bad_chunk_in_body_cuts_the_upstream_request(void **state)
              "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
              NULL);
     assert_non_null(strstr(c.got.ptr, "HTTP/1.1 400 "));
-    /* the upstream got the head, but never a complete body it could act on */
-    assert_null(strstr(app_got(w), "hello"));
+    /* the head waits for the first chunk to be checked: nothing reached the upstream */
+    assert_int_equal(w->app.got.len, 0);
     tclient_dispose(&c, &w->loop);
 }
 
@@ -544,6 +573,8 @@ int main(void)
         T(test_valid_traceparent_is_kept_invalid_replaced),
         T(test_denied_request_never_reaches_upstream),
         T(test_route_without_answer_fails_closed),
+        T(test_local_answer_honours_connection_close),
+        T(test_bad_second_chunk_after_good_first),
         T(test_smuggling_is_refused_before_routing),
         T(test_bad_chunk_in_body_cuts_the_upstream_request),
         T(test_chunked_request_is_reencoded),
