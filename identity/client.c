@@ -188,6 +188,11 @@ static int chain_to_pem(STACK_OF(X509) * chain, ward_buf *out)
     return rc;
 }
 
+int ident_svid_chain_pem(const ident_svid *s, ward_buf *out)
+{
+    return chain_to_pem(s->chain, out);
+}
+
 int ident_svid_write_dir(const ident_svid *s, const char *dir, ward_err *err)
 {
     int rc = 0;

@@ -172,6 +172,8 @@ time_t ident_svid_not_after(const ident_svid *s);
 EVP_PKEY *ident_svid_key(const ident_svid *s);            /* borrowed */
 STACK_OF(X509) *ident_svid_chain(const ident_svid *s);    /* borrowed, leaf first */
 ident_bundle *ident_svid_bundle(const ident_svid *s);     /* borrowed */
+/* Appends the chain as PEM, leaf first. */
+int ident_svid_chain_pem(const ident_svid *s, ward_buf *out);
 
 /* Writes DIR/svid.pem (leaf first), DIR/svid.key (PKCS#8 PEM, created with mode
  * 0600, never readable by others even briefly), DIR/bundle.pem and

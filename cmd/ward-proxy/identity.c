@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
-#include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,24 +19,6 @@ static void tls_dispose(wp_tls *t)
     if (t->svid)
         ident_svid_unref(t->svid);
     memset(t, 0, sizeof(*t));
-}
-
-/* The chain as PEM, leaf first (what proxy_tls_ctx_new takes). */
-static int chain_pem(STACK_OF(X509) *chain, ward_buf *out)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    if (bio == NULL)
-        return WARD_ENOMEM;
-    int rc = 0;
-    for (int i = 0; i < sk_X509_num(chain); i++)
-        if (PEM_write_bio_X509(bio, sk_X509_value(chain, i)) != 1)
-            rc = WARD_ENOMEM;
-    char *p;
-    long n = BIO_get_mem_data(bio, &p);
-    if (rc == 0 && ward_buf_append(out, p, (size_t)n) < 0)
-        rc = WARD_ENOMEM;
-    BIO_free(bio);
-    return rc;
 }
 
 static int make_ctx(const proxy_config *cfg, ident_svid *svid, const ward_buf *pem, bool server,
@@ -60,7 +41,7 @@ int wp_identity_publish(wp_proxy *px, ident_svid *svid, ward_err *err)
     wp_tls t = {0};
     ward_buf pem;
     ward_buf_init(&pem);
-    int rc = chain_pem(ident_svid_chain(svid), &pem);
+    int rc = ident_svid_chain_pem(svid, &pem);
     if (rc == 0)
         rc = make_ctx(px->cfg, svid, &pem, true, &t.server, err);
     if (rc == 0)
