@@ -29,8 +29,9 @@
 # time of the leg's proxies (/proc, user + system) per request. Then RSS idle
 # and while BENCH_IDLE_CONNS idle connections are held.
 #
-# Environment: WARD_BIN (build/bin/ward-proxy), BENCH_WORKERS (1: ward-proxy
-# workers = nginx worker_processes = HAProxy nbthread), BENCH_APP_WORKERS (1),
+# Environment: WARD_BIN (build/bin/ward-proxy), WARD_NOTE (how that binary
+# was built, for RESULTS.md), BENCH_WORKERS (1: ward-proxy workers = nginx
+# worker_processes = HAProxy nbthread), BENCH_APP_WORKERS (1),
 # BENCH_THREADS (2), BENCH_CONNS (64), BENCH_DURATION (10s), BENCH_WARMUP (2s),
 # BENCH_ROUNDS (3), BENCH_POLICIES (80), BENCH_IDLE_CONNS (10000), BENCH_LEGS
 # ("ward nginx haproxy"), BENCH_KEEP=1 keeps the temporary folder (debugging).
@@ -922,7 +923,7 @@ for leg in "${UP[@]}"; do stop "${OUTPID[$leg]}"; stop "${INPID[$leg]}"; done
 
 # ---------------------------------------------------------------- report
 REPORT_RC=0
-export THREADS CONNS DURATION WORKERS APP_WORKERS NPOL ROUNDS LOAD_START NOFILE
+export THREADS CONNS DURATION WORKERS APP_WORKERS NPOL ROUNDS LOAD_START NOFILE WARD_BIN
 "$PY" - "$T" "${WRITE_RESULTS:-}" "$LEGS" "$IDLE" <<'EOF' || REPORT_RC=$?
 import datetime, json, os, platform, re, subprocess, sys
 T, md, legs, idle = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])
@@ -1083,13 +1084,19 @@ if md:
         p = subprocess.run(cmd, capture_output=True, text=True)
         m = re.search(pat, p.stdout + p.stderr)
         return m.group(1) if m else "?"
+    busy = ""
+    if float(E.get("LOAD_START", "0").split()[0]) > os.cpu_count() / 2:
+        busy = ("\n- **The machine was busy** (load average above half the cores at the start, from other work): "
+                "the figures are noisy, see the spread of the rounds; compare legs within the tables and the CPU per "
+                "request rather than absolute figures.")
     sec = """<!-- proxy-bench:start -->
 ## Proxy: the mesh hop (bench/proxy_bench.sh)
 
 - Date: %s
 - Machine: %s, %d cores (nproc), %.1f GiB RAM, Linux %s; load average %s at the start, %s at the end
 - Commit: %s
-- Command: `bench/proxy_bench.sh --write-results`: wrk %s `-t%s -c%s -d%s --latency`, %s rounds (the legs take turns; the median round is shown); %s worker(s) per proxy (ward-proxy `workers`, nginx `worker_processes`, HAProxy `nbthread`), app: nginx with %s worker(s); nginx %s + lua-nginx-module, HAProxy %s; %s policies. Nothing is pinned: client, proxies and app share the cores.
+- ward-proxy: `%s`%s
+- Command: `bench/proxy_bench.sh --write-results`: wrk %s `-t%s -c%s -d%s --latency`, %s rounds (the legs take turns; the median round is shown); %s worker(s) per proxy (ward-proxy `workers`, nginx `worker_processes`, HAProxy `nbthread`), app: nginx with %s worker(s); nginx %s + lua-nginx-module, HAProxy %s; %s policies. Nothing is pinned: client, proxies and app share the cores.%s
 
 Maximum throughput (closed loop: each connection sends its next request when the last is answered). CPU µs per request: user + system time of both proxies of the leg (direct: the app) over the run, divided by the requests; it depends less than requests/s on what else runs on the machine:
 
@@ -1109,12 +1116,14 @@ Memory (VmRSS; nginx: master + workers), idle after start, and while a client ho
 
 %s
 
-How it is set up: wrk (plaintext HTTP/1.1 keep-alive, `Host: app`) → outbound proxy → mTLS (TLS 1.3, P-256 X509-SVIDs with the URI SANs `spiffe://bench.test/ns/shop/sa/{client,app}`, made by the openssl CLI) → inbound proxy (authorization, log) → app (Debian's nginx, `return 200 "ok"`). Keep-alive pools on both hops of every leg. The inbound proxies check every request against the same rule set: one mesh-wide DENY (admin paths) and ALLOW policies each with its own principal, methods and paths, the benchmark's rule among them. Ward loads them as AuthorizationPolicies; nginx (`access_by_lua_block`) and HAProxy (`http-request lua.*`, `lua-load-per-thread`) run one Lua module that takes the principal from the single URI SAN of the verified client certificate (parsed from its DER, cached per worker by the certificate's fingerprint, as a proxy would once per connection), then checks the DENY rules, then the ALLOW rules indexed by principal (method set, exact path, path prefix); HAProxy normalizes the path first (`normalize-uri`), as Ward and nginx do. Before measuring, every leg must answer the benchmark request with 200 and deny three others with 403. Logs: Ward's audit records on both proxies (the outbound decides egress with `default: allow`), nginx `access_log` to a file on both, HAProxy `log stdout` (HTTP log format) with stdout to a file on both. Upstream identity: Ward checks the inbound's URI SAN; nginx (`proxy_ssl_verify`, `proxy_ssl_name`) and HAProxy (`verify required verifyhost`) check the chain and the certificate's name (CN). Fixed rates use a wrk Lua `delay()` script (wrk2 is not in Debian) that spaces requests 1/rate apart per thread: latency counts from each request's send time, without wrk2's coordinated-omission correction; at half the maximum the proxies keep up (see achieved/s). Added p99 = p99 of the proxied leg − p99 of the direct leg at the same rate. MB = 10⁶ bytes.
+How it is set up: wrk (plaintext HTTP/1.1 keep-alive, `Host: app`) → outbound proxy → mTLS (TLS 1.3, P-256 X509-SVIDs with the URI SANs `spiffe://bench.test/ns/shop/sa/{client,app}`, made by the openssl CLI) → inbound proxy (authorization, log) → app (Debian's nginx, `return 200 "ok"`). Keep-alive pools on both hops of every leg. The inbound proxies check every request against the same rule set: one mesh-wide DENY (admin paths) and ALLOW policies each with its own principal, methods and paths, the benchmark's rule among them. Ward loads them as AuthorizationPolicies; nginx (`access_by_lua_block`) and HAProxy (`http-request lua.*`, `lua-load-per-thread`) run one Lua module that takes the principal from the single URI SAN of the verified client certificate (parsed from its DER, cached per worker by the certificate's fingerprint, as a proxy would once per connection), then checks the DENY rules, then the ALLOW rules indexed by principal (method set, exact path, path prefix); HAProxy normalizes the path first (`normalize-uri`), as Ward and nginx do. Before measuring, every leg must answer the benchmark request with 200 and deny three others with 403. Logs: Ward's audit records on both proxies (the outbound decides egress with `default: allow`), nginx `access_log` to a file on both, HAProxy `log stdout` (HTTP log format) with stdout to a file on both. Upstream identity: Ward checks the inbound's URI SAN; nginx (`proxy_ssl_verify`, `proxy_ssl_name`) and HAProxy (`verify required verifyhost`) check the chain and the certificate's name (CN). Fixed rates use a wrk Lua `delay()` script (wrk2 is not in Debian) that spaces requests 1/rate apart per thread: latency counts from each request's send time, without wrk2's coordinated-omission correction; whether a leg kept up shows in achieved/s and in the runs marked behind their rate. Added p99 = p99 of the proxied leg − p99 of the direct leg at the same rate. MB = 10⁶ bytes.
 <!-- proxy-bench:end -->
 """ % (now, cpu, os.cpu_count(), mem, platform.release(), E.get("LOAD_START"), load_end, commit,
+       os.path.relpath(E["WARD_BIN"]) if not os.path.relpath(E["WARD_BIN"]).startswith("..") else E["WARD_BIN"],
+       " (%s)" % E["WARD_NOTE"] if E.get("WARD_NOTE") else "",
        version(["wrk", "-v"], r"wrk \S*?([0-9][0-9.]*)"), E["THREADS"], E["CONNS"], E["DURATION"], E["ROUNDS"], E["WORKERS"],
        E["APP_WORKERS"], version(["nginx", "-v"], r"nginx/([0-9.]+)"), version(["haproxy", "-v"], r"version ([0-9.]+)"),
-       E["NPOL"], "\n".join(t1), "\n".join(ratios), "\n".join(t2), E["NOFILE"], "\n".join(t3), "\n".join(t4), "\n".join(t5))
+       E["NPOL"], busy, "\n".join(t1), "\n".join(ratios), "\n".join(t2), E["NOFILE"], "\n".join(t3), "\n".join(t4), "\n".join(t5))
     text = open(md).read()
     if "<!-- proxy-bench:start -->" in text:
         text = re.sub(r"<!-- proxy-bench:start -->.*?<!-- proxy-bench:end -->\n?", lambda _: sec, text, flags=re.S)
