@@ -403,7 +403,7 @@ SELF_ROOT=""
 [ "$(id -u)" = 0 ] && SELF_ROOT=1
 read -r APP_PORT < <(U ports 1)
 
-# start NAME CMD...: run in the background, output to $T/NAME.log, pid in PIDS and PID_NAME
+# start NAME CMD...: run in the background, output to $T/NAME.log, pid in PIDS and LAST_PID
 declare -A PNAME # pid -> name
 start() {
     local name="$1"
@@ -411,7 +411,7 @@ start() {
     "$@" >"$T/$name.log" 2>&1 &
     PIDS+=("$!")
     PNAME[$!]=$name
-    eval "PID_${name//-/_}=$!"
+    LAST_PID=$!
 }
 # gone PID: why a process we started is no longer running (reaps it)
 gone() {
@@ -485,6 +485,7 @@ $(nginx_http_common "$T/app")
 EOF
 } >"$T/app/nginx.conf"
 start app nginx -p "$T/app" -e "$T/app/error.log" -c "$T/app/nginx.conf" -g "daemon off;"
+PID_app=$LAST_PID
 wait_port "$APP_PORT" "$PID_app" || die "app nginx did not start: $(tail -3 "$T/app.log" "$T/app/error.log" 2>/dev/null)"
 [ "$(curl -s "http://127.0.0.1:$APP_PORT/")" = ok ] || die "app nginx does not answer ok"
 
@@ -493,7 +494,7 @@ wait_port "$APP_PORT" "$PID_app" || die "app nginx did not start: $(tail -3 "$T/
 # or prints why it could not start and returns 1.
 
 start_ward() {
-    local d="$T/ward" in_port in_app out_admin in_admin out_in err
+    local d="$T/ward" in_port out_admin in_admin out_in err
     if [ ! -x "$WARD_BIN" ]; then
         echo "not built ($WARD_BIN does not exist; run make)"
         return 1
@@ -536,9 +537,9 @@ EOF
         fi
     done
     start ward-in "$WARD_BIN" --config "$d/inbound.yaml"
-    IN_PID=$PID_ward_in
+    IN_PID=$LAST_PID
     start ward-out "$WARD_BIN" --config "$d/outbound.yaml"
-    OUT_PID=$PID_ward_out
+    OUT_PID=$LAST_PID
     LOGS="$d/audit-in"
     local c port pid
     for c in "in $in_admin $IN_PID" "out $out_admin $OUT_PID"; do
@@ -637,9 +638,9 @@ EOF
         fi
     done
     start nginx-in nginx -p "$d/in" -e "$d/in/error.log" -c "$d/in/nginx.conf" -g "daemon off;"
-    IN_PID=$PID_nginx_in
+    IN_PID=$LAST_PID
     start nginx-out nginx -p "$d/out" -e "$d/out/error.log" -c "$d/out/nginx.conf" -g "daemon off;"
-    OUT_PID=$PID_nginx_out
+    OUT_PID=$LAST_PID
     LOGS="$d/in/access.log"
     wait_port "$in_port" "$IN_PID" || { echo "failed: inbound nginx: $(tail -3 "$d/in/error.log" | tr '\n' ' ')"; return 1; }
     wait_port "$OUT_PORT" "$OUT_PID" || { echo "failed: outbound nginx: $(tail -3 "$d/out/error.log" | tr '\n' ' ')"; return 1; }
@@ -705,9 +706,9 @@ EOF
         fi
     done
     start haproxy-in haproxy -db -f "$d/in.cfg"
-    IN_PID=$PID_haproxy_in
+    IN_PID=$LAST_PID
     start haproxy-out haproxy -db -f "$d/out.cfg"
-    OUT_PID=$PID_haproxy_out
+    OUT_PID=$LAST_PID
     LOGS="$T/haproxy-in.log"
     wait_port "$in_port" "$IN_PID" || { echo "failed: inbound haproxy: $(tail -3 "$T/haproxy-in.log" | tr '\n' ' ')"; return 1; }
     wait_port "$OUT_PORT" "$OUT_PID" || { echo "failed: outbound haproxy: $(tail -3 "$T/haproxy-out.log" | tr '\n' ' ')"; return 1; }
