@@ -1,4 +1,4 @@
-/* audit.h - decision records: per-worker lock-free rings drained by one writer thread into DIR/audit.jsonl */
+/* audit.h - decision records: per-worker lock-free rings drained by one writer thread into a hash-chained, signed trail in DIR */
 #ifndef AUDIT_H
 #define AUDIT_H
 
@@ -7,19 +7,23 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "common/ward.h"
 
 /*
- * One record per authorization decision, one JSON object per line in
- * DIR/audit.jsonl (schema "v":1). A worker thread fills an audit_record with
- * borrowed strings and calls audit_log_append() with its own producer: the
- * record is copied into a slot of that producer's bounded single-producer /
- * single-consumer ring (C11 atomics; no lock, no allocation, no disk I/O on
- * that path). One writer thread per log drains every ring, assigns `seq`,
- * renders JSON and appends it with write(2) in batches (group commit), calling
- * fdatasync(2) at most every `fsync_ms` and at close. The writer is the only
- * place that serializes records, so a later hash chain (prev/hash) and signed
- * checkpoints are added there without touching producers.
+ * One record per authorization decision, one JSON object per line in the
+ * segments of DIR (schema "v":1; the trail's contract is docs/audit.md). A
+ * worker thread fills an audit_record with borrowed strings and calls
+ * audit_log_append() with its own producer: the record is copied into a slot
+ * of that producer's bounded single-producer / single-consumer ring (C11
+ * atomics; no lock, no allocation, no disk I/O on that path). One writer
+ * thread per log drains every ring, assigns `seq`, renders JSON and appends it
+ * with write(2) in batches (group commit), calling fdatasync(2) at most every
+ * `fsync_ms` and at close. The writer is the only place that serializes
+ * records: it also links each line into the hash chain (prev/hash), rotates
+ * and seals segments and writes the signed checkpoints (see "the trail on
+ * disk" below), without touching producers.
  *
  * What a record never contains (v1): no header values at all (so no
  * Authorization, Cookie or token can leak), no query string, no bodies.
@@ -36,9 +40,10 @@
  *    "response":{"status":403}|null,
  *    "bundle":"rev-7","trace_id":"...","latency_ns":1830,
  *    "peer_cert_sha256":"64 hex"|null,
- *    "truncated":["request.path"]}          <- only when a field was cut
+ *    "truncated":["request.path"],          <- only when a field was cut
+ *    "prev":"64 hex","hash":"64 hex"}
  * A gap record (overflow DROP, see below) keeps seq contiguous:
- *   {"v":1,"seq":13,"ts":"...","node":"...","gap":K,"reason":"..."}
+ *   {"v":1,"seq":13,"ts":"...","node":"...","gap":K,"reason":"...","prev":"...","hash":"..."}
  *
  * Strings are JSON-escaped: '"' and '\\' escaped, control bytes (and DEL) as
  * \u00XX, NUL bytes inside slices as \u0000, U+2028/U+2029 as escapes, each
@@ -156,12 +161,21 @@ const char *audit_overflow_name(audit_overflow o);
 
 typedef struct audit_options {
     const char *dir;  /* required; created 0700 (with missing parents) if absent */
-    const char *node; /* the proxy's SPIFFE ID, written in every record; NULL = null */
+    const char *node; /* the proxy's SPIFFE ID, written in every record and signed in
+                         every checkpoint: printable ASCII, at most AUDIT_MAX_PRINCIPAL
+                         bytes; NULL = null */
     audit_overflow overflow;
     uint32_t ring_slots;    /* per producer, rounded up to a power of two (2..2^20);
                                0 = 512 (AUDIT_SLOT_SIZE bytes each: 2 MiB) */
     uint32_t fsync_ms;      /* fdatasync at most this often; 0 = 100 */
     uint32_t max_producers; /* 0 = 512 */
+    /* the trail on disk (see below) */
+    uint64_t segment_bytes;      /* seal a segment once it holds this much; 0 = 64 MiB */
+    uint64_t segment_age_ms;     /* ... or once it is this old (with a record); 0 = 1 h */
+    uint32_t checkpoint_records; /* a checkpoint at least every this many records; 0 = 10,000
+                                    (and at least every second while records come) */
+    const char *key_file; /* Ed25519 private key (PEM PKCS#8) signing checkpoints; NULL =
+                             DIR/checkpoint.key, generated (0600) when absent */
 } audit_options;
 
 /* Zero everything, then the defaults above. */
@@ -170,14 +184,21 @@ void audit_options_init(audit_options *opts);
 typedef struct audit_log audit_log;
 typedef struct audit_producer audit_producer;
 
-/* Opens (creating 0600, O_APPEND) DIR/audit.jsonl and starts the writer
- * thread. DIR must be a folder writable by this process; anything else is
- * refused with a message naming it, as are a symbolic link in the file's
- * place and a file another process holds (an exclusive flock). An existing
- * file is continued: seq goes on after its last complete record (a torn last
- * line, left by a crash in the middle of a write, is cut off first; a last
- * line that is not a record is refused), and the file is narrowed to 0600.
- * The first record of a new file has seq 1. */
+/* Opens the trail in DIR and starts the writer thread. DIR must be a folder
+ * writable by this process; anything else is refused with a message naming
+ * it, as are a symbolic link in the place of any file of the trail and a
+ * trail another process writes (an exclusive flock on checkpoints.jsonl).
+ * The checkpoint key is loaded (or DIR/checkpoint.key generated) and
+ * DIR/checkpoint.pub written when missing or different. An existing trail
+ * is continued (crash recovery, docs/audit.md): the active segment is
+ * re-read and every line checked (shape, hash, seq, prev); a torn or
+ * unverifiable last line, left by a crash in the middle of a write, is cut
+ * off (audit_stats.torn_bytes says how much), while a bad line before the
+ * last one, a missing link between segments, or a trail that ends below its
+ * last checkpoint (or whose record there has another hash) is tampering:
+ * refused with WARD_EINVAL naming the file and line. seq and the chain go on
+ * from the last good record; the first record of a new trail has seq 1 and
+ * a prev of 64 zeros. */
 int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err);
 
 /* Drains every ring, writes (a last try even after a failure), fdatasyncs,
@@ -224,12 +245,13 @@ void audit_log_unreserve(audit_producer *p);
  * WARD_EIO when the writer has failed. */
 int audit_log_flush(audit_log *log, uint32_t timeout_ms);
 
-/* 0 while healthy. After a write or fdatasync failure (disk full, EIO,
- * quota): WARD_EIO, with the first error's message in err ("audit.jsonl:
- * write: No space left on device"). Sticky for the life of the log: the writer
- * keeps retrying the records it holds (every second, and at close) so none
- * accepted is lost if space comes back, but appends keep failing until the
- * proxy restarts. Lock-free; for /ready. err may be NULL. */
+/* 0 while healthy. After a write or fdatasync failure (disk full, EIO, quota):
+ * WARD_EIO, with the first error's message in err
+ * ("DIR/segment-00000000000000000001.jsonl: write: No space left on device").
+ * Sticky for the life of the log: the writer keeps retrying the records it
+ * holds (every second, and at close) so none accepted is lost if space comes
+ * back, but appends keep failing until the proxy restarts. Lock-free; for
+ * /ready. err may be NULL. */
 int audit_log_status(const audit_log *log, ward_err *err);
 
 /* Counters (monotonic; relaxed atomic loads, lock-free; for /metrics). */
@@ -239,7 +261,10 @@ typedef struct audit_stats {
     uint64_t dropped;      /* allow records dropped under overflow DROP */
     uint64_t refused;      /* appends refused (WARD_ELIMIT under DENY, WARD_EIO) */
     uint64_t write_errors; /* failed write/fdatasync calls */
-    uint64_t bytes;        /* bytes written */
+    uint64_t bytes;        /* bytes of records written */
+    uint64_t checkpoints;  /* checkpoints written */
+    uint64_t sealed;       /* segments sealed */
+    uint64_t torn_bytes;   /* cut off the active segment at open (a crash's torn last line) */
 } audit_stats;
 
 void audit_log_stats(const audit_log *log, audit_stats *out);
@@ -250,5 +275,72 @@ void audit_log_stats(const audit_log *log, audit_stats *out);
  * on. Records are never lost by pausing. */
 void audit_log_pause(audit_log *log);
 void audit_log_resume(audit_log *log);
+
+/* ---- the trail on disk (writer side; the contract is docs/audit.md) -------------------- */
+
+/* DIR holds:
+ *   segment-<first seq, 20 digits>.jsonl  records; the newest is the active
+ *       one (0600), the others are sealed (0400): a segment is sealed once it
+ *       holds segment_bytes or is segment_age_ms old, after a checkpoint for
+ *       its last record; the chain runs on through every segment;
+ *   checkpoints.jsonl   one signed checkpoint per line; the writer holds an
+ *       exclusive flock(2) on it while the log is open;
+ *   checkpoint.pub      the public key (PEM SubjectPublicKeyInfo);
+ *   checkpoint.key      the private key (PEM PKCS#8, 0600), unless key_file.
+ * A record line ends ,"prev":"P","hash":"H"} where H is the SHA-256 (hex) of
+ * the line's bytes up to and including P's closing quote. A checkpoint:
+ *   {"v":1,"seq":N,"head":"<hash of record N>","ts":"<RFC 3339, us>",
+ *    "node":"..."|null,"segment":"<segment holding N>","key":"<key id>",
+ *    "sig":"<base64 (RFC 4648, padded) of the 64-byte Ed25519 signature>"}
+ * over the bytes of audit_checkpoint_message(). One is written at least
+ * every second while records come, every checkpoint_records records, when a
+ * segment is sealed and at close; always after the records it vouches for
+ * are fdatasynced. */
+#define AUDIT_SEGMENT_PREFIX "segment-"
+#define AUDIT_SEGMENT_SUFFIX ".jsonl"
+#define AUDIT_SEGMENT_DIGITS 20
+#define AUDIT_SEGMENT_NAME_MAX 36 /* "segment-" + 20 digits + ".jsonl" + NUL fit */
+#define AUDIT_CHECKPOINTS_FILE "checkpoints.jsonl"
+#define AUDIT_PUBLIC_KEY_FILE "checkpoint.pub"
+#define AUDIT_PRIVATE_KEY_FILE "checkpoint.key"
+#define AUDIT_HASH_HEX 64   /* digits of prev, hash and head */
+#define AUDIT_KEY_ID_HEX 16 /* digits of a checkpoint's "key" */
+#define AUDIT_CHECKPOINT_MAGIC "ward-audit-checkpoint/1"
+
+/* "segment-00000000000000001001.jsonl" for first_seq 1001. */
+void audit_segment_name(char out[AUDIT_SEGMENT_NAME_MAX], uint64_t first_seq);
+/* The first seq a segment's name gives; WARD_EINVAL if name is not exactly
+ * a segment's (prefix, 20 digits, suffix; seq >= 1). */
+int audit_segment_name_parse(const char *name, uint64_t *first_seq);
+
+/* Appends the bytes a checkpoint signs (each line ending in '\n'):
+ *   ward-audit-checkpoint/1 \n node \n seq (decimal) \n head \n ts \n
+ * node NULL (a log without node, "node":null) gives an empty line; head is
+ * the AUDIT_HASH_HEX digits and ts the "ts" string of the checkpoint, both as
+ * written (without quotes). */
+int audit_checkpoint_message(ward_buf *out, const char *node, size_t node_len, uint64_t seq,
+                             const char *head, const char *ts, size_t ts_len);
+
+/* 0 when sig_b64 (a checkpoint's "sig") is a valid Ed25519 signature of msg
+ * by pub, WARD_EINVAL otherwise (malformed base64 included). */
+int audit_checkpoint_sig_verify(EVP_PKEY *pub, const char *msg, size_t msg_len,
+                                const char *sig_b64, size_t sig_len);
+
+/* A checkpoint's "key": the first AUDIT_KEY_ID_HEX hex digits of the SHA-256
+ * of the raw 32-byte Ed25519 public key (of key, private or public), NUL-
+ * terminated. WARD_EINVAL if key is not Ed25519. */
+int audit_key_id(EVP_PKEY *key, char out[AUDIT_KEY_ID_HEX + 1]);
+
+/* Loads an Ed25519 key from a PEM file: a private key (PKCS#8) or a public
+ * one (SubjectPublicKeyInfo, as checkpoint.pub). *out is the caller's
+ * (EVP_PKEY_free). WARD_ENOENT if the file does not exist, WARD_EINVAL if
+ * it holds no Ed25519 key, WARD_EIO if it cannot be read. */
+int audit_key_load(const char *path, EVP_PKEY **out, ward_err *err);
+int audit_public_key_load(const char *path, EVP_PKEY **out, ward_err *err);
+
+/* Generates an Ed25519 key into path (PEM PKCS#8, 0600), which must not
+ * exist (it is never replaced), crash-safe (a temporary file, fsynced, then
+ * linked into place). out may be NULL; else the key is the caller's. */
+int audit_key_generate(const char *path, EVP_PKEY **out, ward_err *err);
 
 #endif

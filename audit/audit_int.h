@@ -1,8 +1,11 @@
-/* audit_int.h - audit internals shared by log.c, record.c and file.c: the ring slot layout, the renderers, the file */
+/* audit_int.h - audit internals shared by the module's files: the ring slot layout, the renderers, the chain, the trail on disk */
 #ifndef AUDIT_INT_H
 #define AUDIT_INT_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include <openssl/evp.h>
 
 #include "audit/audit.h"
 
@@ -58,16 +61,95 @@ _Static_assert(sizeof(audit_slot_hdr) + AUDIT_SLOT_DATA <= AUDIT_SLOT_SIZE,
 _Static_assert(AUDIT_SLOT_DATA < AUDIT_ABSENT, "slot offsets are 16-bit");
 _Static_assert(AF_COUNT <= 16, "truncated is a 16-bit mask");
 
-/* Appends one record line (with '\n') to out. On failure out is unchanged. */
+/* record.c: appends one record / gap record up to (not including) its
+ * ",\"prev\"" and the closing brace: audit_chain_line finishes the line. On
+ * failure out is unchanged. */
 int audit_render_record(ward_buf *out, const audit_slot *s, uint64_t seq, const char *node,
                         size_t node_len);
-/* Appends a gap record line: k records lost before seq. */
+/* A gap record: k records lost before seq. */
 int audit_render_gap(ward_buf *out, uint64_t seq, int64_t ts_ns, const char *node,
                      size_t node_len, uint64_t k);
+/* A JSON string (with quotes), escaped as records are. */
+int audit_json_str(ward_buf *out, const char *s, size_t n);
+/* "YYYY-MM-DDThh:mm:ss.uuuuuuZ" (AUDIT_TS_LEN bytes, no NUL), UTC. */
+#define AUDIT_TS_LEN 27
+void audit_time_format(char out[AUDIT_TS_LEN], int64_t ns);
 
-/* file.c: creates dir (0700, with parents) if absent, refuses a non-folder or
- * one it cannot write, opens path (0600, O_APPEND, no symlink, exclusive
- * flock), cuts off a torn last line and gives the seq after the last record. */
-int audit_file_open(const char *dir, const char *path, int *fd, uint64_t *next_seq, ward_err *err);
+/* ---- chain.c: the hash chain ------------------------------------------------ */
+
+#define AUDIT_HASH_LEN 32
+/* Bytes after prev's closing quote in a chained line (without '\n'):
+ * ,"hash":"<64 hex>"}  */
+#define AUDIT_HASH_FIELD_LEN (9 + AUDIT_HASH_HEX + 2)
+/* ,"prev":"<64 hex>"  */
+#define AUDIT_PREV_FIELD_LEN (9 + AUDIT_HASH_HEX + 1)
+
+void audit_hex(char *out, const uint8_t *in, size_t n); /* 2n lowercase hex digits, no NUL */
+int audit_unhex(uint8_t *out, const char *in, size_t n); /* n bytes from 2n lowercase hex digits */
+void audit_sha256(uint8_t out[AUDIT_HASH_LEN], const void *data, size_t len);
+
+/* Finishes the line that starts at out->ptr + start: appends
+ * ,"prev":"<hex of head>","hash":"<H>"}\n and sets head = H (the SHA-256 of
+ * the line up to prev's closing quote). On failure out is cut back to start
+ * and head is unchanged. */
+int audit_chain_line(ward_buf *out, size_t start, uint8_t head[AUDIT_HASH_LEN]);
+
+/* What is wrong with a line (audit_line_check). */
+typedef enum audit_line_fault {
+    AUDIT_LINE_OK = 0,
+    AUDIT_LINE_SHAPE, /* not {"v":1,"seq":N,... ,"prev":"..","hash":".."} */
+    AUDIT_LINE_HASH,  /* hash does not match the bytes */
+    AUDIT_LINE_SEQ,   /* seq is not the one expected */
+    AUDIT_LINE_PREV,  /* prev is not the hash of the line before */
+} audit_line_fault;
+
+/* Checks one line (without its '\n'): its shape, its hash, then (when
+ * want_seq != 0) its seq and (when want_prev != NULL) its prev. Gives its seq,
+ * prev and hash whenever the shape is right. */
+audit_line_fault audit_line_check(const char *line, size_t len, uint64_t want_seq,
+                                  const uint8_t *want_prev, uint64_t *seq,
+                                  uint8_t prev[AUDIT_HASH_LEN], uint8_t hash[AUDIT_HASH_LEN]);
+const char *audit_line_fault_name(audit_line_fault f);
+
+/* ---- checkpoint.c: signed checkpoints ---------------------------------------- */
+
+/* Appends one checkpoint line (with '\n') for record seq whose hash is head,
+ * signed with key (key_id: its AUDIT_KEY_ID_HEX digits). */
+int audit_checkpoint_render(ward_buf *out, EVP_PKEY *key, const char *key_id, const char *node,
+                            size_t node_len, uint64_t seq, const uint8_t head[AUDIT_HASH_LEN],
+                            int64_t ts_ns, const char *segment, ward_err *err);
+
+/* The private key of a log: key_file, or DIR/checkpoint.key (generated when
+ * absent; a symbolic link there is refused); DIR/checkpoint.pub is written
+ * when missing or different. */
+int audit_key_setup(const char *dir, const char *key_file, EVP_PKEY **key,
+                    char key_id[AUDIT_KEY_ID_HEX + 1], ward_err *err);
+
+/* ---- file.c, recover.c: the trail on disk -------------------------------------- */
+
+/* What open found: where the trail goes on. */
+typedef struct audit_resume {
+    int cp_fd;              /* checkpoints.jsonl: O_APPEND, exclusive flock held */
+    uint64_t next_seq;      /* seq of the next record */
+    uint8_t head[AUDIT_HASH_LEN]; /* hash of record next_seq - 1 (zeros: none) */
+    uint64_t cp_seq;        /* the last checkpoint's seq (0: none) */
+    char head_segment[AUDIT_SEGMENT_NAME_MAX]; /* segment of record next_seq - 1 ("" none) */
+    int seg_fd;             /* the active segment to continue (-1: the next record starts one) */
+    uint64_t seg_first;     /* its first seq (its name) */
+    uint64_t seg_bytes;     /* its size */
+    uint64_t seg_records;   /* records in it */
+    int64_t seg_born_ns;    /* its creation time (CLOCK_REALTIME) */
+    uint64_t torn_bytes;    /* cut off a torn last line */
+} audit_resume;
+
+/* Creates dir (0700, with parents) if absent; refuses a non-folder or one it cannot write. */
+int audit_dir_make(const char *dir, ward_err *err);
+/* Opens dir/name (no symlink, must be a regular file) with flags (O_CREAT: 0600);
+ * an existing file with group/other rights is narrowed to 0600 when narrow. */
+int audit_file_open(const char *dir, const char *name, int flags, bool narrow, int *fd,
+                    ward_err *err);
+/* Locks checkpoints.jsonl, cuts torn last lines, re-reads the last segment
+ * and checks it against the last checkpoint (recover.c). */
+int audit_trail_open(const char *dir, audit_resume *r, ward_err *err);
 
 #endif

@@ -1,6 +1,7 @@
-/* log.c - the audit log: per-producer SPSC rings, the writer thread, group commit, overflow and failure policy */
+/* log.c - the audit log: per-producer SPSC rings, the writer thread (chain, segments, checkpoints, group commit), overflow and failure policy */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -28,7 +29,10 @@
 #define BATCH_BYTES (256 * 1024) /* write() once this much is rendered */
 #define SPINS 64             /* BLOCK: busy retries before sleeping */
 #define BLOCK_NAP_NS 50000
-#define FILE_NAME "audit.jsonl"
+#define SEGMENT_BYTES_DEFAULT ((uint64_t)64 << 20)
+#define SEGMENT_AGE_DEFAULT_MS ((uint64_t)3600 * 1000)
+#define CHECKPOINT_RECORDS_DEFAULT 10000
+#define CHECKPOINT_MS 1000   /* a checkpoint at least this often while records come */
 
 /* The producer's and the writer's fields live on separate cache lines. */
 struct audit_producer {
@@ -50,11 +54,15 @@ struct audit_producer {
 
 struct audit_log {
     /* fixed at open */
-    char *dir, *path, *node;
+    char *dir, *node;
     size_t node_len;
     audit_overflow overflow;
-    uint32_t ring_slots, fsync_ms, max_producers;
-    int fd, efd;
+    uint32_t ring_slots, fsync_ms, max_producers, checkpoint_records;
+    uint64_t segment_bytes;
+    int64_t segment_age_ns;
+    EVP_PKEY *key;
+    char key_id[AUDIT_KEY_ID_HEX + 1];
+    int cp_fd, efd; /* checkpoints.jsonl (flock held), the writer's wake-up */
     pthread_t writer;
     bool sync_ready;
     audit_producer **producers; /* [max_producers]; the first n_producers are set */
@@ -74,14 +82,30 @@ struct audit_log {
     uint64_t flush_req, flush_done;
 
     /* the writer's own */
-    uint64_t seq;
-    ward_buf out;  /* rendered lines */
-    size_t out_off; /* bytes of out already written */
-    bool dirty;    /* written since the last fdatasync */
+    uint64_t seq;                 /* of the next record */
+    uint8_t head[AUDIT_HASH_LEN]; /* hash of record seq - 1: the next prev */
+    ward_buf out;                 /* rendered lines, all for the active segment */
+    size_t out_off;               /* bytes of out already written */
+    bool dirty;                   /* segment written since the last fdatasync */
+    bool sync_broken;             /* an fsync failed: nothing is vouched for any more */
     int64_t last_sync_ms, next_retry_ms;
+    /* the active segment (seg_fd -1: the next write starts one at next_first) */
+    int seg_fd;
+    char seg_name[AUDIT_SEGMENT_NAME_MAX];
+    uint64_t seg_bytes, seg_records, next_first;
+    int64_t seg_born_ns;
+    bool seal_due;
+    char head_segment[AUDIT_SEGMENT_NAME_MAX]; /* the sealed segment holding seq - 1 */
+    /* checkpoints */
+    ward_buf cp_out; /* rendered, not yet written */
+    size_t cp_off;
+    bool cp_dirty;
+    uint64_t cp_seq; /* the last record vouched for */
+    int64_t cp_last_ms;
     int close_rc;
     char close_msg[sizeof(((ward_err *)0)->msg)];
-    _Atomic uint64_t written, write_errors, bytes;
+    _Atomic uint64_t written, write_errors, bytes, checkpoints, sealed;
+    uint64_t torn_bytes;
 };
 
 static int64_t mono_ms(void)
@@ -397,12 +421,14 @@ void audit_log_unreserve(audit_producer *p)
 
 /* ---- the writer ------------------------------------------------------------------------ */
 
-/* The first failure is kept (sticky); later ones only count. */
-static void set_failed(audit_log *l, const char *what, int e)
+/* The first failure is kept (sticky); later ones only count. name: a file
+ * of the trail (NULL: the folder). */
+static void set_failed(audit_log *l, const char *name, const char *what, int e)
 {
     atomic_fetch_add(&l->write_errors, 1);
     if (atomic_load(&l->failed) == 0) {
-        snprintf(l->fail_msg, sizeof(l->fail_msg), "%s: %s: %s", l->path, what, strerror(e));
+        snprintf(l->fail_msg, sizeof(l->fail_msg), "%s%s%s: %s: %s", l->dir, name ? "/" : "",
+                 name ? name : "", what, strerror(e));
         atomic_store_explicit(&l->failed, WARD_EIO, memory_order_release);
     }
 }
@@ -415,66 +441,238 @@ static uint64_t count_lines(const char *p, size_t n)
     return k;
 }
 
-/* write() what is rendered; after a failure, only once per RETRY_MS unless forced. */
-static void write_out(audit_log *l, bool force)
+/* Starts the segment whose first record is next_first. */
+static int segment_start(audit_log *l)
 {
-    if (l->out_off == l->out.len)
-        return;
-    if (atomic_load(&l->failed) != 0 && !force && mono_ms() < l->next_retry_ms)
-        return;
-    while (l->out_off < l->out.len) {
-        ssize_t w = write(l->fd, l->out.ptr + l->out_off, l->out.len - l->out_off);
+    char path[4096];
+    audit_segment_name(l->seg_name, l->next_first);
+    snprintf(path, sizeof(path), "%s/%s", l->dir, l->seg_name);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        set_failed(l, l->seg_name, "creating the segment", errno);
+        return -1;
+    }
+    if (fchmod(fd, 0600) < 0 || ward_dir_fsync(l->dir) < 0) { /* whatever the umask */
+        set_failed(l, l->seg_name, "creating the segment", errno);
+        close(fd);
+        (void)unlink(path);
+        return -1;
+    }
+    l->seg_fd = fd;
+    l->seg_bytes = l->seg_records = 0;
+    l->seg_born_ns = audit_now_ns();
+    return 0;
+}
+
+/* write() of buf from *off to fd. Returns the bytes written, and in *lines
+ * the lines they complete (a failure is set_failed). */
+static size_t write_buf(audit_log *l, int fd, const char *name, ward_buf *b, size_t *off,
+                        uint64_t *lines)
+{
+    size_t done = 0;
+    *lines = 0;
+    while (*off < b->len) {
+        ssize_t w = write(fd, b->ptr + *off, b->len - *off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            set_failed(l, "write", w < 0 ? errno : EIO);
+            set_failed(l, name, "write", w < 0 ? errno : EIO);
             l->next_retry_ms = mono_ms() + RETRY_MS;
-            return;
+            return done;
         }
-        atomic_fetch_add(&l->written, count_lines(l->out.ptr + l->out_off, (size_t)w));
+        *lines += count_lines(b->ptr + *off, (size_t)w);
+        *off += (size_t)w;
+        done += (size_t)w;
+    }
+    if (b->cap > 4 * BATCH_BYTES) { /* give back what a burst or an outage grew */
+        ward_buf_dispose(b);
+        ward_buf_init(b);
+    }
+    ward_buf_reset(b);
+    *off = 0;
+    return done;
+}
+
+static bool retry_wait(audit_log *l, bool force)
+{
+    return atomic_load(&l->failed) != 0 && !force && mono_ms() < l->next_retry_ms;
+}
+
+/* Writes the rendered records to the active segment (starting one if needed). */
+static void write_out(audit_log *l, bool force)
+{
+    if (l->out_off == l->out.len || retry_wait(l, force))
+        return;
+    if (l->seg_fd < 0 && segment_start(l) < 0) {
+        l->next_retry_ms = mono_ms() + RETRY_MS;
+        return;
+    }
+    uint64_t lines;
+    size_t w = write_buf(l, l->seg_fd, l->seg_name, &l->out, &l->out_off, &lines);
+    if (w > 0) {
+        atomic_fetch_add(&l->written, lines);
         atomic_fetch_add(&l->bytes, (uint64_t)w);
-        l->out_off += (size_t)w;
+        l->seg_records += lines;
+        l->seg_bytes += w;
         l->dirty = true;
     }
-    if (l->out.cap > 4 * BATCH_BYTES) { /* give back what a burst or an outage grew */
-        ward_buf_dispose(&l->out);
-        ward_buf_init(&l->out);
+}
+
+/* Writes the rendered checkpoints. */
+static void write_checkpoints(audit_log *l, bool force)
+{
+    if (l->cp_off == l->cp_out.len || retry_wait(l, force))
+        return;
+    uint64_t lines;
+    size_t w = write_buf(l, l->cp_fd, AUDIT_CHECKPOINTS_FILE, &l->cp_out, &l->cp_off, &lines);
+    if (w > 0) {
+        atomic_fetch_add(&l->checkpoints, lines);
+        l->cp_dirty = true;
     }
-    ward_buf_reset(&l->out);
-    l->out_off = 0;
+}
+
+/* fdatasync of the segment; 0 when what was written is on disk. */
+static int sync_segment(audit_log *l)
+{
+    if (l->sync_broken)
+        return -1;
+    if (!l->dirty)
+        return 0;
+    l->dirty = false;
+    l->last_sync_ms = mono_ms();
+    if (fdatasync(l->seg_fd) < 0) {
+        set_failed(l, l->seg_name, "fdatasync", errno);
+        l->sync_broken = true; /* the kernel may have dropped the pages: vouch for nothing more */
+        return -1;
+    }
+    return 0;
 }
 
 static void sync_out(audit_log *l)
 {
-    if (!l->dirty)
-        return;
-    l->dirty = false;
-    l->last_sync_ms = mono_ms();
-    if (fdatasync(l->fd) < 0)
-        set_failed(l, "fdatasync", errno);
+    (void)sync_segment(l);
+    if (l->cp_dirty) {
+        l->cp_dirty = false;
+        if (fdatasync(l->cp_fd) < 0)
+            set_failed(l, AUDIT_CHECKPOINTS_FILE, "fdatasync", errno);
+    }
 }
 
-/* Renders one slot (and the gap record before it): all or nothing. */
+/* A checkpoint for the last record: only when every record is written and
+ * fdatasynced. */
+static void checkpoint(audit_log *l, bool force)
+{
+    uint64_t last = l->seq - 1;
+    if (last == l->cp_seq || l->sync_broken)
+        return;
+    write_out(l, force);
+    if (l->out_off != l->out.len || sync_segment(l) < 0)
+        return;
+    ward_err err;
+    const char *seg = l->seg_fd >= 0 && l->seg_records > 0 ? l->seg_name : l->head_segment;
+    if (audit_checkpoint_render(&l->cp_out, l->key, l->key_id, l->node, l->node_len, last, l->head,
+                                audit_now_ns(), seg, &err) < 0) {
+        atomic_fetch_add(&l->write_errors, 1);
+        if (atomic_load(&l->failed) == 0) {
+            snprintf(l->fail_msg, sizeof(l->fail_msg), "%.200s/%s: %.700s", l->dir,
+                     AUDIT_CHECKPOINTS_FILE, err.msg);
+            atomic_store_explicit(&l->failed, WARD_EIO, memory_order_release);
+        }
+        return; /* the next checkpoint vouches for these records too */
+    }
+    l->cp_seq = last;
+    l->cp_last_ms = mono_ms();
+    write_checkpoints(l, force);
+}
+
+/* Due: checkpoint_records records or a second since the last checkpoint. */
+static void checkpoint_if_due(audit_log *l)
+{
+    uint64_t uncovered = l->seq - 1 - l->cp_seq;
+    if (uncovered > 0 &&
+        (uncovered >= l->checkpoint_records || mono_ms() - l->cp_last_ms >= CHECKPOINT_MS))
+        checkpoint(l, false);
+}
+
+/* Seals the active segment once every record is written: fsync, a
+ * checkpoint for its last record, then read-only. The next record starts
+ * the next segment. */
+static void seal(audit_log *l)
+{
+    write_out(l, false);
+    if (l->out_off != l->out.len)
+        return; /* the seal waits until the segment's records are written */
+    l->seal_due = false;
+    if (l->seg_fd < 0 || l->seg_records == 0)
+        return;
+    if (!l->sync_broken) {
+        l->last_sync_ms = mono_ms();
+        l->dirty = false;
+        if (fsync(l->seg_fd) < 0) {
+            set_failed(l, l->seg_name, "fsync", errno);
+            l->sync_broken = true;
+        }
+    }
+    checkpoint(l, false);
+    write_checkpoints(l, false);
+    if (l->cp_dirty) {
+        l->cp_dirty = false;
+        if (fdatasync(l->cp_fd) < 0)
+            set_failed(l, AUDIT_CHECKPOINTS_FILE, "fdatasync", errno);
+    }
+    if (fchmod(l->seg_fd, 0400) < 0)
+        set_failed(l, l->seg_name, "sealing (chmod 0400)", errno);
+    close(l->seg_fd);
+    l->seg_fd = -1;
+    memcpy(l->head_segment, l->seg_name, sizeof(l->seg_name));
+    l->next_first = l->seq;
+    l->seg_bytes = l->seg_records = 0;
+    atomic_fetch_add(&l->sealed, 1);
+}
+
+static bool seal_by_age(audit_log *l)
+{
+    return l->seg_fd >= 0 && l->seg_records > 0 &&
+           audit_now_ns() - l->seg_born_ns >= l->segment_age_ns;
+}
+
+/* Renders one slot (and the gap record before it), each line chained: all or nothing. */
 static int render_slot(audit_log *l, audit_producer *p, const audit_slot *s)
 {
     size_t len = l->out.len;
     uint64_t seq = l->seq;
+    uint8_t head[AUDIT_HASH_LEN];
     int rc = 0;
-    if (s->r.h.gap > 0)
+    memcpy(head, l->head, sizeof(head));
+    if (s->r.h.gap > 0) {
+        size_t at = l->out.len;
         WARD_TRY(audit_render_gap(&l->out, seq++, s->r.h.ts_ns, l->node, l->node_len, s->r.h.gap));
+        WARD_TRY(audit_chain_line(&l->out, at, head));
+    }
+    size_t at = l->out.len;
     WARD_TRY(audit_render_record(&l->out, s, seq++, l->node, l->node_len));
+    WARD_TRY(audit_chain_line(&l->out, at, head));
     p->gaps_written += s->r.h.gap;
     l->seq = seq;
+    memcpy(l->head, head, sizeof(head));
     return 0;
 fail:
     l->out.len = len;
     if (l->out.ptr != NULL)
         l->out.ptr[len] = '\0';
-    set_failed(l, "rendering a record", ENOMEM);
+    set_failed(l, NULL, "rendering a record", ENOMEM);
     return rc;
 }
 
-/* Moves every queued record into out (writing each full batch); returns how many. */
+/* After each record: is the active segment full? */
+static void check_size(audit_log *l)
+{
+    if (!l->seal_due && l->seg_bytes + (l->out.len - l->out_off) >= l->segment_bytes)
+        l->seal_due = true;
+}
+
+/* Moves every queued record into out (writing each full batch, sealing each
+ * full segment, checkpointing every checkpoint_records); returns how many. */
 static size_t drain(audit_log *l)
 {
     size_t n = 0;
@@ -484,10 +682,16 @@ static size_t drain(audit_log *l)
         uint64_t tail = atomic_load_explicit(&p->tail, memory_order_relaxed);
         uint64_t head = atomic_load_explicit(&p->head, memory_order_acquire);
         for (; tail != head; tail++) {
+            if (l->seal_due)
+                seal(l);
+            if (l->seq - 1 - l->cp_seq >= l->checkpoint_records &&
+                atomic_load_explicit(&l->failed, memory_order_relaxed) == 0)
+                checkpoint(l, false);
             if (render_slot(l, p, &p->slots[tail & p->mask]) < 0)
                 return n; /* out of memory: the slot stays queued */
             atomic_store_explicit(&p->tail, tail + 1, memory_order_release);
             n++;
+            check_size(l);
             if (l->out.len - l->out_off >= BATCH_BYTES)
                 write_out(l, false);
         }
@@ -504,13 +708,19 @@ static void write_trailing_gaps(audit_log *l)
         uint64_t dropped = atomic_load(&p->dropped);
         if (dropped <= p->gaps_written)
             continue;
+        if (l->seal_due)
+            seal(l);
+        size_t at = l->out.len;
         if (audit_render_gap(&l->out, l->seq, audit_now_ns(), l->node, l->node_len,
-                             dropped - p->gaps_written) < 0) {
-            set_failed(l, "rendering a gap record", ENOMEM);
+                             dropped - p->gaps_written) < 0 ||
+            audit_chain_line(&l->out, at, l->head) < 0) {
+            l->out.len = at;
+            set_failed(l, NULL, "rendering a gap record", ENOMEM);
             return;
         }
         l->seq++;
         p->gaps_written = dropped;
+        check_size(l);
     }
 }
 
@@ -518,11 +728,18 @@ static void writer_finish(audit_log *l)
 {
     write_trailing_gaps(l);
     write_out(l, true);
+    if (l->seal_due)
+        seal(l);
+    checkpoint(l, true);
+    write_checkpoints(l, true);
     sync_out(l);
-    if (l->out_off < l->out.len) {
+    if (l->out_off < l->out.len || l->cp_off < l->cp_out.len) {
         l->close_rc = WARD_EIO;
-        snprintf(l->close_msg, sizeof(l->close_msg), "%llu audit record(s) could not be written: %.900s",
+        snprintf(l->close_msg, sizeof(l->close_msg),
+                 "%llu audit record(s) and %llu checkpoint(s) could not be written: %.900s",
                  (unsigned long long)count_lines(l->out.ptr + l->out_off, l->out.len - l->out_off),
+                 (unsigned long long)count_lines(l->cp_out.ptr + l->cp_off,
+                                                 l->cp_out.len - l->cp_off),
                  l->fail_msg);
     } else if (atomic_load(&l->failed) != 0) {
         l->close_rc = WARD_EIO;
@@ -551,8 +768,12 @@ static void *writer_main(void *arg)
             break;
         }
         write_out(l, false);
+        if (l->seal_due || seal_by_age(l))
+            seal(l);
+        checkpoint_if_due(l);
+        write_checkpoints(l, false);
         bool flushing = !pause && flush_req != flush_done;
-        if (l->dirty && (flushing || mono_ms() - l->last_sync_ms >= l->fsync_ms))
+        if ((l->dirty || l->cp_dirty) && (flushing || mono_ms() - l->last_sync_ms >= l->fsync_ms))
             sync_out(l);
         if (flushing) {
             pthread_mutex_lock(&l->mu);
@@ -563,9 +784,9 @@ static void *writer_main(void *arg)
 
         nap = n > 0 ? 1 : (nap * 2 > IDLE_MAX_MS ? IDLE_MAX_MS : nap * 2);
         int64_t ms = pause ? PAUSED_NAP_MS : nap, now = mono_ms();
-        if (l->dirty && l->last_sync_ms + l->fsync_ms - now < ms)
+        if ((l->dirty || l->cp_dirty) && l->last_sync_ms + l->fsync_ms - now < ms)
             ms = l->last_sync_ms + l->fsync_ms - now;
-        if (l->out_off < l->out.len && l->next_retry_ms - now < ms)
+        if ((l->out_off < l->out.len || l->cp_off < l->cp_out.len) && l->next_retry_ms - now < ms)
             ms = l->next_retry_ms - now;
         writer_nap(l, ms < 0 ? 0 : (int)ms);
     }
@@ -586,21 +807,37 @@ static void log_free(audit_log *l)
         pthread_cond_destroy(&l->cv);
         pthread_mutex_destroy(&l->mu);
     }
-    if (l->fd >= 0)
-        close(l->fd);
+    if (l->seg_fd >= 0)
+        close(l->seg_fd);
+    if (l->cp_fd >= 0)
+        close(l->cp_fd); /* and with it the lock */
     if (l->efd >= 0)
         close(l->efd);
+    EVP_PKEY_free(l->key);
     ward_buf_dispose(&l->out);
+    ward_buf_dispose(&l->cp_out);
     free(l->dir);
-    free(l->path);
     free(l->node);
     free(l);
+}
+
+/* A node is signed line by line: printable ASCII only (a SPIFFE ID is). */
+static bool node_ok(const char *node)
+{
+    size_t n = strlen(node);
+    if (n > AUDIT_MAX_PRINCIPAL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)node[i] < 0x20 || (unsigned char)node[i] > 0x7e)
+            return false;
+    return true;
 }
 
 int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
 {
     int rc = 0;
     audit_log *l = NULL;
+    audit_resume r;
     *out = NULL;
     if (opts == NULL || opts->dir == NULL || opts->dir[0] == '\0') {
         ward_err_set(err, "audit: no dir given");
@@ -611,14 +848,29 @@ int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
                      RING_MAX);
         return WARD_EINVAL;
     }
+    if (opts->node != NULL && !node_ok(opts->node)) {
+        ward_err_set(err, "audit: node must be printable ASCII (a SPIFFE ID) of at most %d bytes",
+                     AUDIT_MAX_PRINCIPAL);
+        return WARD_EINVAL;
+    }
+    if (opts->segment_age_ms > (uint64_t)INT64_MAX / 1000000) {
+        ward_err_set(err, "audit: segment_age_ms too large");
+        return WARD_EINVAL;
+    }
     if ((l = aligned_alloc(CACHE_LINE, sizeof(*l))) == NULL) /* sizeof: a multiple of 64 */
         return WARD_ENOMEM;
     memset(l, 0, sizeof(*l));
-    l->fd = l->efd = -1;
+    l->cp_fd = l->seg_fd = l->efd = -1;
     ward_buf_init(&l->out);
+    ward_buf_init(&l->cp_out);
     l->overflow = opts->overflow;
     l->fsync_ms = opts->fsync_ms != 0 ? opts->fsync_ms : FSYNC_DEFAULT_MS;
     l->max_producers = opts->max_producers != 0 ? opts->max_producers : PRODUCERS_DEFAULT;
+    l->segment_bytes = opts->segment_bytes != 0 ? opts->segment_bytes : SEGMENT_BYTES_DEFAULT;
+    l->segment_age_ns = (int64_t)(opts->segment_age_ms != 0 ? opts->segment_age_ms
+                                                            : SEGMENT_AGE_DEFAULT_MS) * 1000000;
+    l->checkpoint_records =
+        opts->checkpoint_records != 0 ? opts->checkpoint_records : CHECKPOINT_RECORDS_DEFAULT;
     uint32_t want = opts->ring_slots != 0 ? opts->ring_slots : RING_DEFAULT;
     for (l->ring_slots = 2; l->ring_slots < want; l->ring_slots *= 2)
         ;
@@ -626,13 +878,27 @@ int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
     l->node = opts->node != NULL ? strdup(opts->node) : NULL;
     l->node_len = opts->node != NULL ? strlen(opts->node) : 0;
     l->producers = calloc(l->max_producers, sizeof(*l->producers));
-    if (l->dir == NULL || (opts->node != NULL && l->node == NULL) || l->producers == NULL ||
-        asprintf(&l->path, "%s/%s", opts->dir, FILE_NAME) < 0) {
-        l->path = NULL;
+    if (l->dir == NULL || (opts->node != NULL && l->node == NULL) || l->producers == NULL) {
         rc = WARD_ENOMEM;
         goto fail;
     }
-    WARD_TRY(audit_file_open(l->dir, l->path, &l->fd, &l->seq, err));
+    WARD_TRY(audit_trail_open(l->dir, &r, err));
+    l->cp_fd = r.cp_fd;
+    l->seg_fd = r.seg_fd;
+    WARD_TRY(audit_key_setup(l->dir, opts->key_file, &l->key, l->key_id, err));
+    l->seq = r.next_seq;
+    memcpy(l->head, r.head, sizeof(l->head));
+    l->cp_seq = r.cp_seq;
+    memcpy(l->head_segment, r.head_segment, sizeof(l->head_segment));
+    l->next_first = r.next_seq;
+    if (l->seg_fd >= 0) {
+        audit_segment_name(l->seg_name, r.seg_first);
+        l->seg_bytes = r.seg_bytes;
+        l->seg_records = r.seg_records;
+        l->seg_born_ns = r.seg_born_ns;
+        check_size(l); /* a segment left full by a crash is sealed before the next record */
+    }
+    l->torn_bytes = r.torn_bytes;
     if ((l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         ward_err_set(err, "audit: eventfd: %s", strerror(errno));
         rc = WARD_EIO;
@@ -645,7 +911,7 @@ int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
     pthread_cond_init(&l->cv, &ca);
     pthread_condattr_destroy(&ca);
     l->sync_ready = true;
-    l->last_sync_ms = mono_ms();
+    l->last_sync_ms = l->cp_last_ms = mono_ms();
 
     /* the writer takes no signals: they stay with the threads that handle them */
     sigset_t all, old;
@@ -730,6 +996,9 @@ void audit_log_stats(const audit_log *log, audit_stats *out)
     out->written = atomic_load_explicit(&log->written, memory_order_relaxed);
     out->write_errors = atomic_load_explicit(&log->write_errors, memory_order_relaxed);
     out->bytes = atomic_load_explicit(&log->bytes, memory_order_relaxed);
+    out->checkpoints = atomic_load_explicit(&log->checkpoints, memory_order_relaxed);
+    out->sealed = atomic_load_explicit(&log->sealed, memory_order_relaxed);
+    out->torn_bytes = log->torn_bytes;
 }
 
 void audit_log_pause(audit_log *log)

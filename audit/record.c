@@ -1,4 +1,4 @@
-/* record.c - render audit records as JSON lines: field order, RFC 3339 times, strict string escaping */
+/* record.c - render audit records as JSON lines (up to their chain fields): field order, RFC 3339 times, strict string escaping */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -113,6 +113,11 @@ fail:
     return rc;
 }
 
+int audit_json_str(ward_buf *out, const char *s, size_t n)
+{
+    return put_str(out, s, n);
+}
+
 static int put_field(ward_buf *b, const audit_slot *s, audit_field f)
 {
     uint16_t len = s->r.h.len[f];
@@ -163,12 +168,9 @@ static void format_secs(char out[19], int64_t secs)
     memcpy(out, tmp, 19);
 }
 
-/* "YYYY-MM-DDThh:mm:ss.uuuuuuZ" (UTC, clamped to years 0000..9999). The
- * writer formats many records of the same second: the last one is kept. */
-static int put_time(ward_buf *b, int64_t ns)
+/* Clamps ns to years 0000..9999 and splits it into seconds and microseconds. */
+static int64_t split_time(int64_t ns, uint32_t *us)
 {
-    static _Thread_local int64_t last_secs = INT64_MIN;
-    static _Thread_local char last[19];
     const int64_t min_s = -62167219200, max_s = 253402300799; /* 0000-01-01, 9999-12-31T23:59:59 */
     int64_t secs = ns / 1000000000, sub = ns % 1000000000;
     if (sub < 0) {
@@ -179,19 +181,44 @@ static int put_time(ward_buf *b, int64_t ns)
         secs = min_s, sub = 0;
     if (secs > max_s)
         secs = max_s, sub = 999999999;
+    *us = (uint32_t)(sub / 1000);
+    return secs;
+}
+
+/* ".uuuuuuZ" after the 19 characters of the seconds */
+static void put_micros(char out[8], uint32_t us)
+{
+    out[0] = '.';
+    for (int i = 6; i > 0; i--, us /= 10)
+        out[i] = (char)('0' + us % 10);
+    out[7] = 'Z';
+}
+
+void audit_time_format(char out[AUDIT_TS_LEN], int64_t ns)
+{
+    uint32_t us;
+    format_secs(out, split_time(ns, &us));
+    put_micros(out + 19, us);
+}
+
+/* "YYYY-MM-DDThh:mm:ss.uuuuuuZ" (UTC, clamped to years 0000..9999). The
+ * writer formats many records of the same second: the last one is kept. */
+static int put_time(ward_buf *b, int64_t ns)
+{
+    static _Thread_local int64_t last_secs = INT64_MIN;
+    static _Thread_local char last[19];
+    uint32_t us;
+    int64_t secs = split_time(ns, &us);
     if (secs != last_secs) {
         format_secs(last, secs);
         last_secs = secs;
     }
-    char tmp[32];
-    uint32_t us = (uint32_t)(sub / 1000);
+    char tmp[AUDIT_TS_LEN + 2];
     tmp[0] = '"';
     memcpy(tmp + 1, last, 19);
-    tmp[20] = '.';
-    for (int i = 26; i > 20; i--, us /= 10)
-        tmp[i] = (char)('0' + us % 10);
-    memcpy(tmp + 27, "Z\"", 2);
-    return ward_buf_append(b, tmp, 29);
+    put_micros(tmp + 20, us);
+    tmp[AUDIT_TS_LEN + 1] = '"';
+    return ward_buf_append(b, tmp, sizeof(tmp));
 }
 
 /* ---- records --------------------------------------------------------------------- */
@@ -320,8 +347,7 @@ int audit_render_record(ward_buf *out, const audit_slot *s, uint64_t seq, const 
         }
         PUT("\"]");
     }
-    PUT("}\n");
-    return 0;
+    return 0; /* audit_chain_line adds prev, hash and the closing brace */
 fail:
     out->len = start;
     if (out->ptr != NULL)
@@ -338,7 +364,7 @@ int audit_render_gap(ward_buf *out, uint64_t seq, int64_t ts_ns, const char *nod
     WARD_TRY(put_node(out, node, node_len));
     WARD_TRY(ward_buf_printf(out,
                              ",\"gap\":%" PRIu64 ",\"reason\":\"%" PRIu64
-                             " allow record(s) dropped: audit ring full (overflow: drop)\"}\n",
+                             " allow record(s) dropped: audit ring full (overflow: drop)\"",
                              k, k));
     return 0;
 fail:
