@@ -233,6 +233,11 @@ int proxy_stream_connect(uv_loop_t *loop, const struct sockaddr *addr, proxy_tls
 /* Queues bytes (copied). Under TLS before the handshake completes they are
  * held and sent after it. WARD_EIO once the stream is closing. */
 int proxy_stream_write(proxy_stream *s, const void *buf, size_t len);
+/* Between cork and uncork (nested), small writes are gathered and sent as one
+ * (one TLS record, one system call) at the outermost uncork, or before a
+ * shutdown. Callbacks that write several pieces wrap themselves in it. */
+void proxy_stream_cork(proxy_stream *s);
+void proxy_stream_uncork(proxy_stream *s);
 /* Bytes queued and not yet handed to the kernel. */
 size_t proxy_stream_pending(const proxy_stream *s);
 void proxy_stream_read_pause(proxy_stream *s);

@@ -401,7 +401,11 @@ static void u_on_read(proxy_stream *st, const char *buf, size_t len, void *data)
         proxy_stream_close(st);
         return;
     }
+    /* a response head and its body go out to the client together */
+    proxy_stream *client = u->req->d->st;
+    proxy_stream_cork(client);
     response_bytes(u->req, buf, len);
+    proxy_stream_uncork(client);
 }
 
 static void u_detach_and_close(uconn *u)
@@ -1285,6 +1289,23 @@ static void process(dconn *d)
     d->processing = false;
 }
 
+static void d_on_read(proxy_stream *st, const char *buf, size_t len, void *data);
+
+static void read_from_client(proxy_stream *st, const char *buf, size_t len, void *data)
+{
+    /* writes to either side while handling these bytes are gathered: a forwarded
+     * head and its body, a local answer's head and body */
+    dconn *d = data;
+    proxy_stream *up = d->req != NULL && d->req->u != NULL ? d->req->u->st : NULL;
+    proxy_stream_cork(st);
+    if (up != NULL)
+        proxy_stream_cork(up);
+    d_on_read(st, buf, len, data);
+    if (up != NULL)
+        proxy_stream_uncork(up);
+    proxy_stream_uncork(st);
+}
+
 static void d_on_read(proxy_stream *st, const char *buf, size_t len, void *data)
 {
     dconn *d = data;
@@ -1418,8 +1439,8 @@ static void d_on_close(proxy_stream *st, void *data)
     maybe_finish(rl);
 }
 
-static const proxy_stream_cbs d_cbs = {d_on_open, d_on_read, d_on_eof, d_on_timeout, d_on_drain,
-                                       d_on_close};
+static const proxy_stream_cbs d_cbs = {d_on_open,    read_from_client, d_on_eof,
+                                       d_on_timeout, d_on_drain,       d_on_close};
 
 /* ---- listening ------------------------------------------------------------------------------ */
 

@@ -33,6 +33,8 @@ struct proxy_stream {
     bool reading, paused, eof_seen, closing, shutting, lingering, in_pump;
     bool drain_wanted;
     ward_buf early; /* plaintext written before the stream was open */
+    unsigned corked; /* proxy_stream_cork depth */
+    ward_buf cork;   /* small writes gathered while corked */
     size_t pending; /* bytes in write requests not yet completed */
     uint64_t linger_ms;
     proxy_peer peer;
@@ -64,6 +66,7 @@ static void close_cb(uv_handle_t *h)
     sk_X509_pop_free(s->peer.chain, X509_free);
     free(s->peer.spiffe_id);
     ward_buf_dispose(&s->early);
+    ward_buf_dispose(&s->cork);
     free(s);
 }
 
@@ -207,6 +210,34 @@ static int tls_write(proxy_stream *s, const char *buf, size_t len)
     return flush_wbio(s);
 }
 
+/* Small writes while corked are gathered (one TLS record, one system call). */
+#define CORK_MAX ((size_t)16 << 10)
+
+static int cork_flush(proxy_stream *s)
+{
+    if (s->cork.len == 0)
+        return 0;
+    ward_buf b = s->cork;
+    ward_buf_init(&s->cork);
+    unsigned depth = s->corked;
+    s->corked = 0;
+    int rc = proxy_stream_write(s, b.ptr, b.len);
+    s->corked = depth;
+    ward_buf_dispose(&b);
+    return rc;
+}
+
+void proxy_stream_cork(proxy_stream *s)
+{
+    s->corked++;
+}
+
+void proxy_stream_uncork(proxy_stream *s)
+{
+    if (s->corked > 0 && --s->corked == 0 && !s->closing && !s->shutting)
+        cork_flush(s);
+}
+
 int proxy_stream_write(proxy_stream *s, const void *buf, size_t len)
 {
     if (s->closing || s->shutting)
@@ -215,6 +246,13 @@ int proxy_stream_write(proxy_stream *s, const void *buf, size_t len)
         return 0;
     if (!s->open)
         return ward_buf_append(&s->early, buf, len);
+    if (s->corked > 0) {
+        if (s->cork.len + len <= CORK_MAX)
+            return ward_buf_append(&s->cork, buf, len);
+        int rc = cork_flush(s);
+        if (rc < 0)
+            return rc;
+    }
     if (s->ssl != NULL)
         return tls_write(s, buf, len);
     write_req *w = write_req_new(len);
@@ -226,7 +264,7 @@ int proxy_stream_write(proxy_stream *s, const void *buf, size_t len)
 
 size_t proxy_stream_pending(const proxy_stream *s)
 {
-    return s->pending + s->early.len;
+    return s->pending + s->early.len + s->cork.len;
 }
 
 /* ---- opening ---------------------------------------------------------------------------- */
@@ -610,6 +648,7 @@ void proxy_stream_shutdown(proxy_stream *s, uint64_t linger_ms)
 {
     if (s->closing || s->shutting)
         return;
+    cork_flush(s); /* what was gathered goes out before the FIN */
     if (!s->open && !(s->ssl != NULL && s->reading)) {
         proxy_stream_close(s);
         return;
