@@ -443,17 +443,18 @@ R = [json.loads(l) for l in open(sys.argv[1])]
 def hdr(r, n): return [v for k, v in r.get("headers", []) if k.lower() == n]
 print(eval(sys.argv[2]))' "$REC" "$1"
 }
-# audit_has DIR EXPR: waits (3 s at most) for a record of DIR/audit.jsonl with EXPR true (a is the record).
+# audit_has DIR EXPR: waits (3 s at most) for a record in DIR's segments with EXPR true (a is the record).
 audit_has() {
-    python3 - "$1/audit.jsonl" "$2" <<'EOF'
-import json, sys, time
+    python3 - "$1" "$2" <<'EOF'
+import glob, json, sys, time
 end = time.time() + 3
 while time.time() < end:
     try:
-        for l in open(sys.argv[1]):
-            a = json.loads(l)
-            if eval(sys.argv[2]):
-                sys.exit(0)
+        for f in sorted(glob.glob(sys.argv[1] + "/segment-*.jsonl")):
+            for l in open(f):
+                a = json.loads(l)
+                if eval(sys.argv[2]):
+                    sys.exit(0)
     except (FileNotFoundError, ValueError):
         pass
     time.sleep(0.1)
@@ -589,12 +590,12 @@ expect_eq "allowed GET: the app got exactly the payments proxy's X-Forwarded-Cli
     "['By=$PAY_ID;URI=$FRONT_ID']" "$(rq 'hdr(R[-1], "x-forwarded-client-cert")')"
 expect_match "allowed GET: the client's valid traceparent keeps its trace id" "^\\['00-$TP_TRACE-[0-9a-f]{16}-[0-9a-f]{2}'\\]$" \
     "$(rq 'hdr(R[-1], "traceparent")')"
-check "allowed GET: the frontend's audit.jsonl has an outbound allow with that trace_id" \
+check "allowed GET: the frontend's audit trail has an outbound allow with that trace_id" \
     "audit_has '$TMP/audit-frontend' 'a[\"trace_id\"] == \"$TP_TRACE\" and a[\"decision\"] == \"allow\" and a[\"direction\"] == \"outbound\"'" \
-    "$(tail -2 "$TMP/audit-frontend/audit.jsonl" 2>/dev/null)"
-check "allowed GET: the payments audit.jsonl has an inbound allow from $FRONT_ID with that trace_id" \
+    "$(cat "$TMP"/audit-frontend/segment-*.jsonl 2>/dev/null | tail -2)"
+check "allowed GET: the payments audit trail has an inbound allow from $FRONT_ID with that trace_id" \
     "audit_has '$TMP/audit-payments' 'a[\"trace_id\"] == \"$TP_TRACE\" and a[\"decision\"] == \"allow\" and a[\"source\"][\"principal\"] == \"$FRONT_ID\"'" \
-    "$(tail -2 "$TMP/audit-payments/audit.jsonl" 2>/dev/null)"
+    "$(cat "$TMP"/audit-payments/segment-*.jsonl 2>/dev/null | tail -2)"
 
 n0=$(recs)
 hc /v1/echo -H "traceparent: 00-zz-not-valid"
@@ -621,7 +622,7 @@ did=$(printf '%s\n' "$HDRS" | sed -n 's/^[Xx]-[Ww]ard-[Dd]ecision-[Ii]d: *//p')
 check "denied /admin: X-Ward-Decision-Id present" '[ -n "$did" ]' "$HDRS"
 check "denied /admin: the frontend's audit has a deny record with that id and path" \
     "audit_has '$TMP/audit-frontend' 'a[\"id\"] == \"$did\" and a[\"decision\"] == \"deny\" and a[\"request\"][\"path\"] == \"/admin\"'" \
-    "$(tail -1 "$TMP/audit-frontend/audit.jsonl" 2>/dev/null)"
+    "$(cat "$TMP"/audit-frontend/segment-*.jsonl 2>/dev/null | tail -1)"
 out=$(raw 127.0.0.1 "$PIN" 'GET /admin HTTP/1.1\r\nHost: payments\r\nConnection: close\r\n\r\n' "${FRONT_TLS[@]}")
 did=$(printf '%s\n' "$out" | tr -d '\r' | sed -n 's/^[Xx]-[Ww]ard-[Dd]ecision-[Ii]d: *//p')
 check "denied /admin at the payments inbound (mTLS as frontend): 403, audited as deny" \

@@ -791,8 +791,9 @@ else
     wait "$PAY_PID" 2>/dev/null
 fi
 expect_match "... logging its drain and stop" 'stopped$' "$(tail -1 "$TMP/payments.log")"
-PAY_AUDIT="$TMP/audit-payments/audit.jsonl"
-expect_eq "payments' audit.jsonl is complete (last line valid JSON)" ok \
+PAY_AUDIT="$TMP/audit-payments.jsonl" # its segments, in order
+cat "$TMP"/audit-payments/segment-*.jsonl >"$PAY_AUDIT" 2>/dev/null
+expect_eq "payments' audit trail is complete (last line valid JSON)" ok \
     "$(tail -n 1 "$PAY_AUDIT" 2>&1 | "$PY" -c 'import json,sys; json.loads(sys.stdin.read()); print("ok")' 2>&1 | tail -1)"
 expect_eq "... and ends with a newline" "" "$(tail -c 1 "$PAY_AUDIT" 2>/dev/null | tr -d '\n')"
 call GET /v1/after-stop
@@ -802,7 +803,8 @@ expect_match "with payments gone the frontend answers 502/503 itself" '^50[23]$'
 
 stop_proc "$FRONT_PID" 10
 expect_eq "the frontend stops with status 0 on SIGTERM" 0 "$STOP_RC"
-FRONT_AUDIT="$TMP/audit-frontend/audit.jsonl"
+FRONT_AUDIT="$TMP/audit-frontend.jsonl"
+cat "$TMP"/audit-frontend/segment-*.jsonl >"$FRONT_AUDIT" 2>/dev/null
 audit_report=$("$PY" - "$FRONT_AUDIT" "$PAY_AUDIT" "$TMP/calls.txt" "$TMP/app.rec" \
     "$(awk '{s += $1} END {print s + 0}' "$TMP/wrk_requests.txt")" <<'EOF' 2>&1
 import collections, json, sys
@@ -866,12 +868,12 @@ EOF
 )
 if [ "${audit_report%% *}" = ok ]; then
     read -r _ nf np_ <<<"$audit_report"
-    pass "every request made appears in audit.jsonl on both sides with its decision; lines are JSON, seq contiguous ($nf + $np_ records)"
+    pass "every request made appears in the audit trail on both sides with its decision; lines are JSON, seq contiguous ($nf + $np_ records)"
 else
-    fail "every request made appears in audit.jsonl on both sides with its decision; lines are JSON, seq contiguous" \
+    fail "every request made appears in the audit trail on both sides with its decision; lines are JSON, seq contiguous" \
         "$audit_report"
 fi
-expect_eq "the frontend's audit.jsonl ends with a complete line" ok \
+expect_eq "the frontend's audit trail ends with a complete line" ok \
     "$(tail -n 1 "$FRONT_AUDIT" 2>&1 | "$PY" -c 'import json,sys; json.loads(sys.stdin.read()); print("ok")' 2>&1 | tail -1)"
 
 # ---- sanitizers and time ------------------------------------------------------------------------------
