@@ -713,13 +713,42 @@ static void parse_policy(cctx *c, const ward_node *n, proxy_config *cfg)
 
 static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
 {
-    static const char *const keys[] = {"dir", "overflow", NULL};
+    static const char *const keys[] = {"dir",         "overflow",           "key_file",
+                                       "segment_size", "segment_age",       "checkpoint_records",
+                                       "fsync_interval", NULL};
     if (!expect_map(c, n))
         return;
     check_keys(c, n, keys);
+    const ward_node *v;
+    size_t old;
+    if ((v = field(n, "key_file")) != NULL) {
+        old = push(c, "key_file");
+        cfg->audit.key_file = parse_file(c, v, FILE_SECRET);
+        pop(c, old);
+    }
+    if ((v = field(n, "segment_size")) != NULL) {
+        old = push(c, "segment_size");
+        parse_size(c, v, (uint64_t)1 << 20, (uint64_t)64 << 30, &cfg->audit.segment_bytes);
+        pop(c, old);
+    }
+    if ((v = field(n, "segment_age")) != NULL) {
+        old = push(c, "segment_age");
+        parse_timeout(c, v, &cfg->audit.segment_age_ms);
+        pop(c, old);
+    }
+    if ((v = field(n, "checkpoint_records")) != NULL) {
+        old = push(c, "checkpoint_records");
+        parse_uint(c, v, 1, 10000000, &cfg->audit.checkpoint_records);
+        pop(c, old);
+    }
+    if ((v = field(n, "fsync_interval")) != NULL) {
+        old = push(c, "fsync_interval");
+        parse_timeout(c, v, &cfg->audit.fsync_ms);
+        pop(c, old);
+    }
     const ward_node *ov = field(n, "overflow");
     if (ov != NULL) {
-        size_t old = push(c, "overflow");
+        old = push(c, "overflow");
         const char *s;
         char q[64];
         if (get_str(c, ov, &s) && audit_overflow_parse(s, strlen(s), &cfg->audit.overflow) < 0)
@@ -727,12 +756,12 @@ static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
                  ward_quote(q, sizeof(q), s, strlen(s)));
         pop(c, old);
     }
-    const ward_node *v = field(n, "dir");
+    v = field(n, "dir");
     if (v == NULL) {
         missing(c, n, "dir", " (the folder of the audit trail)");
         return;
     }
-    size_t old = push(c, "dir");
+    old = push(c, "dir");
     cfg->audit.dir = parse_folder(c, v);
     pop(c, old);
 }
@@ -1014,6 +1043,7 @@ void proxy_config_free(proxy_config *cfg)
         free(cfg->policy.paths[i]);
     free(cfg->policy.paths);
     free(cfg->audit.dir);
+    free(cfg->audit.key_file);
     free(cfg->admin.listen);
     free(cfg);
 }

@@ -398,6 +398,11 @@ typedef struct proxy_config {
     struct {
         char *dir;
         audit_overflow overflow; /* a full audit queue: deny (default), block or drop */
+        char *key_file;          /* checkpoint signing key; NULL = DIR/checkpoint.key */
+        uint64_t segment_bytes;  /* 0 = the audit defaults (docs/audit.md) */
+        uint64_t segment_age_ms;
+        uint64_t checkpoint_records;
+        uint64_t fsync_ms;
     } audit;
     struct {
         char *listen; /* loopback only; default 127.0.0.1:15000 */

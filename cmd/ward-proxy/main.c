@@ -94,6 +94,15 @@ static int start(wp_proxy *px, ward_err *err)
     audit_options_init(&ao);
     ao.dir = cfg->audit.dir;
     ao.overflow = cfg->audit.overflow;
+    ao.key_file = cfg->audit.key_file;
+    if (cfg->audit.segment_bytes)
+        ao.segment_bytes = cfg->audit.segment_bytes;
+    if (cfg->audit.segment_age_ms)
+        ao.segment_age_ms = cfg->audit.segment_age_ms;
+    if (cfg->audit.checkpoint_records)
+        ao.checkpoint_records = (uint32_t)cfg->audit.checkpoint_records;
+    if (cfg->audit.fsync_ms)
+        ao.fsync_ms = (uint32_t)cfg->audit.fsync_ms;
     px->audit_overflow = ao.overflow;
     if ((rc = wp_identity_start(px, err)) < 0)
         return rc;

@@ -791,6 +791,28 @@ static void test_audit_overflow_policy(void **state)
                 "closed), block or drop");
 }
 
+static void test_audit_trail_options(void **state)
+{
+    loaded l;
+    load(&l, "service: payments\n" STATIC_ID
+             "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
+             "audit: {dir: audit, segment_size: 8MiB, segment_age: 10m, checkpoint_records: 500,\n"
+             "        fsync_interval: 20ms}\n");
+    if (l.rc != 0)
+        dump_diag(&l.d);
+    assert_int_equal(l.rc, 0);
+    assert_int_equal(l.cfg->audit.segment_bytes, 8u << 20);
+    assert_int_equal(l.cfg->audit.segment_age_ms, 600000);
+    assert_int_equal(l.cfg->audit.checkpoint_records, 500);
+    assert_int_equal(l.cfg->audit.fsync_ms, 20);
+    assert_null(l.cfg->audit.key_file);
+    unload(&l);
+    check_error("service: payments\n" STATIC_ID
+                "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
+                "audit: {dir: audit, segment_size: 1KiB}\n",
+                "proxy.yaml:7:35: audit.segment_size: size \"1KiB\" out of range (1MiB .. 64GiB)");
+}
+
 static void test_state_dir_only_with_wardd(void **state)
 {
     loaded l;
@@ -815,6 +837,7 @@ int main(void)
         cmocka_unit_test(test_minimal_config_gets_secure_defaults),
         cmocka_unit_test(test_audit_overflow_policy),
         cmocka_unit_test(test_state_dir_only_with_wardd),
+        cmocka_unit_test(test_audit_trail_options),
         cmocka_unit_test(test_static_identity_is_accepted),
         cmocka_unit_test(test_upstreams_are_parsed),
         cmocka_unit_test(test_listener_timeouts_override_the_top_level_ones),
