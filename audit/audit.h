@@ -343,4 +343,279 @@ int audit_public_key_load(const char *path, EVP_PKEY **out, ward_err *err);
  * linked into place). out may be NULL; else the key is the caller's. */
 int audit_key_generate(const char *path, EVP_PKEY **out, ward_err *err);
 
+/* ==== reading a trail: verify.c, query.c, export.c (wardctl audit verify|export|query) ====
+ * docs/audit.md is the contract: segment-<20-digit seq>.jsonl files whose
+ * records chain by prev/hash, and checkpoints.jsonl signed with Ed25519. */
+
+#include <stdio.h>
+
+/* Called now and then while a trail is read (about every 64 Ki lines and at
+ * each segment): bytes of the segments read so far, their total size when the
+ * read began, and the lines read. */
+typedef void (*audit_progress_cb)(uint64_t done_bytes, uint64_t total_bytes, uint64_t lines,
+                                  void *data);
+
+/* ---- segments, in seq order -------------------------------------------------------- */
+
+/* Streams the complete lines of DIR's segment-<20 digits>.jsonl files in seq
+ * order with large buffered reads (constant memory). */
+typedef struct audit_reader audit_reader;
+
+/* WARD_ENOENT: DIR missing or without segments (err says which); WARD_EIO. */
+int audit_reader_open(const char *dir, audit_reader **out, ward_err *err);
+void audit_reader_free(audit_reader *r);
+/* 1: *line and *len hold the next line without its '\n' (valid until the next
+ * call); 0: the end; WARD_EIO. The last line of the last segment, when it has
+ * no '\n' (a write torn by a crash), is not returned: see audit_reader_torn. */
+int audit_reader_next(audit_reader *r, const char **line, size_t *len, ward_err *err);
+/* Where the last line returned is: its segment's file name and 1-based line. */
+const char *audit_reader_file(const audit_reader *r);
+uint64_t audit_reader_line(const audit_reader *r);
+size_t audit_reader_segments(const audit_reader *r);
+void audit_reader_progress(const audit_reader *r, uint64_t *done_bytes, uint64_t *total_bytes);
+/* True once the end was reached and the last segment ended in a torn line. */
+bool audit_reader_torn(const audit_reader *r);
+
+/* ---- verification (verify.c) ---------------------------------------------------------- */
+
+/* The kinds of docs/audit.md's verification table. */
+typedef enum audit_finding_kind {
+    AUDIT_FINDING_MODIFIED = 1,
+    AUDIT_FINDING_DELETED,
+    AUDIT_FINDING_REORDERED,
+    AUDIT_FINDING_TRUNCATED,
+    AUDIT_FINDING_FORGED_CHECKPOINT,
+} audit_finding_kind;
+
+/* "modified", "deleted", "reordered", "truncated", "forged checkpoint". */
+const char *audit_finding_kind_name(audit_finding_kind k);
+
+typedef struct audit_finding {
+    audit_finding_kind kind;
+    char file[64]; /* "segment-....jsonl" (the one at fault or missing) or "checkpoints.jsonl" */
+    uint64_t line; /* 1-based line in file; 0 = no line (a missing file) */
+    uint64_t seq;  /* the first bad (or missing) record; for checkpoints their seq */
+    char detail[400];
+} audit_finding;
+
+#define AUDIT_VERIFY_MAX_FINDINGS 16
+#define AUDIT_VERIFY_MAX_NOTES    6
+
+typedef struct audit_verify_options {
+    const char *dir;
+    const char *key_file;       /* Ed25519 public key (PEM); NULL = DIR/checkpoint.pub */
+    audit_progress_cb progress; /* may be NULL */
+    void *data;
+} audit_verify_options;
+
+typedef struct audit_verify_report {
+    uint64_t records;     /* records read and checked (gap records included) */
+    uint64_t gaps;        /* gap records among them */
+    uint64_t segments;    /* segment files */
+    uint64_t checkpoints; /* lines of checkpoints.jsonl */
+    uint64_t bytes;       /* bytes of records read */
+    uint64_t first_seq, last_seq;
+    uint64_t checkpoint_seq; /* highest seq vouched for by a valid checkpoint; 0 = none */
+    bool key_from_dir;       /* the key was DIR/checkpoint.pub (no independent key) */
+    bool have_key;
+    char key_id[17];    /* of the key used (first 16 hex of SHA-256 of its 32 bytes) */
+    double seconds;     /* wall clock */
+    double cpu_seconds; /* CPU time of the process meanwhile */
+    /* Every finding, sorted by seq: findings[0] names the first bad record.
+     * Checking the chain stops at the first bad record; every checkpoint's
+     * signature is checked. n_findings > AUDIT_VERIFY_MAX_FINDINGS means some
+     * were counted but not kept. */
+    size_t n_findings;
+    audit_finding findings[AUDIT_VERIFY_MAX_FINDINGS];
+    /* Remarks that are not tampering (a torn last line, no checkpoints yet). */
+    size_t n_notes;
+    char notes[AUDIT_VERIFY_MAX_NOTES][256];
+} audit_verify_report;
+
+/* Reads every segment and checkpoint of opts->dir; the outcome is in *out
+ * (n_findings == 0: verified). Returns 0 whenever the trail could be read,
+ * tampered or not; WARD_ENOENT / WARD_EIO / WARD_EINVAL (err) when the
+ * folder, a file or the key cannot be read: no verdict. */
+int audit_verify(const audit_verify_options *opts, audit_verify_report *out, ward_err *err);
+
+/* ---- records as fields, filters, counts (query.c) ------------------------------------- */
+
+/* The fields a record may have, by their dotted names ("source.principal"). */
+typedef enum audit_attr {
+    AUDIT_A_V,
+    AUDIT_A_SEQ,
+    AUDIT_A_TS,
+    AUDIT_A_ID,
+    AUDIT_A_NODE,
+    AUDIT_A_DIRECTION,
+    AUDIT_A_DECISION,
+    AUDIT_A_POLICY,
+    AUDIT_A_RULE,
+    AUDIT_A_REASON,
+    AUDIT_A_AUDIT,
+    AUDIT_A_DRY_RUN,
+    AUDIT_A_DRY_RUN_DECISION,
+    AUDIT_A_DRY_RUN_POLICY,
+    AUDIT_A_DRY_RUN_RULE,
+    AUDIT_A_SOURCE_PRINCIPAL,
+    AUDIT_A_SOURCE_IP,
+    AUDIT_A_SOURCE_PORT,
+    AUDIT_A_DESTINATION_SERVICE,
+    AUDIT_A_DESTINATION_PRINCIPAL,
+    AUDIT_A_DESTINATION_PORT,
+    AUDIT_A_REQUEST_METHOD,
+    AUDIT_A_REQUEST_HOST,
+    AUDIT_A_REQUEST_PATH,
+    AUDIT_A_REQUEST_PROTOCOL,
+    AUDIT_A_RESPONSE,
+    AUDIT_A_RESPONSE_STATUS,
+    AUDIT_A_BUNDLE,
+    AUDIT_A_TRACE_ID,
+    AUDIT_A_LATENCY_NS,
+    AUDIT_A_PEER_CERT_SHA256,
+    AUDIT_A_TRUNCATED,
+    AUDIT_A_GAP,
+    AUDIT_A_EVENT,
+    AUDIT_A_PREV,
+    AUDIT_A_HASH,
+    AUDIT_A_COUNT
+} audit_attr;
+
+/* "source.principal" -> AUDIT_A_SOURCE_PRINCIPAL; -1 if unknown. */
+int audit_attr_lookup(const char *name, size_t len);
+const char *audit_attr_name(audit_attr a);
+
+typedef enum audit_vtype {
+    AUDIT_V_ABSENT = 0,
+    AUDIT_V_NULL,
+    AUDIT_V_STRING,
+    AUDIT_V_NUMBER,
+    AUDIT_V_TRUE,
+    AUDIT_V_FALSE,
+    AUDIT_V_OBJECT,
+    AUDIT_V_ARRAY
+} audit_vtype;
+
+/* One value as it stands in the line: a string without its quotes, still
+ * JSON-escaped (escaped says whether it holds a backslash); anything else as
+ * its JSON text. */
+typedef struct audit_value {
+    audit_vtype type;
+    bool escaped;
+    const char *ptr;
+    size_t len;
+} audit_value;
+
+/* A record line split into its fields (pointers into the line). */
+typedef struct audit_view {
+    const char *line;
+    size_t len;
+    audit_value f[AUDIT_A_COUNT];
+} audit_view;
+
+/* 0, or WARD_ESYNTAX when the line is not one JSON object (depth <= 16). Keys
+ * it does not know are skipped. */
+int audit_view_parse(audit_view *v, const char *line, size_t len);
+/* Appends the value as text: strings unescaped (UTF-8; a lone surrogate as
+ * U+FFFD), numbers and booleans as written, nothing for null or absent. */
+int audit_value_text(const audit_value *val, ward_buf *out);
+/* The record's ts in ns since the epoch; WARD_EINVAL if absent or not RFC 3339. */
+int audit_view_time(const audit_view *v, int64_t *ns);
+
+/* RFC 3339 ("2026-11-26T02:03:14Z", fraction and offset optional, or a date
+ * alone), "now", or a duration back from now_ns ("90s", "15m", "1h", "1h30m",
+ * "7d"). */
+int audit_time_parse(const char *s, int64_t now_ns, int64_t *out_ns, ward_err *err);
+
+/* Which records to take: --since (inclusive), --until (exclusive) and
+ * --where conditions: every key given must match (AND); several values of
+ * one key are alternatives (OR). */
+typedef struct audit_filter audit_filter;
+
+int audit_filter_new(audit_filter **out);
+void audit_filter_free(audit_filter *f);
+/* "key=value" (equal), "key!=value" (not equal), a value ending in '*' is a
+ * prefix, an empty value means null or absent. WARD_EINVAL (err) for an
+ * unknown key or a missing '='. */
+int audit_filter_where(audit_filter *f, const char *expr, ward_err *err);
+/* INT64_MIN / INT64_MAX: no bound. A record without a valid ts never matches a bound. */
+void audit_filter_range(audit_filter *f, int64_t since_ns, int64_t until_ns);
+bool audit_filter_match(const audit_filter *f, const audit_view *v);
+
+/* Calls cb for every record of DIR that matches filter (NULL: all), in seq
+ * order; a negative return from cb stops the scan with that code. Lines that
+ * are not JSON objects are counted in malformed and skipped. */
+typedef int (*audit_record_cb)(const audit_view *v, void *data);
+
+typedef struct audit_scan_options {
+    const char *dir;
+    const audit_filter *filter;
+    audit_progress_cb progress;
+    void *data;
+    /* cb only uses v->line, v->len (and ts): without --where conditions lines
+     * are not split into fields (a line is then taken as a record when it
+     * begins {"v":1,"seq":N,"ts":"..." and ends with '}') */
+    bool lines_only;
+} audit_scan_options;
+
+typedef struct audit_scan_stats {
+    uint64_t lines, matched, malformed, segments, bytes;
+    char first_malformed[128];   /* "segment-...jsonl:LINE" */
+    bool torn;                   /* a torn last line was left out */
+    double seconds, cpu_seconds; /* wall clock, CPU time of the process */
+} audit_scan_stats;
+
+int audit_scan(const audit_scan_options *o, audit_record_cb cb, void *cb_data, audit_scan_stats *st,
+               ward_err *err);
+
+/* Counts of records per value of one key (--count-by). */
+typedef struct audit_count {
+    const char *value; /* NUL-terminated text; NULL: null or absent */
+    size_t len;
+    uint64_t n;
+} audit_count;
+
+typedef struct audit_counter audit_counter;
+
+int audit_counter_new(audit_attr attr, audit_counter **out);
+void audit_counter_free(audit_counter *c);
+int audit_counter_add(audit_counter *c, const audit_view *v);
+/* The values, most frequent first (ties by value, bytewise; null last). Valid
+ * until the counter changes or is freed. */
+int audit_counter_sorted(audit_counter *c, const audit_count **out, size_t *n);
+
+/* ---- export formats (export.c) -------------------------------------------------------- */
+
+typedef enum audit_format {
+    AUDIT_FORMAT_JSONL, /* the lines as stored */
+    AUDIT_FORMAT_CSV,   /* RFC 4180 (CRLF), a header row, the columns of docs/audit.md */
+    AUDIT_FORMAT_OCSF,  /* OCSF API Activity (6003) events, one JSON object per line */
+    AUDIT_FORMAT_CEF,   /* ArcSight CEF:0 lines */
+} audit_format;
+
+#define AUDIT_OCSF_VERSION    "1.1.0" /* the OCSF schema version events are written in */
+#define AUDIT_PRODUCT_VERSION "0.1.0"
+
+/* "jsonl", "csv", "ocsf", "cef". */
+int audit_format_parse(const char *s, audit_format *out);
+const char *audit_format_name(audit_format f);
+
+/* Appends what comes before the first record (the CSV header row). */
+int audit_export_header(audit_format f, ward_buf *out);
+/* Appends one record in format f: 1 written, 0 left out (gap records and
+ * identity events have no OCSF API Activity form), or an error. */
+int audit_export_record(audit_format f, const audit_view *v, ward_buf *out);
+
+typedef struct audit_export_stats {
+    audit_scan_stats scan;
+    uint64_t exported, left_out;
+    uint64_t out_bytes;
+} audit_export_stats;
+
+/* Streams the records of o->dir matching o->filter to out in format f. */
+int audit_export(const audit_scan_options *o, audit_format f, FILE *out, audit_export_stats *st,
+                 ward_err *err);
+
+/* ==== end of reading ==== */
+
 #endif

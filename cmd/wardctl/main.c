@@ -10,6 +10,7 @@ static const wctl_command groups[] = {
     {"policy", wctl_policy_main, "validate, compile, evaluate, test and benchmark policies"},
     {"identity", wctl_identity_main, "join tokens and the trust bundle (wardd)"},
     {"svid", wctl_svid_main, "fetch an X509-SVID from wardd, inspect one"},
+    {"audit", wctl_audit_main, "verify, export and query the audit trail"},
     {NULL, NULL, NULL},
 };
 

@@ -38,6 +38,7 @@ typedef struct wctl_command {
 int wctl_policy_main(const char *prog, int argc, char **argv);
 int wctl_identity_main(const char *prog, int argc, char **argv); /* identity_cmd.c */
 int wctl_svid_main(const char *prog, int argc, char **argv);     /* svid_cmd.c */
+int wctl_audit_main(const char *prog, int argc, char **argv);    /* audit_cmd.c */
 
 int wctl_policy_check(const char *prog, int argc, char **argv);
 int wctl_policy_compile(const char *prog, int argc, char **argv);
