@@ -563,9 +563,158 @@ static void parse_outbound(cctx *c, const ward_node *n, proxy_config *cfg)
     }
 }
 
+/* ---- an upstream's traffic keys (cluster.c uses them) ----------------------------------- */
+
+static bool tchar(char ch)
+{
+    return key_char(ch) || (ch != '\0' && strchr("!#$%&'*+.^`|~", ch) != NULL);
+}
+
+static bool parse_balance(cctx *c, const ward_node *v, proxy_config_upstream *u)
+{
+    const char *s;
+    if (!get_str(c, v, &s))
+        return false;
+    static const struct {
+        const char *name;
+        proxy_balance b;
+    } names[] = {{"round_robin", PROXY_BALANCE_ROUND_ROBIN},
+                 {"least_request", PROXY_BALANCE_LEAST_REQUEST},
+                 {"consistent_hash", PROXY_BALANCE_CONSISTENT_HASH}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (ward_node_is(v, names[i].name)) {
+            u->balance = names[i].b;
+            return true;
+        }
+    }
+    char q[256];
+    cerr(c, v, "invalid balance %s; allowed: round_robin, least_request, consistent_hash",
+         ward_quote(q, sizeof(q), s, v->len));
+    return false;
+}
+
+#define HASH_HEADER_MAX 256
+
+/* "source_principal" or "header:<field name>" (a token, kept lowercased). */
+static void parse_hash_key(cctx *c, const ward_node *v, proxy_config_upstream *u)
+{
+    const char *s;
+    if (!get_str(c, v, &s))
+        return;
+    char q[256];
+    if (ward_node_is(v, "source_principal")) {
+        u->hash_on = PROXY_HASH_SOURCE_PRINCIPAL;
+        return;
+    }
+    if (v->len < 7 || memcmp(s, "header:", 7) != 0) {
+        cerr(c, v, "invalid hash key %s; allowed: header:<name>, source_principal",
+             ward_quote(q, sizeof(q), s, v->len));
+        return;
+    }
+    size_t len = v->len - 7;
+    bool ok = len > 0 && len <= HASH_HEADER_MAX;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = tchar(s[7 + i]);
+    if (!ok) {
+        cerr(c, v, "invalid header name in %s (1..%d token characters, e.g. header:x-user-id)",
+             ward_quote(q, sizeof(q), s, v->len), HASH_HEADER_MAX);
+        return;
+    }
+    char *name = cdup(c, s + 7);
+    if (name == NULL)
+        return;
+    for (char *p = name; *p != '\0'; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    u->hash_on = PROXY_HASH_HEADER;
+    u->hash_header = name;
+}
+
+/* A map of bounded numbers: keys[i] goes to slots[i] within min[i]..max[i]. */
+static void parse_numbers(cctx *c, const ward_node *n, const char *const *keys,
+                          uint64_t *const *slots, const uint64_t *min, const uint64_t *max)
+{
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    for (size_t i = 0; keys[i] != NULL; i++) {
+        const ward_node *v = field(n, keys[i]);
+        if (v == NULL || slots[i] == NULL)
+            continue;
+        size_t old = push(c, keys[i]);
+        parse_uint(c, v, min[i], max[i], slots[i]);
+        pop(c, old);
+    }
+}
+
+static void parse_circuit_breakers(cctx *c, const ward_node *n, proxy_config_upstream *u)
+{
+    static const char *const keys[] = {"max_connections", "max_pending", "max_requests",
+                                       "max_retries", NULL};
+    uint64_t *const slots[] = {&u->circuit_breakers.max_connections,
+                               &u->circuit_breakers.max_pending, &u->circuit_breakers.max_requests,
+                               &u->circuit_breakers.max_retries};
+    static const uint64_t min[] = {1, 1, 1, 0};
+    static const uint64_t max[] = {CONNECTIONS_MAX, CONNECTIONS_MAX, CONNECTIONS_MAX,
+                                   CONNECTIONS_MAX};
+    parse_numbers(c, n, keys, slots, min, max);
+}
+
+static void parse_retry_budget(cctx *c, const ward_node *n, proxy_config_upstream *u)
+{
+    static const char *const keys[] = {"percent", "min_concurrency", NULL};
+    uint64_t *const slots[] = {&u->retry_budget.percent, &u->retry_budget.min_concurrency};
+    static const uint64_t min[] = {0, 0};
+    static const uint64_t max[] = {100, CONNECTIONS_MAX};
+    parse_numbers(c, n, keys, slots, min, max);
+}
+
+static void parse_outlier_detection(cctx *c, const ward_node *n, proxy_config_upstream *u)
+{
+    static const char *const keys[] = {"consecutive_5xx",      "consecutive_connect_failures",
+                                       "base_ejection_time",   "max_ejection_time",
+                                       "max_ejection_percent", NULL};
+    uint64_t *const slots[] = {&u->outlier.consecutive_5xx,
+                               &u->outlier.consecutive_connect_failures, NULL, NULL,
+                               &u->outlier.max_ejection_percent};
+    static const uint64_t min[] = {0, 0, 0, 0, 0};
+    static const uint64_t max[] = {1000, 1000, 0, 0, 100};
+    parse_numbers(c, n, keys, slots, min, max);
+    if (n->kind != WARD_NODE_MAP)
+        return;
+    const ward_node *base = field(n, "base_ejection_time"), *top = field(n, "max_ejection_time");
+    size_t old;
+    bool base_ok = true, top_ok = true;
+    if (base != NULL) {
+        old = push(c, "base_ejection_time");
+        size_t before = c->v.n_probs;
+        parse_timeout(c, base, &u->outlier.base_ejection_ms);
+        base_ok = c->v.n_probs == before;
+        pop(c, old);
+    }
+    if (top != NULL) {
+        old = push(c, "max_ejection_time");
+        size_t before = c->v.n_probs;
+        parse_timeout(c, top, &u->outlier.max_ejection_ms);
+        top_ok = c->v.n_probs == before;
+        if (base_ok && top_ok && u->outlier.max_ejection_ms < u->outlier.base_ejection_ms) {
+            char q[256];
+            cerr(c, top, "%s is shorter than base_ejection_time (%llums)",
+                 ward_quote(q, sizeof(q), top->str, top->len),
+                 (unsigned long long)u->outlier.base_ejection_ms);
+        }
+        pop(c, old);
+    } else if (u->outlier.max_ejection_ms < u->outlier.base_ejection_ms) {
+        u->outlier.max_ejection_ms = u->outlier.base_ejection_ms; /* the default cap, raised */
+    }
+}
+
 static void parse_upstream(cctx *c, const ward_node *n, proxy_config_upstream *u)
 {
-    static const char *const keys[] = {"service", "endpoints", "spiffe_id", NULL};
+    static const char *const keys[] = {"service",           "endpoints",    "spiffe_id",
+                                       "balance",           "hash_key",     "circuit_breakers",
+                                       "outlier_detection", "retry_budget", NULL};
+    proxy_config_upstream_defaults(u);
     if (!expect_map(c, n))
         return;
     check_keys(c, n, keys);
@@ -623,6 +772,34 @@ static void parse_upstream(cctx *c, const ward_node *n, proxy_config_upstream *u
             else
                 u->spiffe_id = cdup(c, s);
         }
+        pop(c, old);
+    }
+    bool balance_ok = true; /* a bad balance is reported once, not again at hash_key */
+    if ((v = field(n, "balance")) != NULL) {
+        old = push(c, "balance");
+        balance_ok = parse_balance(c, v, u);
+        pop(c, old);
+    }
+    if ((v = field(n, "hash_key")) != NULL) {
+        old = push(c, "hash_key");
+        if (balance_ok && u->balance != PROXY_BALANCE_CONSISTENT_HASH)
+            cerr(c, v, "hash_key goes with balance: consistent_hash (balance is %s)",
+                 proxy_balance_name(u->balance));
+        else
+            parse_hash_key(c, v, u);
+        pop(c, old);
+    }
+    static const struct {
+        const char *key;
+        void (*parse)(cctx *, const ward_node *, proxy_config_upstream *);
+    } maps[] = {{"circuit_breakers", parse_circuit_breakers},
+                {"outlier_detection", parse_outlier_detection},
+                {"retry_budget", parse_retry_budget}};
+    for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+        if ((v = field(n, maps[i].key)) == NULL)
+            continue;
+        old = push(c, maps[i].key);
+        maps[i].parse(c, v, u);
         pop(c, old);
     }
 }
@@ -1037,6 +1214,7 @@ void proxy_config_free(proxy_config *cfg)
         free(u->endpoints);
         free(u->addrs);
         free(u->spiffe_id);
+        free(u->hash_header);
     }
     free(cfg->upstreams);
     for (size_t i = 0; i < cfg->policy.n_paths; i++)

@@ -346,6 +346,32 @@ typedef struct proxy_config_timeouts {
     uint64_t request_ms;          /* request head in .. response head out: 30 s (then 504) */
 } proxy_config_timeouts;
 
+/* How an upstream's endpoint is chosen for each attempt (cluster.c). */
+typedef enum proxy_balance {
+    PROXY_BALANCE_LEAST_REQUEST,   /* "least_request": power of two choices (the default) */
+    PROXY_BALANCE_ROUND_ROBIN,     /* "round_robin" */
+    PROXY_BALANCE_CONSISTENT_HASH, /* "consistent_hash": a ring keyed by hash_key */
+} proxy_balance;
+
+/* What consistent_hash hashes. */
+typedef enum proxy_hash_on {
+    PROXY_HASH_SOURCE_PRINCIPAL, /* "source_principal": the caller's SPIFFE ID (the default) */
+    PROXY_HASH_HEADER,           /* "header:<name>": the first field of that name */
+} proxy_hash_on;
+
+/* Defaults of an upstream's traffic keys (docs/proxy-config.md). The limits
+ * hold for the whole proxy; proxy_cluster_new shares them out among workers. */
+#define PROXY_CLUSTER_DEFAULT_MAX_CONNECTIONS  1024
+#define PROXY_CLUSTER_DEFAULT_MAX_PENDING      1024
+#define PROXY_CLUSTER_DEFAULT_MAX_REQUESTS     1024
+#define PROXY_CLUSTER_DEFAULT_MAX_RETRIES      1024
+#define PROXY_CLUSTER_DEFAULT_CONSECUTIVE      5      /* 5xx, and connect failures */
+#define PROXY_CLUSTER_DEFAULT_BASE_EJECTION_MS 30000  /* 30 s */
+#define PROXY_CLUSTER_DEFAULT_MAX_EJECTION_MS  300000 /* 5 min */
+#define PROXY_CLUSTER_DEFAULT_MAX_EJECTION_PCT 50
+#define PROXY_CLUSTER_DEFAULT_BUDGET_PERCENT   20
+#define PROXY_CLUSTER_DEFAULT_BUDGET_MIN       3
+
 /* A known upstream service of the outbound side (named by the Host header). */
 typedef struct proxy_config_upstream {
     char *service;                  /* DNS-label-like, unique */
@@ -354,8 +380,27 @@ typedef struct proxy_config_upstream {
     size_t n_endpoints;             /* >= 1 */
     char *spiffe_id;                /* the identity every endpoint must present */
     int line;                       /* where it is defined, for messages */
-    /* room for traffic management (issue 6): balancing, circuit breakers,
-     * outlier detection, per-upstream timeouts */
+    /* traffic management (issue 6; cluster.c), every default filled in */
+    proxy_balance balance;
+    proxy_hash_on hash_on; /* consistent_hash only */
+    char *hash_header;     /* PROXY_HASH_HEADER: the field name, lowercased; else NULL */
+    struct {
+        uint64_t max_connections; /* open (and opening) connections to all endpoints */
+        uint64_t max_pending;     /* requests waiting for a connection */
+        uint64_t max_requests;    /* attempts in flight, retries included */
+        uint64_t max_retries;     /* retries in flight (0: no retries) */
+    } circuit_breakers;
+    struct {
+        uint64_t consecutive_5xx;              /* 0 = never ejected for 5xx */
+        uint64_t consecutive_connect_failures; /* 0 = never ejected for connect failures */
+        uint64_t base_ejection_ms;             /* times the ejection count */
+        uint64_t max_ejection_ms;              /* cap of one ejection (>= base) */
+        uint64_t max_ejection_percent;         /* 0..100 of the endpoints at most */
+    } outlier;
+    struct {
+        uint64_t percent;         /* retries in flight: at most this % of first attempts */
+        uint64_t min_concurrency; /* ... or this many, whichever is more */
+    } retry_budget;
 } proxy_config_upstream;
 
 typedef enum proxy_config_identity_mode {
@@ -835,5 +880,183 @@ int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t);
  * not read closes the connection after the answer. */
 int proxy_relay_respond(proxy_relay_request *r, int status, const proxy_header *headers, size_t n,
                         const void *body, size_t len);
+
+/* ==== upstream clusters (cluster.c) ===============================================
+ * One upstream service's endpoints as ONE worker sees them, and what decides
+ * where the next attempt goes: load balancing, circuit breakers, outlier
+ * detection and the retry budget. One instance per worker loop and upstream:
+ * every function but the stats and render ones is called by that worker only
+ * (no locks). The stats and render functions may run on any thread (the
+ * admin's) while the worker runs: counters are single-writer relaxed atomics,
+ * so a reader sees each at some recent value; the instance must outlive them.
+ * Nothing here reads a clock: time comes in as now_ms (any monotonic
+ * milliseconds), so behaviour is deterministic under test.
+ *
+ * Per attempt, the caller:
+ *   1. proxy_cluster_admit(c, is_retry, &why): false = overflow (counted
+ *      here); answer 503 with X-Ward-Reason: why;
+ *   2. proxy_cluster_pick(...): WARD_ENOENT = every endpoint ejected or
+ *      unhealthy; answer 503 with PROXY_CLUSTER_REASON_NO_ENDPOINT;
+ *   3. proxy_cluster_request_start(c, ep, is_retry); if it must open a new
+ *      connection: proxy_cluster_connect_admit, then pending_start,
+ *      connection_start ... pending_end once connected (or failed);
+ *   4. proxy_cluster_request_end(c, ep, is_retry, status, now_ms) exactly once
+ *      per start; connection_end when a connection closes or fails.
+ *
+ * Outlier detection: an endpoint is ejected after consecutive_5xx 5xx answers
+ * (PROXY_CLUSTER_RESET counts as one) or consecutive_connect_failures failed
+ * connects in a row; any answer below 500 resets both runs. It stays out for
+ * base_ejection_ms x its ejection count (capped at max_ejection_ms), the count
+ * dropping by one for every base_ejection_ms spent back in rotation; an
+ * ejection that would put more than max_ejection_percent of the endpoints out
+ * does not happen. An endpoint back from ejection starts with fresh runs.
+ *
+ * Retry budget: a retry may start while retries in flight <
+ * max(min_concurrency, percent% of first attempts in flight), so a failing
+ * service gets at most ~percent% more load from retries, plus a floor. */
+
+#define PROXY_CLUSTER_NONE               SIZE_MAX /* no endpoint (pick's avoid) */
+#define PROXY_CLUSTER_VNODES             100      /* ring points per endpoint, at least */
+#define PROXY_CLUSTER_REASON_NO_ENDPOINT "no healthy endpoint"
+
+/* proxy_cluster_request_end's status besides 100..599. */
+enum {
+    PROXY_CLUSTER_CANCELLED = 0,        /* no answer, not the endpoint's fault (client left) */
+    PROXY_CLUSTER_CONNECT_FAILURE = -1, /* connecting (or the TLS handshake) failed */
+    PROXY_CLUSTER_RESET = -2,           /* connected, then reset, timed out or answered
+                                           garbage before a response head: counts as a 5xx */
+};
+
+/* Why admit refused: the circuit breaker (or budget) that overflowed. */
+typedef enum proxy_cluster_overflow {
+    PROXY_OVERFLOW_CONNECTIONS,  /* "max_connections" */
+    PROXY_OVERFLOW_PENDING,      /* "max_pending" */
+    PROXY_OVERFLOW_REQUESTS,     /* "max_requests" */
+    PROXY_OVERFLOW_RETRIES,      /* "max_retries" */
+    PROXY_OVERFLOW_RETRY_BUDGET, /* "retry_budget" */
+} proxy_cluster_overflow;
+#define PROXY_OVERFLOW_KINDS 5
+
+/* "max_connections", "max_pending", ... (the keys of the breakers). */
+const char *proxy_cluster_overflow_name(proxy_cluster_overflow kind);
+/* "least_request", "round_robin", "consistent_hash". */
+const char *proxy_balance_name(proxy_balance b);
+
+/* A small, fast generator (xorshift64*): per worker or per instance, never
+ * shared between threads; not for anything secret. */
+typedef struct proxy_rng {
+    uint64_t s;
+} proxy_rng;
+
+/* Any seed (0 included) gives a valid, seed-dependent sequence. */
+void proxy_rng_seed(proxy_rng *r, uint64_t seed);
+uint64_t proxy_rng_next(proxy_rng *r);
+
+/* Traffic split: the index in 0..n-1 of the destination that a uniform
+ * 64-bit random number `rand` selects, with probability weights[i] / sum.
+ * Zero weights are never chosen; n when every weight is 0 (or n is 0). */
+size_t proxy_weighted_pick(const uint32_t *weights, size_t n, uint64_t rand);
+
+typedef struct proxy_cluster proxy_cluster;
+
+/* An instance for one worker of `workers` (0 is taken as 1): the upstream's
+ * endpoints, spiffe_id and traffic keys are copied (u may go after). The
+ * circuit breakers and the budget's min_concurrency hold for the whole
+ * proxy: each instance gets ceil(limit / workers) (at least 1 where the
+ * limit is not 0). seed: of the instance's generator (least_request). */
+int proxy_cluster_new(const proxy_config_upstream *u, unsigned workers, uint64_t seed,
+                      proxy_cluster **out);
+void proxy_cluster_free(proxy_cluster *c);
+/* Sets u's traffic keys to their defaults (the PROXY_CLUSTER_DEFAULT_* values,
+ * least_request, hash on source_principal); other fields are untouched. */
+void proxy_config_upstream_defaults(proxy_config_upstream *u);
+
+const char *proxy_cluster_service(const proxy_cluster *c);
+const char *proxy_cluster_spiffe_id(const proxy_cluster *c);
+size_t proxy_cluster_endpoint_count(const proxy_cluster *c);
+/* "ADDR:PORT" as configured, and parsed. */
+const char *proxy_cluster_endpoint_name(const proxy_cluster *c, size_t ep);
+const struct sockaddr *proxy_cluster_endpoint_addr(const proxy_cluster *c, size_t ep);
+
+/* What consistent_hash hashes for this request: the first field named
+ * hash_header, or source_principal (may be NULL); absent (ptr NULL) for the
+ * other policies or when missing. Slices point into req or source_principal. */
+proxy_slice proxy_cluster_hash_key(const proxy_cluster *c, const proxy_http_request *req,
+                                   const char *source_principal);
+
+/* May an attempt start? Checks max_requests, and for a retry max_retries and
+ * the retry budget. On false, *why (may be NULL) gets a
+ * static reason for X-Ward-Reason ("circuit breaker: max_requests", "retry
+ * budget exhausted", ...) and the overflow is counted: ask once per attempt. */
+bool proxy_cluster_admit(proxy_cluster *c, bool is_retry, const char **why);
+/* May a request open a new connection and wait for it (connections open and
+ * opening < max_connections, requests waiting < max_pending)? On false the
+ * overflow is counted and *why set as for admit. */
+bool proxy_cluster_connect_admit(proxy_cluster *c, const char **why);
+
+/* The endpoint for the next attempt, in *ep, among those healthy and not
+ * ejected at now_ms (ejections that ended are undone first). key: the
+ * consistent_hash key (proxy_cluster_hash_key); absent, or another policy:
+ * ignored (consistent_hash without a key falls back to least_request).
+ * avoid: an endpoint not to use if any other can be (the previous attempt's,
+ * for a retry), else PROXY_CLUSTER_NONE. WARD_ENOENT: none can be used. */
+int proxy_cluster_pick(proxy_cluster *c, proxy_slice key, size_t avoid, uint64_t now_ms,
+                       size_t *ep);
+
+/* Reports. Each _start is matched by exactly one _end (extra ends are
+ * ignored, never wrap). */
+void proxy_cluster_request_start(proxy_cluster *c, size_t ep, bool is_retry);
+/* status: the endpoint's response status (100..599) or a PROXY_CLUSTER_*
+ * outcome above; feeds outlier detection (may eject ep at now_ms). */
+void proxy_cluster_request_end(proxy_cluster *c, size_t ep, bool is_retry, int status,
+                               uint64_t now_ms);
+void proxy_cluster_pending_start(proxy_cluster *c); /* a request waits for a connection */
+void proxy_cluster_pending_end(proxy_cluster *c);
+void proxy_cluster_connection_start(proxy_cluster *c, size_t ep); /* connecting (counts) */
+void proxy_cluster_connection_end(proxy_cluster *c, size_t ep);   /* closed or failed */
+/* Health from elsewhere (an active check, a drain): an unhealthy endpoint is
+ * never picked. All are healthy at first. */
+void proxy_cluster_set_healthy(proxy_cluster *c, size_t ep, bool healthy);
+
+typedef struct proxy_cluster_endpoint_stats {
+    const char *name;          /* "ADDR:PORT" (lives as long as the cluster) */
+    bool healthy;              /* as set with proxy_cluster_set_healthy */
+    bool ejected;              /* at now_ms */
+    uint64_t ejected_until_ms; /* when ejected, else 0 */
+    uint64_t requests;         /* attempts started, retries included */
+    uint64_t active;           /* attempts in flight */
+    uint64_t connections;      /* open and opening */
+    uint64_t errors_5xx;       /* 5xx answers and resets */
+    uint64_t connect_failures;
+    uint64_t ejections; /* times ejected */
+} proxy_cluster_endpoint_stats;
+
+typedef struct proxy_cluster_stats {
+    const char *service;
+    proxy_balance balance;
+    size_t endpoints;
+    size_t available; /* healthy and not ejected at now_ms */
+    uint64_t connections, pending, active_requests, active_retries; /* now */
+    uint64_t requests, retries;                                     /* started, total */
+    uint64_t overflows[PROXY_OVERFLOW_KINDS];
+    /* the effective (per instance) limits */
+    uint64_t max_connections, max_pending, max_requests, max_retries, budget_min_concurrency;
+} proxy_cluster_stats;
+
+void proxy_cluster_get_stats(const proxy_cluster *c, uint64_t now_ms, proxy_cluster_stats *out);
+void proxy_cluster_endpoint_get_stats(const proxy_cluster *c, size_t ep, uint64_t now_ms,
+                                      proxy_cluster_endpoint_stats *out);
+
+/* Appends the JSON of /clusters: {"clusters": [...]}, one object per service
+ * in order of first appearance in cs[0..n) (every worker's instances, any
+ * order; instances of one service are summed: counters add up, an endpoint
+ * is "ejected" if any worker ejects it, "ejected_in" says how many do,
+ * "ejected_until_ms" is the latest end, "healthy" false if any worker marks
+ * it so). Instances of one service must come from the same configuration. */
+int proxy_cluster_render_json(proxy_cluster *const *cs, size_t n, uint64_t now_ms, ward_buf *out);
+/* The same numbers in the Prometheus text format (families ward_cluster_*,
+ * labels service and endpoint), to append to /metrics. */
+int proxy_cluster_render_metrics(proxy_cluster *const *cs, size_t n, uint64_t now_ms,
+                                 ward_buf *out);
 
 #endif

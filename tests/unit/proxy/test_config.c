@@ -831,6 +831,230 @@ static void test_state_dir_only_with_wardd(void **state)
                 "with server and token_file");
 }
 
+/* ---- upstream traffic keys (balance, circuit breakers, outlier detection, retry budget) -- */
+
+/* Lines 10..12: one upstream in block style; its traffic keys start at line 13. */
+#define UP_HEAD                                                                                    \
+    "upstreams:\n"                                                                                 \
+    "  - service: inventory\n"                                                                     \
+    "    endpoints: [127.0.0.1:16006, 127.0.0.1:16007]\n"                                          \
+    "    spiffe_id: spiffe://example.org/sa/inventory\n"
+
+static void test_upstream_traffic_defaults(void **state)
+{
+    loaded l;
+    proxy_config *c = ok(&l, BASE UP_HEAD);
+    const proxy_config_upstream *u = &c->upstreams[0];
+    assert_int_equal(u->balance, PROXY_BALANCE_LEAST_REQUEST);
+    assert_int_equal(u->hash_on, PROXY_HASH_SOURCE_PRINCIPAL);
+    assert_null(u->hash_header);
+    assert_int_equal(u->circuit_breakers.max_connections, 1024);
+    assert_int_equal(u->circuit_breakers.max_pending, 1024);
+    assert_int_equal(u->circuit_breakers.max_requests, 1024);
+    assert_int_equal(u->circuit_breakers.max_retries, 1024);
+    assert_int_equal(u->outlier.consecutive_5xx, 5);
+    assert_int_equal(u->outlier.consecutive_connect_failures, 5);
+    assert_int_equal(u->outlier.base_ejection_ms, 30000);
+    assert_int_equal(u->outlier.max_ejection_ms, 300000);
+    assert_int_equal(u->outlier.max_ejection_percent, 50);
+    assert_int_equal(u->retry_budget.percent, 20);
+    assert_int_equal(u->retry_budget.min_concurrency, 3);
+    unload(&l);
+}
+
+static void test_upstream_traffic_keys_are_parsed(void **state)
+{
+    loaded l;
+    proxy_config *c =
+        ok(&l, BASE UP_HEAD
+           "    balance: round_robin\n"
+           "    circuit_breakers: {max_connections: 100, max_pending: 10, max_requests: 200,\n"
+           "                       max_retries: 0}\n"
+           "    outlier_detection:\n"
+           "      consecutive_5xx: 3\n"
+           "      consecutive_connect_failures: 0\n"
+           "      base_ejection_time: 10s\n"
+           "      max_ejection_time: 1m30s\n"
+           "      max_ejection_percent: 100\n"
+           "    retry_budget: {percent: 10, min_concurrency: 0}\n");
+    const proxy_config_upstream *u = &c->upstreams[0];
+    assert_int_equal(u->balance, PROXY_BALANCE_ROUND_ROBIN);
+    assert_int_equal(u->circuit_breakers.max_connections, 100);
+    assert_int_equal(u->circuit_breakers.max_pending, 10);
+    assert_int_equal(u->circuit_breakers.max_requests, 200);
+    assert_int_equal(u->circuit_breakers.max_retries, 0);
+    assert_int_equal(u->outlier.consecutive_5xx, 3);
+    assert_int_equal(u->outlier.consecutive_connect_failures, 0);
+    assert_int_equal(u->outlier.base_ejection_ms, 10000);
+    assert_int_equal(u->outlier.max_ejection_ms, 90000);
+    assert_int_equal(u->outlier.max_ejection_percent, 100);
+    assert_int_equal(u->retry_budget.percent, 10);
+    assert_int_equal(u->retry_budget.min_concurrency, 0);
+    /* and the cluster built from it uses them */
+    proxy_cluster *cl;
+    assert_int_equal(proxy_cluster_new(u, 1, 1, &cl), 0);
+    assert_false(proxy_cluster_admit(cl, true, NULL)); /* max_retries: 0 */
+    size_t ep;
+    assert_int_equal(proxy_cluster_pick(cl, (proxy_slice){NULL, 0}, PROXY_CLUSTER_NONE, 0, &ep), 0);
+    assert_int_equal(ep, 0);
+    assert_int_equal(proxy_cluster_pick(cl, (proxy_slice){NULL, 0}, PROXY_CLUSTER_NONE, 0, &ep), 0);
+    assert_int_equal(ep, 1); /* round robin */
+    proxy_cluster_free(cl);
+    unload(&l);
+}
+
+static void test_upstream_consistent_hash_on_a_header(void **state)
+{
+    loaded l;
+    proxy_config *c = ok(&l, BASE UP_HEAD "    balance: consistent_hash\n"
+                                          "    hash_key: header:X-User-Id\n");
+    assert_int_equal(c->upstreams[0].balance, PROXY_BALANCE_CONSISTENT_HASH);
+    assert_int_equal(c->upstreams[0].hash_on, PROXY_HASH_HEADER);
+    assert_string_equal(c->upstreams[0].hash_header, "x-user-id");
+    unload(&l);
+}
+
+static void test_upstream_consistent_hash_defaults_to_the_source_principal(void **state)
+{
+    loaded l;
+    proxy_config *c = ok(&l, BASE UP_HEAD "    balance: consistent_hash\n");
+    assert_int_equal(c->upstreams[0].hash_on, PROXY_HASH_SOURCE_PRINCIPAL);
+    assert_null(c->upstreams[0].hash_header);
+    unload(&l);
+    c = ok(&l, BASE UP_HEAD "    balance: consistent_hash\n"
+                            "    hash_key: source_principal\n");
+    assert_int_equal(c->upstreams[0].hash_on, PROXY_HASH_SOURCE_PRINCIPAL);
+    unload(&l);
+}
+
+static void test_upstream_max_ejection_time_rises_to_a_long_base(void **state)
+{
+    loaded l;
+    proxy_config *c = ok(&l, BASE UP_HEAD "    outlier_detection: {base_ejection_time: 10m}\n");
+    assert_int_equal(c->upstreams[0].outlier.base_ejection_ms, 600000);
+    assert_int_equal(c->upstreams[0].outlier.max_ejection_ms, 600000);
+    unload(&l);
+}
+
+static void test_upstream_unknown_balance_is_refused(void **state)
+{
+    check_error(BASE UP_HEAD "    balance: random\n",
+                "proxy.yaml:13:14: upstreams[0].balance: invalid balance \"random\"; allowed: "
+                "round_robin, least_request, consistent_hash");
+}
+
+static void test_upstream_hash_key_needs_consistent_hash(void **state)
+{
+    check_error(BASE UP_HEAD "    hash_key: source_principal\n",
+                "proxy.yaml:13:15: upstreams[0].hash_key: hash_key goes with balance: "
+                "consistent_hash (balance is least_request)");
+    /* a bad balance is reported once */
+    check_error(BASE UP_HEAD "    balance: consistent-hash\n"
+                             "    hash_key: source_principal\n",
+                "proxy.yaml:13:14: upstreams[0].balance: invalid balance \"consistent-hash\"; "
+                "allowed: round_robin, least_request, consistent_hash");
+}
+
+static void test_upstream_bad_hash_key_is_refused(void **state)
+{
+    check_error(BASE UP_HEAD "    balance: consistent_hash\n"
+                             "    hash_key: cookie:session\n",
+                "proxy.yaml:14:15: upstreams[0].hash_key: invalid hash key \"cookie:session\"; "
+                "allowed: header:<name>, source_principal");
+    check_error(BASE UP_HEAD "    balance: consistent_hash\n"
+                             "    hash_key: 'header:x user'\n",
+                "proxy.yaml:14:15: upstreams[0].hash_key: invalid header name in "
+                "\"header:x user\" (1..256 token characters, e.g. header:x-user-id)");
+    check_error(BASE UP_HEAD "    balance: consistent_hash\n"
+                             "    hash_key: 'header:'\n",
+                "proxy.yaml:14:15: upstreams[0].hash_key: invalid header name in \"header:\" "
+                "(1..256 token characters, e.g. header:x-user-id)");
+}
+
+static void test_upstream_unknown_breaker_suggests_the_near_miss(void **state)
+{
+    check_error(BASE UP_HEAD "    circuit_breakers: {max_request: 10}\n",
+                "proxy.yaml:13:24: upstreams[0].circuit_breakers.max_request: unknown key (did "
+                "you mean \"max_requests\"?); allowed: max_connections, max_pending, "
+                "max_requests, max_retries");
+}
+
+static void test_upstream_unknown_traffic_key_is_refused(void **state)
+{
+    check_error(BASE UP_HEAD "    retries: 3\n",
+                "proxy.yaml:13:5: upstreams[0].retries: unknown key; allowed: service, "
+                "endpoints, spiffe_id, balance, hash_key, circuit_breakers, outlier_detection, "
+                "retry_budget");
+}
+
+static void test_upstream_breaker_out_of_range_is_refused(void **state)
+{
+    check_error(BASE UP_HEAD "    circuit_breakers: {max_requests: 0}\n",
+                "proxy.yaml:13:38: upstreams[0].circuit_breakers.max_requests: invalid number "
+                "\"0\" (a whole number 1..1000000)");
+    check_error(BASE UP_HEAD "    circuit_breakers: {max_connections: 1000001}\n",
+                "proxy.yaml:13:41: upstreams[0].circuit_breakers.max_connections: invalid "
+                "number \"1000001\" (a whole number 1..1000000)");
+    check_error(BASE UP_HEAD "    circuit_breakers: {max_pending: '10'}\n",
+                "proxy.yaml:13:37: upstreams[0].circuit_breakers.max_pending: expected a "
+                "number, got a string");
+    check_error(BASE UP_HEAD "    circuit_breakers: [10]\n",
+                "proxy.yaml:13:23: upstreams[0].circuit_breakers: expected a map, got a list");
+}
+
+static void test_upstream_outlier_values_are_bounded(void **state)
+{
+    check_error(BASE UP_HEAD "    outlier_detection: {max_ejection_percent: 101}\n",
+                "proxy.yaml:13:47: upstreams[0].outlier_detection.max_ejection_percent: "
+                "invalid number \"101\" (a whole number 0..100)");
+    check_error(BASE UP_HEAD "    outlier_detection: {consecutive_5xx: -1}\n",
+                "proxy.yaml:13:42: upstreams[0].outlier_detection.consecutive_5xx: invalid "
+                "number \"-1\" (a whole number 0..1000)");
+    check_error(BASE UP_HEAD "    outlier_detection: {base_ejection_time: 30}\n",
+                "proxy.yaml:13:45: upstreams[0].outlier_detection.base_ejection_time: invalid "
+                "duration \"30\" (a number with a unit: ms, s, m, h; e.g. 10s, 1m30s)");
+    check_error(BASE UP_HEAD "    outlier_detection: {base_ejection_time: 2h}\n",
+                "proxy.yaml:13:45: upstreams[0].outlier_detection.base_ejection_time: duration "
+                "\"2h\" out of range (1ms .. 1h)");
+}
+
+static void test_upstream_max_ejection_time_below_base_is_refused(void **state)
+{
+    check_error(BASE UP_HEAD "    outlier_detection: {base_ejection_time: 1m, max_ejection_time: "
+                             "30s}\n",
+                "proxy.yaml:13:68: upstreams[0].outlier_detection.max_ejection_time: \"30s\" is "
+                "shorter than base_ejection_time (60000ms)");
+}
+
+static void test_upstream_retry_budget_is_bounded(void **state)
+{
+    check_error(BASE UP_HEAD "    retry_budget: {percent: 150}\n",
+                "proxy.yaml:13:29: upstreams[0].retry_budget.percent: invalid number \"150\" (a "
+                "whole number 0..100)");
+    check_error(BASE UP_HEAD "    retry_budget: {percent: 20%}\n",
+                "proxy.yaml:13:29: upstreams[0].retry_budget.percent: invalid number \"20%\" (a "
+                "whole number 0..100)");
+}
+
+static void test_upstream_traffic_errors_are_all_reported(void **state)
+{
+    loaded l;
+    load(&l, BASE UP_HEAD "    balance: fastest\n"
+                          "    circuit_breakers: {max_retries: lots}\n"
+                          "    retry_budget: {min_concurency: 3}\n");
+    assert_int_equal(l.rc, WARD_EPOLICY);
+    assert_null(l.cfg);
+    assert_int_equal(l.d.n, 3);
+    assert_true(strncmp(l.d.msgs[0], "proxy.yaml:13:14: upstreams[0].balance:", 39) == 0);
+    assert_true(strncmp(l.d.msgs[1],
+                        "proxy.yaml:14:37: upstreams[0].circuit_breakers.max_retries:", 60) == 0);
+    assert_true(strncmp(l.d.msgs[2],
+                        "proxy.yaml:15:20: upstreams[0].retry_budget.min_concurency: unknown key "
+                        "(did you mean \"min_concurrency\"?)",
+                        103) == 0);
+    unload(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -894,6 +1118,21 @@ int main(void)
         cmocka_unit_test(test_missing_policy_path_is_refused),
         cmocka_unit_test(test_unsupported_tls_version_is_refused),
         cmocka_unit_test(test_audit_dir_must_be_a_folder),
+        cmocka_unit_test(test_upstream_traffic_defaults),
+        cmocka_unit_test(test_upstream_traffic_keys_are_parsed),
+        cmocka_unit_test(test_upstream_consistent_hash_on_a_header),
+        cmocka_unit_test(test_upstream_consistent_hash_defaults_to_the_source_principal),
+        cmocka_unit_test(test_upstream_max_ejection_time_rises_to_a_long_base),
+        cmocka_unit_test(test_upstream_unknown_balance_is_refused),
+        cmocka_unit_test(test_upstream_hash_key_needs_consistent_hash),
+        cmocka_unit_test(test_upstream_bad_hash_key_is_refused),
+        cmocka_unit_test(test_upstream_unknown_breaker_suggests_the_near_miss),
+        cmocka_unit_test(test_upstream_unknown_traffic_key_is_refused),
+        cmocka_unit_test(test_upstream_breaker_out_of_range_is_refused),
+        cmocka_unit_test(test_upstream_outlier_values_are_bounded),
+        cmocka_unit_test(test_upstream_max_ejection_time_below_base_is_refused),
+        cmocka_unit_test(test_upstream_retry_budget_is_bounded),
+        cmocka_unit_test(test_upstream_traffic_errors_are_all_reported),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
