@@ -25,4 +25,10 @@ prc=0
 bench/proxy_bench.sh "$@" || prc=$?
 [ "$prc" -eq 0 ] || echo "bench: proxy_bench.sh exit $prc (2: a leg could not run or had errors, see above)"
 [ "$rc" -ne 0 ] || rc=$prc
+echo
+echo "### audit trail: verify and export (bench/audit_bench.sh)"
+arc=0
+bench/audit_bench.sh "$@" || arc=$?
+[ "$arc" -eq 0 ] || echo "bench: audit_bench.sh exit $arc"
+[ "$rc" -ne 0 ] || rc=$arc
 exit "$rc"

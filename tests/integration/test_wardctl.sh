@@ -47,7 +47,7 @@ expect_eq "unknown short flag exits 2" 2 "$RC"
 run "$W" nosuchgroup
 expect_eq "unknown command group exits 2" 2 "$RC"
 run "$W" audit verify /tmp
-expect_eq "an unimplemented group is a usage error, not a stub" 2 "$RC"
+expect_eq "audit verify of a folder that is no audit trail exits 3 (unreadable)" 3 "$RC"
 run "$W" policy frobnicate
 expect_eq "unknown policy command exits 2" 2 "$RC"
 run "$W" policy eval
