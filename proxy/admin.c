@@ -421,10 +421,24 @@ static void serve_metrics(proxy_admin *a, proxy_http_exchange *ex)
 {
     ward_buf b;
     ward_buf_init(&b);
-    if (proxy_metrics_render(a->o.metrics, a->o.n_metrics, a->o.state, &b) < 0)
+    if (proxy_metrics_render(a->o.metrics, a->o.n_metrics, a->o.state, &b) < 0 ||
+        (a->o.n_clusters > 0 &&
+         proxy_cluster_render_metrics(a->o.clusters, a->o.n_clusters, uv_now(&a->loop), &b) < 0))
         reply_text(ex, 500, "out of memory\n");
     else
         reply(ex, 200, PROXY_METRICS_CONTENT_TYPE, b.ptr, b.len, false);
+    ward_buf_dispose(&b);
+}
+
+/* Endpoint health and counters of every upstream service, summed over the workers. */
+static void serve_clusters(proxy_admin *a, proxy_http_exchange *ex)
+{
+    ward_buf b;
+    ward_buf_init(&b);
+    if (proxy_cluster_render_json(a->o.clusters, a->o.n_clusters, uv_now(&a->loop), &b) < 0)
+        reply_text(ex, 500, "out of memory\n");
+    else
+        reply(ex, 200, "application/json", b.ptr, b.len, false);
     ward_buf_dispose(&b);
 }
 
@@ -449,7 +463,7 @@ static void handle(proxy_http_exchange *ex, void *data)
 {
     proxy_admin *a = data;
     const proxy_http_request *r = proxy_http_exchange_request(ex);
-    enum { P_NONE, P_READY, P_HEALTHZ, P_METRICS, P_CONFIG, P_POLICY } p = P_NONE;
+    enum { P_NONE, P_READY, P_HEALTHZ, P_METRICS, P_CONFIG, P_POLICY, P_CLUSTERS } p = P_NONE;
     if (r->target_form == PROXY_TARGET_ORIGIN || r->target_form == PROXY_TARGET_ABSOLUTE) {
         if (slice_is(r->path, "/ready"))
             p = P_READY;
@@ -461,6 +475,8 @@ static void handle(proxy_http_exchange *ex, void *data)
             p = P_CONFIG;
         else if (slice_is(r->path, "/policy"))
             p = P_POLICY;
+        else if (slice_is(r->path, "/clusters"))
+            p = P_CLUSTERS;
     }
     if (p == P_NONE || (p == P_CONFIG && a->o.config == NULL)) {
         reply_text(ex, 404, "not found\n");
@@ -477,6 +493,7 @@ static void handle(proxy_http_exchange *ex, void *data)
     case P_METRICS: serve_metrics(a, ex); break;
     case P_CONFIG: reply_json(ex, config_json(a->o.config)); break;
     case P_POLICY: serve_policy(a, ex); break;
+    case P_CLUSTERS: serve_clusters(a, ex); break;
     case P_NONE: break;
     }
 }

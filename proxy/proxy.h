@@ -756,7 +756,8 @@ int proxy_metrics_render(proxy_metrics *const *workers, size_t n, proxy_admin_st
 /* The admin listener: an HTTP server on loopback, on its own thread and
  * loop. GET (or HEAD) /ready (200 "ready", else 503 and why), /healthz (200
  * "ok"), /metrics, /config (the effective configuration as JSON: file names,
- * never their contents), /policy (JSON). Other paths 404, other methods 405. */
+ * never their contents), /policy (JSON), /clusters (upstream endpoints'
+ * health, JSON). Other paths 404, other methods 405. */
 typedef struct proxy_admin proxy_admin;
 
 typedef struct proxy_admin_options {
@@ -764,6 +765,8 @@ typedef struct proxy_admin_options {
     size_t n_metrics;
     const proxy_config *config; /* NULL: /config answers 404 */
     proxy_admin_state *state;   /* required */
+    struct proxy_cluster *const *clusters; /* every worker's upstream clusters (/clusters) */
+    size_t n_clusters;
     /* all borrowed: they must outlive the admin (until proxy_admin_stop returns) */
 } proxy_admin_options;
 
@@ -819,6 +822,7 @@ typedef struct proxy_relay_result {
     bool local;           /* answered by the proxy, not the upstream */
     bool upstream_reused; /* went over a pooled connection */
     const char *error;    /* what failed (static), or NULL */
+    unsigned attempts;    /* retries made (proxy_relay_retarget) */
     uint64_t bytes_in;    /* request body bytes forwarded */
     uint64_t bytes_out;   /* response body bytes sent */
     uint64_t duration_ns; /* from the complete head to the end of the response */
@@ -831,6 +835,12 @@ typedef void (*proxy_relay_done_cb)(proxy_relay_request *r, const proxy_relay_re
 typedef void (*proxy_relay_reject_cb)(const proxy_peer *peer, int status, const char *reason,
                                       void *data);
 typedef void (*proxy_relay_connection_cb)(bool opened, void *data);
+/* An attempt failed before anything reached the client, for a request
+ * without a body: status is the relay's 502/503/504 (why: the reason) or,
+ * with from_upstream, the upstream's own 5xx. Return true after calling
+ * proxy_relay_retarget to try again; false lets the failure through. */
+typedef bool (*proxy_relay_retry_cb)(proxy_relay_request *r, int status, bool from_upstream,
+                                     const char *why, void *data);
 
 typedef struct proxy_relay_options {
     proxy_http_limits limits;       /* chunked is always allowed; body_max bounds bodies */
@@ -842,6 +852,7 @@ typedef struct proxy_relay_options {
     proxy_relay_reject_cb on_reject;       /* optional */
     proxy_http_tls_error_cb on_tls_error;  /* optional */
     proxy_relay_connection_cb on_connection; /* optional */
+    proxy_relay_retry_cb retry;              /* optional: no retries without it */
     void *data;
 } proxy_relay_options;
 
@@ -876,6 +887,9 @@ void *proxy_relay_request_data(const proxy_relay_request *r);
 /* Forwards (only inside the route callback). On failure the relay has already
  * answered 503. */
 int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t);
+/* Only inside the retry callback: the next attempt goes to t (the previous
+ * upstream connection is closed, what it said is dropped). */
+int proxy_relay_retarget(proxy_relay_request *r, const proxy_relay_target *t);
 /* Answers locally (only inside the route callback); a request body that was
  * not read closes the connection after the answer. */
 int proxy_relay_respond(proxy_relay_request *r, int status, const proxy_header *headers, size_t n,

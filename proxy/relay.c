@@ -542,6 +542,13 @@ static void fail_head(dconn *d, int status, const char *reason)
     d_close_gracefully(d);
 }
 
+/* Another attempt is possible: nothing went to the client, no body must be resent. */
+static bool may_retry(const proxy_relay_request *r)
+{
+    return r->d->rl->o.retry != NULL && r->rstate == RS_HEAD && r->forwarded &&
+           r->body_kind == PROXY_BODY_NONE && !r->finished;
+}
+
 /* The upstream side failed: answer the client if nothing was sent yet, else cut it. */
 static void upstream_failed(proxy_relay_request *r, int status, const char *why)
 {
@@ -556,6 +563,8 @@ static void upstream_failed(proxy_relay_request *r, int status, const char *why)
         if (upstream_start(r) == 0)
             return;
     }
+    if (may_retry(r) && d->rl->o.retry(r, status, false, why, d->rl->o.data))
+        return; /* retargeted: the next attempt is on its way */
     r->res.error = why;
     r->u_reusable = false;
     if (r->u != NULL)
@@ -871,6 +880,31 @@ int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t)
         r->res.local = true;
     }
     return rc;
+}
+
+int proxy_relay_retarget(proxy_relay_request *r, const proxy_relay_target *t)
+{
+    if (!may_retry(r) || t->addr == NULL || (t->expected_id != NULL && t->tls == NULL))
+        return WARD_EINVAL;
+    if (r->u != NULL)
+        u_detach_and_close(r->u); /* whatever it was saying is dropped */
+    ward_buf_reset(&r->uin);
+    proxy_http_response_parser_reset(r->d->rparser);
+    socklen_t alen = t->addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                    : sizeof(struct sockaddr_in);
+    memcpy(&r->addr, t->addr, alen);
+    if (t->tls != NULL)
+        proxy_tls_ctx_ref(t->tls);
+    if (r->tls != NULL)
+        proxy_tls_ctx_unref(r->tls);
+    r->tls = t->tls;
+    free(r->expected_id);
+    r->expected_id = NULL;
+    if (t->expected_id != NULL && (r->expected_id = strdup(t->expected_id)) == NULL)
+        return WARD_ENOMEM;
+    r->res.upstream_reused = false;
+    r->res.attempts++;
+    return upstream_start(r);
 }
 
 int proxy_relay_respond(proxy_relay_request *r, int status, const proxy_header *headers, size_t n,
@@ -1207,6 +1241,12 @@ static void response_bytes(proxy_relay_request *r, const char *buf, size_t len)
         if (resp.status == 101 && !r->upgrade) {
             upstream_failed(r, 502, "upstream switched protocols unasked");
             return;
+        }
+        if (resp.status >= 500 && may_retry(r)) {
+            /* the coordinator may try elsewhere; this answer is then dropped */
+            dconn *d = r->d;
+            if (d->rl->o.retry(r, resp.status, true, "upstream answered with a 5xx", d->rl->o.data))
+                return;
         }
         r->res.status = resp.status;
         write_response_head(r, &resp);

@@ -118,12 +118,26 @@ static int start(wp_proxy *px, ward_err *err)
     proxy_metrics **ms = calloc(px->n_workers, sizeof(*ms));
     if (ms == NULL)
         return WARD_ENOMEM;
-    for (unsigned i = 0; i < px->n_workers; i++)
+    size_t nc = (size_t)px->n_workers * cfg->n_upstreams;
+    proxy_cluster **cs = calloc(nc ? nc : 1, sizeof(*cs));
+    if (cs == NULL) {
+        free(ms);
+        return WARD_ENOMEM;
+    }
+    for (unsigned i = 0; i < px->n_workers; i++) {
         ms[i] = px->workers[i].metrics;
-    proxy_admin_options adm = {
-        .metrics = ms, .n_metrics = px->n_workers, .config = cfg, .state = px->admin_state};
+        for (size_t k = 0; k < cfg->n_upstreams; k++)
+            cs[i * cfg->n_upstreams + k] = px->workers[i].clusters[k];
+    }
+    proxy_admin_options adm = {.metrics = ms,
+                               .n_metrics = px->n_workers,
+                               .config = cfg,
+                               .state = px->admin_state,
+                               .clusters = (struct proxy_cluster *const *)cs,
+                               .n_clusters = nc};
     rc = proxy_admin_start(cfg->admin.listen, &adm, &px->admin, err);
     px->admin_metrics = ms;
+    px->admin_clusters = cs;
     return rc;
 }
 
@@ -203,6 +217,7 @@ int main(int argc, char **argv)
     }
     wp_workers_free(px);
     free(px->admin_metrics);
+    free(px->admin_clusters);
     free(px->watches);
     if (px->bundle)
         authz_bundle_unref(px->bundle);

@@ -12,6 +12,11 @@ static const char DENY_BODY[] = "access denied\n";
 /* What a request carries from its decision to its end. */
 typedef struct wp_req {
     bool inbound, allow;
+    proxy_cluster *cluster; /* outbound: the upstream's, and the endpoint of this attempt */
+    size_t ep;
+    bool is_retry;
+    unsigned retries_left;
+    bool idempotent;
     bool reserved; /* an allowed request's audit slot, filled when the response is known */
     uint64_t decision_ns;
     audit_record rec; /* its strings point into strings */
@@ -107,6 +112,28 @@ static const proxy_config_upstream *find_upstream(const proxy_config *cfg, proxy
         }
     }
     return NULL;
+}
+
+/* Without a Route, one more attempt on another endpoint (connect failures,
+ * and idempotent requests that failed before the app answered). */
+#define DEFAULT_RETRIES 1
+
+static bool is_idempotent(proxy_slice m)
+{
+    static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (m.len == strlen(ok[i]) && memcmp(m.ptr, ok[i], m.len) == 0)
+            return true;
+    return false;
+}
+
+/* The upstream cannot take the request now (circuit breaker, no healthy endpoint). */
+static void unavailable(proxy_relay_request *r, const char *why)
+{
+    static const char body[] = "service unavailable\n";
+    proxy_header h[2] = {{{"Content-Type", 12}, {"text/plain", 10}},
+                         {{"X-Ward-Reason", 13}, {why, strlen(why)}}};
+    proxy_relay_respond(r, 503, h, 2, body, sizeof(body) - 1);
 }
 
 /* Answers a denial: the policy's status and body, the decision id to quote to
@@ -247,17 +274,82 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
             t.add_headers = add;
             t.n_add_headers = 1;
         } else {
-            unsigned k = w->next_endpoint[up_index]++ % (unsigned)up->n_endpoints;
-            t.addr = (const struct sockaddr *)&up->addrs[k];
+            /* the upstream's cluster: circuit breakers, then an endpoint */
+            proxy_cluster *c = w->clusters[up_index];
+            const char *why = NULL;
+            size_t ep;
+            if (!proxy_cluster_admit(c, false, &why)) {
+                unavailable(r, why);
+                goto done;
+            }
+            proxy_slice key = proxy_cluster_hash_key(c, h, self);
+            if (proxy_cluster_pick(c, key, PROXY_CLUSTER_NONE, uv_now(&w->loop), &ep) < 0) {
+                unavailable(r, PROXY_CLUSTER_REASON_NO_ENDPOINT);
+                goto done;
+            }
+            proxy_cluster_request_start(c, ep, false);
+            q->cluster = c;
+            q->ep = ep;
+            q->retries_left = DEFAULT_RETRIES;
+            q->idempotent = is_idempotent(h->method);
+            t.addr = proxy_cluster_endpoint_addr(c, ep);
             t.tls = w->client_tls;
             t.expected_id = up->spiffe_id;
         }
         proxy_relay_forward(r, &t);
     }
+done:
     authz_decision_dispose(&d);
 out:
     if (hs != stack_headers)
         free(hs);
+}
+
+/* The outcome of one attempt, as outlier detection counts it. */
+static int attempt_outcome(int status, bool from_upstream, const char *why)
+{
+    if (from_upstream || why == NULL)
+        return status;
+    return strncmp(why, "connect", 7) == 0 ? PROXY_CLUSTER_CONNECT_FAILURE : PROXY_CLUSTER_RESET;
+}
+
+/* An outbound attempt failed before the app saw anything: another endpoint,
+ * if the request may be repeated, retries are left and the budget allows. */
+static bool retry_outbound(proxy_relay_request *r, int status, bool from_upstream,
+                           const char *why, void *data)
+{
+    wp_worker *w = data;
+    wp_req *q = proxy_relay_request_data(r);
+    if (q == NULL || q->cluster == NULL)
+        return false;
+    uint64_t now = uv_now(&w->loop);
+    proxy_cluster_request_end(q->cluster, q->ep, q->is_retry,
+                              attempt_outcome(status, from_upstream, why), now);
+    bool connect_failure = !from_upstream && why != NULL && strncmp(why, "connect", 7) == 0;
+    size_t ep;
+    const char *refused;
+    /* a connect failure never reached the app: safe to repeat whatever the method */
+    if (q->retries_left == 0 || !(connect_failure || q->idempotent) ||
+        !proxy_cluster_admit(q->cluster, true, &refused) ||
+        proxy_cluster_pick(q->cluster, (proxy_slice){NULL, 0}, q->ep, now, &ep) < 0) {
+        q->cluster = NULL; /* its end is reported */
+        return false;
+    }
+    proxy_cluster_request_start(q->cluster, ep, true);
+    q->retries_left--;
+    q->is_retry = true;
+    q->ep = ep;
+    proxy_relay_target t = {
+        .addr = proxy_cluster_endpoint_addr(q->cluster, ep),
+        .tls = w->client_tls,
+        .expected_id = proxy_cluster_spiffe_id(q->cluster),
+    };
+    if (proxy_relay_retarget(r, &t) < 0) {
+        proxy_cluster_request_end(q->cluster, ep, true, PROXY_CLUSTER_CANCELLED, now);
+        q->cluster = NULL;
+        return false;
+    }
+    return true;
 }
 
 static void route_inbound(proxy_relay_request *r, void *data)
@@ -286,6 +378,10 @@ static void on_done(proxy_relay_request *r, const proxy_relay_result *res, bool 
     wp_req *q = proxy_relay_request_data(r);
     const char *service = q && q->rec.destination_service.ptr ? cstr_of(q->rec.destination_service)
                                                               : NULL;
+    if (q != NULL && q->cluster != NULL)
+        proxy_cluster_request_end(q->cluster, q->ep, q->is_retry,
+                                  attempt_outcome(res->status, !res->local, res->error),
+                                  uv_now(&w->loop));
     if (res->local && res->error != NULL && (res->status == 502 || res->status == 503))
         proxy_metrics_upstream_failure(w->metrics, inbound, service ? service : w->px->cfg->service);
     if (q != NULL && q->reserved) {
@@ -421,6 +517,7 @@ static proxy_relay_options relay_options(const proxy_config *cfg, wp_worker *w, 
         .done = inbound ? done_inbound : done_outbound,
         .on_tls_error = inbound ? tls_error_inbound : NULL,
         .on_connection = inbound ? conn_inbound : conn_outbound,
+        .retry = inbound ? NULL : retry_outbound,
         .data = w,
     };
     return o;
@@ -445,9 +542,15 @@ static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
     }
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
-    w->next_endpoint = calloc(cfg->n_upstreams + 1, sizeof(*w->next_endpoint));
-    if (w->next_endpoint == NULL)
+    w->clusters = calloc(cfg->n_upstreams + 1, sizeof(*w->clusters));
+    if (w->clusters == NULL)
         return WARD_ENOMEM;
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        if ((rc = proxy_cluster_new(&cfg->upstreams[i], px->n_workers,
+                                    uv_hrtime() ^ ((uint64_t)w->index << 32), &w->clusters[i])) < 0) {
+            ward_err_set(err, "upstream %s: %s", cfg->upstreams[i].service, ward_strerror(rc));
+            return rc;
+        }
     if ((rc = proxy_metrics_new(&w->metrics)) < 0 ||
         (rc = audit_log_producer_new(px->audit, &w->audit)) < 0 ||
         (rc = proxy_relay_pool_new(&w->loop, 0, 0, &w->pool)) < 0) {
@@ -556,7 +659,9 @@ void wp_workers_free(wp_proxy *px)
             ident_svid_unref(w->svid);
         if (w->metrics)
             proxy_metrics_free(w->metrics);
-        free(w->next_endpoint);
+        for (size_t k = 0; w->clusters != NULL && k < px->cfg->n_upstreams; k++)
+            proxy_cluster_free(w->clusters[k]);
+        free(w->clusters);
         uv_loop_close(&w->loop);
     }
     free(px->workers);

@@ -36,7 +36,7 @@ typedef struct wp_worker {
     proxy_relay_pool *pool;
     audit_producer *audit;
     proxy_metrics *metrics;
-    unsigned *next_endpoint; /* round robin per upstream */
+    proxy_cluster **clusters; /* per upstream (cfg->upstreams order) */
     int relays_open;
     bool stopping;
 } wp_worker;
@@ -50,6 +50,7 @@ struct wp_proxy {
     proxy_admin *admin;
     proxy_admin_state *admin_state;
     proxy_metrics **admin_metrics; /* the workers' metrics, as the admin endpoint reads them */
+    proxy_cluster **admin_clusters; /* every worker's clusters, for /clusters */
     wp_worker *workers;
     unsigned n_workers;
     int inbound_port, outbound_port;

@@ -108,6 +108,9 @@ typedef struct world {
     int port;
     struct sockaddr_in target;
     int routed, done;
+    int retries_allowed, retries_seen, last_retry_status;
+    bool last_retry_from_upstream;
+    struct sockaddr_in retry_target;
     proxy_relay_result last;
     char last_error[256];
     bool closed;
@@ -141,12 +144,26 @@ static void done(proxy_relay_request *r, const proxy_relay_result *res, void *da
     w->last.error = NULL;
 }
 
+static bool retry(proxy_relay_request *r, int status, bool from_upstream, const char *why,
+                  void *data)
+{
+    world *w = data;
+    w->retries_seen++;
+    w->last_retry_status = status;
+    w->last_retry_from_upstream = from_upstream;
+    if (w->retries_allowed-- <= 0)
+        return false;
+    proxy_relay_target t = {.addr = (struct sockaddr *)&w->retry_target};
+    return proxy_relay_retarget(r, &t) == 0;
+}
+
 static int setup(void **state)
 {
     world *w = calloc(1, sizeof(*w));
     uv_loop_init(&w->loop);
     app_start(&w->app, &w->loop);
     uv_ip4_addr("127.0.0.1", w->app.port, &w->target);
+    w->retry_target = w->target;
     assert_int_equal(proxy_relay_pool_new(&w->loop, 0, 0, &w->pool), 0);
     proxy_relay_options o = {
         .timeouts = {.header_read_ms = 1000, .request_ms = 1000, .idle_ms = 2000,
@@ -154,6 +171,7 @@ static int setup(void **state)
         .pool = w->pool,
         .route = route,
         .done = done,
+        .retry = retry,
         .data = w,
     };
     assert_int_equal(proxy_relay_new(&w->loop, &o, &w->relay), 0);
@@ -463,6 +481,49 @@ static void test_upstream_down_is_503_with_reason(void **state)
     tclient_dispose(&c, &w->loop);
 }
 
+static void test_connect_failure_retried_elsewhere(void **state)
+{
+    world *w = *state;
+    uv_ip4_addr("127.0.0.1", 1, &w->target); /* the first attempt finds nobody */
+    w->retries_allowed = 1;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    tclient c;
+    exchange(w, &c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nok");
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 200 OK"));
+    assert_int_equal(w->retries_seen, 1);
+    assert_int_equal(w->last_retry_status, 503);
+    assert_false(w->last_retry_from_upstream);
+    assert_int_equal(w->last.attempts, 1);
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_upstream_5xx_retried_and_dropped(void **state)
+{
+    world *w = *state;
+    w->retries_allowed = 1;
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
+    app_answer(&w->app, "\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    tclient c;
+    exchange(w, &c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nok");
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 200 OK"));
+    assert_null(strstr(c.got.ptr, "busy")); /* the failed attempt's answer never reaches the client */
+    assert_true(w->last_retry_from_upstream);
+    assert_int_equal(w->last_retry_status, 503);
+    tclient_dispose(&c, &w->loop);
+}
+
+static void test_no_retry_for_requests_with_a_body(void **state)
+{
+    world *w = *state;
+    uv_ip4_addr("127.0.0.1", 1, &w->target);
+    w->retries_allowed = 1;
+    tclient c;
+    exchange(w, &c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi", "\r\n\r\n");
+    assert_non_null(strstr(c.got.ptr, "HTTP/1.1 503 "));
+    assert_int_equal(w->retries_seen, 0);
+    tclient_dispose(&c, &w->loop);
+}
+
 static void test_malformed_upstream_response_is_502(void **state)
 {
     world *w = *state;
@@ -584,6 +645,9 @@ int main(void)
         T(test_head_response_keeps_length_without_body),
         T(test_expect_continue_answered_by_relay),
         T(test_upstream_down_is_503_with_reason),
+        T(test_connect_failure_retried_elsewhere),
+        T(test_upstream_5xx_retried_and_dropped),
+        T(test_no_retry_for_requests_with_a_body),
         T(test_malformed_upstream_response_is_502),
         T(test_silent_upstream_is_504),
         T(test_upstream_reset_mid_body_cuts_client),
