@@ -8,7 +8,10 @@
 #include "authz/program_int.h"
 
 #define NONE UINT32_MAX
-#define MAX_PREFIX_HITS 32
+#define MAX_PREFIX_KEYS 32 /* prefix keys of one attribute held at once */
+#define MAX_DONE 16        /* candidates remembered before stamping p->seen */
+#define MAX_LISTS 32       /* candidate lists gathered before evaluating them */
+#define PREFETCH_LINES 4   /* of each candidate record, fetched while gathering (most span 3-4) */
 
 /* The request with what is derived from it, computed on first use. */
 typedef struct view {
@@ -110,7 +113,7 @@ static int attr_value(view *v, const check *c, authz_str *out)
         return 1;
     case A_PATH: *out = r->path; break;
     case A_QUERY: *out = r->query; break;
-    case A_HEADER: return header_value(v, c->header, c->header_len, out);
+    case A_HEADER: return header_value(v, check_header(c), check_header_len(c), out);
     case A_PROTOCOL: *out = r->protocol; break;
     case A_MTLS:
         if (r->mtls < 0)
@@ -132,28 +135,54 @@ static int attr_value(view *v, const check *c, authz_str *out)
     return out->ptr != NULL;
 }
 
+/* memcmp(a, b, n) == 0 for the short strings patterns hold, in a few loads. */
+static inline bool same_bytes(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y)
+                return false;
+        }
+        memcpy(&x, a + n - 8, 8); /* the last 8, maybe again some of the above */
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        uint32_t u, v, w, z;
+        memcpy(&u, a, 4);
+        memcpy(&v, b, 4);
+        memcpy(&w, a + n - 4, 4);
+        memcpy(&z, b + n - 4, 4);
+        return u == v && w == z;
+    }
+    return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
+}
+
 /* 1 match, 0 no match, <0 a regex hit its limits (fail closed). */
 static int pat_match(program *p, const pat *x, const char *s, size_t len)
 {
     switch (x->kind) {
-    case P_EXACT: return len == x->len && memcmp(s, x->s, len) == 0;
-    case P_PREFIX: return len >= x->len && memcmp(s, x->s, x->len) == 0;
-    case P_SUFFIX: return len >= x->len && memcmp(s + len - x->len, x->s, x->len) == 0;
+    case P_EXACT: return len == x->len && same_bytes(s, pat_text(x), len);
+    case P_PREFIX: return len >= x->len && same_bytes(s, pat_text(x), x->len);
+    case P_SUFFIX: return len >= x->len && same_bytes(s + len - x->len, pat_text(x), x->len);
     case P_ANY: return len > 0;
-    case P_TEMPLATE: return program_template_match(x, s, len);
+    case P_TEMPLATE: return program_template_match(pat_text(x), x->len, s, len, x->lead);
     case P_REGEX: {
-        int rc = pcre2_match(x->u.re, (PCRE2_SPTR)s, len, 0, 0, p->md, p->mctx);
+        int rc = pcre2_match(pat_regex(x), (PCRE2_SPTR)s, len, 0, 0, p->md, p->mctx);
         if (rc >= 0)
             return 1;
         return rc == PCRE2_ERROR_NOMATCH ? 0 : WARD_ELIMIT; /* match or depth limit */
     }
     case P_CIDR: {
         ward_ip ip;
-        return ward_ip_parse(s, len, &ip) == 0 && ward_cidr_contains(&x->u.cidr, &ip);
+        return ward_ip_parse(s, len, &ip) == 0 && ward_cidr_contains(pat_cidr(x), &ip);
     }
     case P_PORT: {
         uint64_t port;
-        return ward_parse_u64(s, len, 65535, &port) == 0 && port == x->u.port;
+        return ward_parse_u64(s, len, 65535, &port) == 0 && port == x->len;
     }
     default: return WARD_EINVAL;
     }
@@ -162,20 +191,26 @@ static int pat_match(program *p, const pat *x, const char *s, size_t len)
 /* 1 the check holds, 0 it does not, <0 failure. */
 static int check_eval(program *p, view *v, const check *c)
 {
-    authz_str val;
+    authz_str val = {NULL, 0};
     int present = attr_value(v, c, &val);
     if (present < 0)
         return present;
+    bool negated = check_negated(c);
     if (!present)
-        return c->negated ? 1 : 0;
+        return negated ? 1 : 0;
     int any = 0;
-    for (uint32_t i = 0; i < c->n && !any; i++) {
-        any = pat_match(p, &c->pats[i], val.ptr, val.len);
+    const void *end = part_end(c, c->size);
+    for (const pat *x = check_pats(c); (const void *)x < end && !any; x = pat_next(x)) {
+        any = pat_match(p, x, val.ptr, val.len);
         if (any < 0)
             return any;
     }
-    return c->negated ? !any : any;
+    return negated ? !any : any;
 }
+
+typedef struct best {
+    uint32_t ed, ea, dd, da, audit; /* lowest matching rule (record ref) per category */
+} best;
 
 typedef struct evaluation {
     program *p;
@@ -185,6 +220,11 @@ typedef struct evaluation {
     ward_err *err;
     ward_buf *failed; /* explain: the JSON list of failed fields, else NULL */
     int n_failed;
+    best b;
+    /* the candidates considered so far: the first few here, then stamped in p->seen */
+    uint32_t done[MAX_DONE];
+    uint32_t n_done;
+    bool stamping;
 } evaluation;
 
 static int record_failure(evaluation *e, const char *field)
@@ -195,23 +235,25 @@ static int record_failure(evaluation *e, const char *field)
     return rc < 0 ? rc : authz_json_str(e->failed, field, strlen(field));
 }
 
-static int record_check_failure(evaluation *e, const check *c)
+static int record_check_failure(evaluation *e, const char *group_name, const check *c)
 {
     if (e->failed == NULL)
         return 0;
     char field[64];
-    snprintf(field, sizeof(field), "%s[%u].%s", c->group, c->item, c->name);
+    snprintf(field, sizeof(field), "%s[%u].%s", group_name, (unsigned)c->item, check_name(c));
     return record_failure(e, field);
 }
 
 /* Any alternative whose checks all hold (from / to). */
-static int alts_eval(evaluation *e, const alt *alts, uint32_t n)
+static int alts_eval(evaluation *e, const group *g, const char *group_name)
 {
-    for (uint32_t a = 0; a < n; a++) {
+    const void *end = part_end(g, g->size);
+    for (const alt *a = group_alts(g); (const void *)a < end; a = alt_next(a)) {
         int ok = 1;
-        for (uint32_t i = 0; i < alts[a].n && ok == 1; i++) {
-            ok = check_eval(e->p, e->v, &alts[a].checks[i]);
-            if (ok == 0 && record_check_failure(e, &alts[a].checks[i]) < 0)
+        const void *aend = part_end(a, a->size);
+        for (const check *c = alt_checks(a); (const void *)c < aend && ok == 1; c = check_next(c)) {
+            ok = check_eval(e->p, e->v, c);
+            if (ok == 0 && record_check_failure(e, group_name, c) < 0)
                 return WARD_ENOMEM;
         }
         if (ok != 0)
@@ -223,23 +265,30 @@ static int alts_eval(evaluation *e, const alt *alts, uint32_t n)
 static int rule_eval(evaluation *e, const rule *r)
 {
     int ok;
-    if (r->from_present && (ok = alts_eval(e, r->from, r->n_from)) <= 0)
+    const group *g;
+    if ((g = rule_from(r)) != NULL && (ok = alts_eval(e, g, "from")) <= 0)
         return ok;
-    if (r->to_present && (ok = alts_eval(e, r->to, r->n_to)) <= 0)
+    if ((g = rule_to(r)) != NULL && (ok = alts_eval(e, g, "to")) <= 0)
         return ok;
-    for (uint32_t i = 0; i < r->n_when; i++) {
-        ok = check_eval(e->p, e->v, &r->when[i]);
-        if (ok < 0)
-            return ok;
-        if (ok == 0)
-            return record_check_failure(e, &r->when[i]) < 0 ? WARD_ENOMEM : 0;
+    if ((g = rule_when(r)) != NULL) {
+        const void *end = part_end(g, g->size);
+        for (const check *c = group_checks(g); (const void *)c < end; c = check_next(c)) {
+            ok = check_eval(e->p, e->v, c);
+            if (ok < 0)
+                return ok;
+            if (ok == 0)
+                return record_check_failure(e, "when", c) < 0 ? WARD_ENOMEM : 0;
+        }
     }
+    const lua_cond *l = rule_lua(r);
     for (uint32_t i = 0; i < r->n_lua; i++) {
-        ok = e->cond(e->cond_data, r->lua_refs[i], r->lua_fields[i], e->err);
+        char field[32];
+        snprintf(field, sizeof(field), "when[%u].lua", (unsigned)l[i].item);
+        ok = e->cond(e->cond_data, l[i].ref, field, e->err);
         if (ok < 0)
             return ok;
         if (ok == 0)
-            return record_failure(e, r->lua_fields[i]) < 0 ? WARD_ENOMEM : 0;
+            return record_failure(e, field) < 0 ? WARD_ENOMEM : 0;
     }
     return 1;
 }
@@ -247,21 +296,55 @@ static int rule_eval(evaluation *e, const rule *r)
 static const bucket *bucket_for(const program *p, authz_str service)
 {
     if (service.ptr != NULL) {
-        const strmap_slot *s = strmap_get(&p->by_service, service.ptr, service.len);
-        if (s != NULL)
-            return &p->buckets[strmap_ids(s)[0]];
+        uint64_t key = strmap_hash(p->seed ^ SERVICE_SALT, service.ptr, service.len);
+        uint32_t pos = (uint32_t)key, n;
+        const uint32_t *ids;
+        while ((ids = strmap_next(&p->by_service, key, &pos, &n)) != NULL) {
+            const bucket *bk = &p->buckets[ids[0]];
+            if (bk->service_len == service.len && memcmp(bk->service, service.ptr, service.len) == 0)
+                return bk;
+        }
     }
     return &p->wildcard;
 }
 
-typedef struct best {
-    uint32_t ed, ea, dd, da, audit; /* lowest matching rule id per category */
-} best;
+/* Has the candidate been considered already in this decision? Marks it. */
+static bool seen_before(evaluation *e, uint32_t ref)
+{
+    program *p = e->p;
+    if (!e->stamping) {
+        for (uint32_t i = 0; i < e->n_done; i++)
+            if (e->done[i] == ref)
+                return true;
+        if (e->n_done < MAX_DONE) {
+            e->done[e->n_done++] = ref;
+            return false;
+        }
+        /* many candidates: stamp them per rule from now on */
+        if (++p->gen == 0) { /* wrapped: forget every stamp */
+            memset(p->seen, 0, p->n_rules * sizeof(uint32_t));
+            p->gen = 1;
+        }
+        for (uint32_t i = 0; i < e->n_done; i++)
+            p->seen[program_rule(p, e->done[i])->id] = p->gen;
+        e->stamping = true;
+    }
+    uint32_t id = program_rule(p, ref)->id;
+    if (p->seen[id] == p->gen)
+        return true;
+    p->seen[id] = p->gen;
+    return false;
+}
 
 /* Evaluates one candidate if it could still change the outcome. */
-static int consider(evaluation *e, best *b, uint32_t id)
+static int consider(evaluation *e, uint32_t ref)
 {
-    const rule *r = e->p->rules[id];
+    if (seen_before(e, ref))
+        return 0;
+    const rule *r = program_rule(e->p, ref);
+    for (uint32_t off = 64 * PREFETCH_LINES; off < r->size; off += 64) /* the lines gather_list did not */
+        __builtin_prefetch((const char *)r + off);
+    best *b = &e->b;
     uint32_t *primary, *secondary = NULL;
     switch (r->kind) {
     case K_DENY: primary = &b->ed, secondary = &b->dd; break;
@@ -271,78 +354,263 @@ static int consider(evaluation *e, best *b, uint32_t id)
     case K_AUDIT: primary = &b->audit; break;
     default: return 0;
     }
-    if (id >= *primary)
+    if (ref >= *primary)
         return 0;
     int ok = rule_eval(e, r);
     if (ok <= 0)
         return ok;
-    *primary = id;
-    if (secondary != NULL && id < *secondary)
-        *secondary = id;
+    *primary = ref;
+    if (secondary != NULL && ref < *secondary)
+        *secondary = ref;
     return 0;
 }
 
-static int consider_list(evaluation *e, best *b, const uint32_t *ids, uint32_t n)
+static int consider_list(evaluation *e, const uint32_t *refs, uint32_t n)
 {
-    program *p = e->p;
     for (uint32_t i = 0; i < n; i++) {
-        if (p->seen[ids[i]] == p->gen)
-            continue;
-        p->seen[ids[i]] = p->gen;
-        int rc = consider(e, b, ids[i]);
+        int rc = consider(e, refs[i]);
         if (rc < 0)
             return rc;
     }
     return 0;
 }
 
-/* The candidates: what the principal and path indexes give, and the rest. */
-static int consider_candidates(evaluation *e, const bucket *bk, best *b)
+/* The candidate lists of one decision, gathered from the indexes before
+ * any is evaluated, so that their records are fetched from memory together
+ * (each record is one contiguous block: its first lines are prefetched
+ * here, the rest when it is considered). Evaluated in the order gathered. */
+typedef struct gather {
+    evaluation *e;
+    struct {
+        const uint32_t *refs;
+        uint32_t n;
+    } lists[MAX_LISTS];
+    uint32_t n;
+} gather;
+
+static int gather_flush(gather *g)
 {
-    const authz_request *r = e->v->r;
-    const strmap_slot *hits[MAX_PREFIX_HITS];
+    for (uint32_t i = 0; i < g->n; i++) {
+        int rc = consider_list(g->e, g->lists[i].refs, g->lists[i].n);
+        if (rc < 0)
+            return rc;
+    }
+    g->n = 0;
+    return 0;
+}
+
+static int gather_list(gather *g, const uint32_t *refs, uint32_t n)
+{
+    const program *p = g->e->p;
+    if (n == 0)
+        return 0;
+    if (g->n == MAX_LISTS) {
+        int rc = gather_flush(g);
+        if (rc < 0)
+            return rc;
+    }
+    g->lists[g->n].refs = refs;
+    g->lists[g->n++].n = n;
+    for (uint32_t i = 0; i < n && i < 8; i++) {
+        const char *r = (const char *)program_rule(p, refs[i]);
+        for (int k = 0; k < PREFETCH_LINES; k++)
+            __builtin_prefetch(r + 64 * k);
+    }
+    return 0;
+}
+
+static int gather_key(gather *g, const strmap *m, uint64_t key)
+{
+    uint32_t pos = (uint32_t)key, n;
+    const uint32_t *refs;
+    while ((refs = strmap_next(m, key, &pos, &n)) != NULL) {
+        int rc = gather_list(g, refs, n);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The index keys of one attribute's value: its exact key, then its prefix
+ * keys, shortest first (the filter drops most at once). One pass hashes
+ * the value's prefixes and the value itself. The slots of the keys are
+ * prefetched; keys beyond MAX_PREFIX_KEYS are left for attr_rest. */
+typedef struct attr_keys {
+    authz_str val;
+    uint64_t keys[1 + MAX_PREFIX_KEYS];
+    uint32_t n;
+    uint32_t rest; /* index in the bucket's lens of the first length not hashed */
+} attr_keys;
+
+static void attr_keys_get(const program *p, const bucket *bk, int ix, authz_str val, attr_keys *ak)
+{
+    const uint32_t *lens = bk->lens[ix];
+    uint32_t n_lens = bk->n_lens[ix], i = 0;
+    const strmap *m = &bk->index;
+    ak->val = val;
+    ak->n = 0;
+    ak->rest = n_lens;
+    if (val.ptr == NULL || (n_lens == 0 && bk->n_exact[ix] == 0))
+        return;
+    const uint64_t *filter = m->filter;
+    uint32_t filter_mask = m->filter_mask;
+    uint64_t pre[MAX_PREFIX_KEYS];
+    uint32_t n_pre = 0;
+    strmap_hasher h;
+    strmap_hasher_init(&h, p->seed, val.ptr);
+    uint32_t last = n_lens; /* the lengths to hash: those within the value, at most MAX_PREFIX_KEYS hits */
+    while (last > 0 && lens[2 * (last - 1)] > val.len)
+        last--;
+    for (; i < last; i++) {
+        uint32_t len = lens[2 * i], end = lens[2 * i + 1];
+        if (end != 0 && (unsigned char)val.ptr[len - 1] != (end & 0xff))
+            continue; /* no key of this length ends like this */
+        uint64_t key = program_key(strmap_hasher_at(&h, len), ix, true);
+        if (strmap_filter_test(filter, filter_mask, key)) {
+            pre[n_pre++] = key;
+            if (n_pre == MAX_PREFIX_KEYS) {
+                i++;
+                break;
+            }
+        }
+    }
+    if (i < last)
+        ak->rest = i;
+    if (bk->n_exact[ix] > 0) {
+        uint64_t key = program_key(strmap_hasher_at(&h, val.len), ix, false);
+        if (!bk->exact_filtered[ix] || strmap_filter_has(m, key))
+            ak->keys[ak->n++] = key;
+    }
+    for (uint32_t k = 0; k < n_pre; k++)
+        ak->keys[ak->n++] = pre[k];
+    for (uint32_t k = 0; k < ak->n; k++)
+        __builtin_prefetch(&m->slots[ak->keys[k] & m->mask]);
+}
+
+static int gather_attr(gather *g, const bucket *bk, int ix, const attr_keys *ak)
+{
+    const strmap *m = &bk->index;
     int rc = 0;
-    if (++e->p->gen == 0) { /* wrapped: forget every stamp */
-        memset(e->p->seen, 0, e->p->n_rules * sizeof(uint32_t));
-        e->p->gen = 1;
+    for (uint32_t k = 0; k < ak->n && rc == 0; k++)
+        rc = gather_key(g, m, ak->keys[k]);
+    const uint32_t *lens = bk->lens[ix];
+    uint32_t i = ak->rest;
+    if (rc == 0 && i < bk->n_lens[ix]) { /* more prefix keys than held: the rest now */
+        strmap_hasher h;
+        strmap_hasher_init(&h, g->e->p->seed, ak->val.ptr);
+        for (; i < bk->n_lens[ix] && lens[2 * i] <= ak->val.len && rc == 0; i++) {
+            uint64_t key = program_key(strmap_hasher_at(&h, lens[2 * i]), ix, true);
+            if (strmap_filter_has(m, key))
+                rc = gather_key(g, m, key);
+        }
     }
-    const authz_str keys[2] = {r->source_principal, r->path};
-    const strmap *exact[2] = {&bk->principal_exact, &bk->path_exact};
-    const strmap *prefix[2] = {&bk->principal_prefix, &bk->path_prefix};
-    for (int k = 0; k < 2 && rc == 0; k++) {
-        if (keys[k].ptr == NULL)
-            continue;
-        const strmap_slot *s = strmap_get(exact[k], keys[k].ptr, keys[k].len);
-        if (s != NULL)
-            rc = consider_list(e, b, strmap_ids(s), s->n_ids);
-        size_t n = strmap_prefixes(prefix[k], keys[k].ptr, keys[k].len, hits, MAX_PREFIX_HITS);
-        for (size_t i = 0; i < n && rc == 0; i++)
-            rc = consider_list(e, b, strmap_ids(hits[i]), hits[i]->n_ids);
-    }
-    if (rc == 0)
-        rc = consider_list(e, b, bk->always, bk->n_always);
     return rc;
 }
 
-static void deny_response(const program *p, const bucket *bk, uint32_t deciding,
-                          authz_decision *d)
+/* The namespace of a principal ("spiffe://td/ns/<namespace>/..."), found
+ * as ward_spiffe_id_namespace finds it in a parsed ID, but without checking
+ * the ID: for a valid ID it is the same; for an invalid one the rules it
+ * yields are candidates that fail (they need a namespace, and an invalid
+ * ID has none). Only the namespace index reads it. */
+static authz_str principal_namespace(authz_str p)
 {
-    if (deciding != NONE) {
-        const pol *x = &p->pols[p->rules[deciding]->policy];
-        if (x->deny_status) {
-            d->deny_status = x->deny_status;
-            d->deny_body = x->deny_body;
-            return;
+    static const char scheme[] = "spiffe://";
+    const size_t slen = sizeof(scheme) - 1;
+    authz_str none = {NULL, 0};
+    if (p.ptr == NULL || p.len < slen || memcmp(p.ptr, scheme, slen) != 0)
+        return none;
+    const char *end = p.ptr + p.len;
+    const char *q = memchr(p.ptr + slen, '/', p.len - slen); /* the path */
+    while (q != NULL && q < end) {
+        const char *seg = q + 1;
+        const char *next = memchr(seg, '/', (size_t)(end - seg));
+        if (next == NULL)
+            next = end;
+        if (next - seg == 2 && seg[0] == 'n' && seg[1] == 's' && next < end) {
+            const char *ns = next + 1;
+            const char *ns_end = memchr(ns, '/', (size_t)(end - ns));
+            return (authz_str){ns, (size_t)((ns_end != NULL ? ns_end : end) - ns)};
+        }
+        q = next;
+    }
+    return none;
+}
+
+/* The namespace candidates and the rules no index covers are considered
+ * together in id order (as if all were always considered): a k-way merge
+ * of their lists. */
+static int consider_merged(evaluation *e, const gather *t)
+{
+    uint32_t at[MAX_LISTS];
+    memset(at, 0, t->n * sizeof(at[0]));
+    for (;;) {
+        uint32_t next = NONE, from = 0;
+        for (uint32_t i = 0; i < t->n; i++) {
+            if (at[i] < t->lists[i].n && t->lists[i].refs[at[i]] < next) {
+                next = t->lists[i].refs[at[i]];
+                from = i;
+            }
+        }
+        if (next == NONE)
+            return 0;
+        at[from]++;
+        int rc = consider(e, next);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+/* The lists of the namespace keys, then always; or, when the keys give more
+ * lists than t holds, the bucket's late list (all of them). */
+static void gather_late(gather *t, const bucket *bk, const attr_keys *ns)
+{
+    const strmap *m = &bk->index;
+    bool whole = ns->rest < bk->n_lens[IX_NAMESPACE]; /* keys left unhashed */
+    for (uint32_t k = 0; k < ns->n && !whole; k++) {
+        uint32_t pos = (uint32_t)ns->keys[k], n;
+        const uint32_t *refs;
+        while (!whole && (refs = strmap_next(m, ns->keys[k], &pos, &n)) != NULL) {
+            if (t->n + 1 == MAX_LISTS)
+                whole = true;
+            else
+                gather_list(t, refs, n);
         }
     }
-    for (uint32_t i = 0; i < bk->n_policies; i++) {
-        const pol *x = &p->pols[bk->policies[i]];
-        if (x->action == ACT_ALLOW && !x->dry && x->deny_status) {
-            d->deny_status = x->deny_status;
-            d->deny_body = x->deny_body;
-            return;
-        }
+    if (whole) {
+        t->n = 0;
+        gather_list(t, bk->late, bk->n_late);
+    } else {
+        gather_list(t, bk->always, bk->n_always);
     }
+}
+
+/* The candidates: what the principal, path and namespace indexes give, and
+ * the rest; their records are all requested from memory before the first is
+ * evaluated. */
+static int consider_candidates(evaluation *e, const bucket *bk)
+{
+    const authz_request *r = e->v->r;
+    gather g, late; /* (not zeroed: only their first n lists are read) */
+    g.e = late.e = e;
+    g.n = late.n = 0;
+    attr_keys principal, path, ns;
+    /* the work is ordered so that memory is waited for as little as
+     * possible: the path is hashed while the principal's slot is fetched,
+     * the namespace while the principal's candidates are */
+    attr_keys_get(e->p, bk, IX_PRINCIPAL, r->source_principal, &principal);
+    attr_keys_get(e->p, bk, IX_PATH, r->path, &path);
+    int rc = gather_attr(&g, bk, IX_PRINCIPAL, &principal);
+    authz_str nsv = {NULL, 0};
+    if (bk->n_exact[IX_NAMESPACE] > 0 || bk->n_lens[IX_NAMESPACE] > 0)
+        nsv = principal_namespace(r->source_principal);
+    attr_keys_get(e->p, bk, IX_NAMESPACE, nsv, &ns);
+    if (rc == 0)
+        rc = gather_attr(&g, bk, IX_PATH, &path);
+    if (rc < 0)
+        return rc;
+    gather_late(&late, bk, &ns);
+    rc = gather_flush(&g);
+    return rc < 0 ? rc : consider_merged(e, &late);
 }
 
 /* Every policy that selects the workload and each of its rules, matched or
@@ -364,9 +632,10 @@ static int explain_bucket(evaluation *e, const bucket *bk, ward_buf *out)
             rc = authz_json_str(out, x->id, strlen(x->id));
         if (rc == 0)
             rc = ward_buf_puts(out, ",\"rules\":[");
-        for (int first = 1; rc == 0 && ri < bk->n_rules && p->rules[bk->rules[ri]]->policy == pi;
-             ri++, first = 0) {
-            const rule *r = p->rules[bk->rules[ri]];
+        for (int first = 1; rc == 0 && ri < bk->n_rules; ri++, first = 0) {
+            const rule *r = program_rule(p, p->rule_ref[bk->rules[ri]]);
+            if (r->policy != pi)
+                break;
             ward_buf_reset(&failed);
             e->failed = &failed;
             e->n_failed = 0;
@@ -378,10 +647,10 @@ static int explain_bucket(evaluation *e, const bucket *bk, ward_buf *out)
             }
             if (ok)
                 rc = ward_buf_printf(out, "%s{\"matched\":true,\"rule\":%u}", first ? "" : ",",
-                                     r->index);
+                                     (unsigned)r->index);
             else
                 rc = ward_buf_printf(out, "%s{\"failed\":[%s],\"matched\":false,\"rule\":%u}",
-                                     first ? "" : ",", failed.ptr ? failed.ptr : "", r->index);
+                                     first ? "" : ",", failed.ptr ? failed.ptr : "", (unsigned)r->index);
         }
         if (rc == 0)
             rc = ward_buf_puts(out, "],\"source\":");
@@ -402,10 +671,10 @@ int program_decide(program *p, const authz_request *req, program_cond_fn cond, v
     v.identity_done = false;
     v.ns = v.td = (authz_str){NULL, 0};
     v.host_state = 0;
-    evaluation e = {.p = p, .v = &v, .cond = cond, .cond_data = cond_data, .err = err};
+    evaluation e = {.p = p, .v = &v, .cond = cond, .cond_data = cond_data, .err = err,
+                    .b = {NONE, NONE, NONE, NONE, NONE}};
     const bucket *bk = bucket_for(p, req->destination_service);
-    best b = {NONE, NONE, NONE, NONE, NONE};
-    int rc = consider_candidates(&e, bk, &b);
+    int rc = consider_candidates(&e, bk);
     if (rc < 0) {
         if (rc == WARD_ELIMIT)
             ward_err_set(err, "a matcher hit its limits (regex match/depth limit or oversized attribute)");
@@ -413,16 +682,17 @@ int program_decide(program *p, const authz_request *req, program_cond_fn cond, v
             ward_err_set(err, "cannot evaluate the request: %s", ward_strerror(rc));
         return rc;
     }
-    uint32_t deciding = NONE;
-    if (b.ed != NONE) {
+    const best *b = &e.b;
+    const rule *deciding = NULL;
+    if (b->ed != NONE) {
+        deciding = program_rule(p, b->ed);
         d->decision = AUTHZ_DENY;
-        deciding = b.ed;
-        d->reason = p->rules[b.ed]->reason;
+        d->reason = program_string(p, deciding->reason);
     } else if (bk->allow_exists) {
-        if (b.ea != NONE) {
+        if (b->ea != NONE) {
+            deciding = program_rule(p, b->ea);
             d->decision = AUTHZ_ALLOW;
-            deciding = b.ea;
-            d->reason = p->rules[b.ea]->reason;
+            d->reason = program_string(p, deciding->reason);
         } else {
             d->decision = AUTHZ_DENY;
             d->reason = "no ALLOW rule matched";
@@ -431,30 +701,40 @@ int program_decide(program *p, const authz_request *req, program_cond_fn cond, v
         d->decision = p->default_allow ? AUTHZ_ALLOW : AUTHZ_DENY;
         d->reason = bk->default_reason;
     }
-    if (deciding != NONE) {
-        d->policy = p->pols[p->rules[deciding]->policy].id;
-        d->rule = (int)p->rules[deciding]->index;
+    if (deciding != NULL) {
+        d->policy = program_string(p, deciding->policy_id);
+        d->rule = (int)deciding->index;
     }
-    d->audit = b.audit != NONE;
+    d->audit = b->audit != NONE;
     if (bk->has_dry) {
         uint32_t w = NONE;
         d->has_dry_run = true;
-        if (b.dd != NONE) {
+        if (b->dd != NONE) {
             d->dry_run_decision = AUTHZ_DENY;
-            w = b.dd;
+            w = b->dd;
         } else if (bk->dry_allow_exists) {
-            d->dry_run_decision = b.da != NONE ? AUTHZ_ALLOW : AUTHZ_DENY;
-            w = b.da;
+            d->dry_run_decision = b->da != NONE ? AUTHZ_ALLOW : AUTHZ_DENY;
+            w = b->da;
         } else {
             d->dry_run_decision = p->default_allow ? AUTHZ_ALLOW : AUTHZ_DENY;
         }
         if (w != NONE) {
-            d->dry_run_policy = p->pols[p->rules[w]->policy].id;
-            d->dry_run_rule = (int)p->rules[w]->index;
+            const rule *r = program_rule(p, w);
+            d->dry_run_policy = program_string(p, r->policy_id);
+            d->dry_run_rule = (int)r->index;
         }
     }
-    if (d->decision == AUTHZ_DENY)
-        deny_response(p, bk, deciding, d);
+    if (d->decision == AUTHZ_DENY) {
+        /* the deciding policy's response, else the workload's first enforced ALLOW's */
+        const pol *x = deciding != NULL ? &p->pols[deciding->policy] : NULL;
+        if (x != NULL && x->deny_status) {
+            d->deny_status = x->deny_status;
+            d->deny_body = x->deny_body;
+        } else if (bk->deny_status) {
+            d->deny_status = bk->deny_status;
+            d->deny_body = bk->deny_body;
+        }
+    }
     if (explain != NULL)
         return explain_bucket(&e, bk, explain);
     return 0;

@@ -1,14 +1,29 @@
-/* program.c - the compiled rules as compact C data: built from the Lua bundle, indexed, decided */
+/* program.c - the compiled rules as compact C data: built from the Lua bundle, laid out contiguously, indexed */
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "authz/authz_int.h"
 #include "authz/program_int.h"
 
-/* ---- arena: everything the program holds, freed at once ---- */
+const char *const program_field_names[] = {
+    "principals", "notPrincipals", "namespaces", "notNamespaces", "trustDomains",
+    "notTrustDomains", "ipBlocks", "notIpBlocks", "methods", "notMethods", "hosts", "notHosts",
+    "ports", "notPorts", "paths", "notPaths", "values", "notValues",
+};
+enum { NAME_SOURCE = 0, NAME_OPERATION = 8, NAME_VALUES = 16 };
+
+#define HUGE_PAGE (2u << 20)
+#define PACK_MIN (1u << 20) /* a program reading this much is packed on huge pages */
+
+/* Up to this many exact keys of one attribute per bucket go in its filter. */
+#define FILTERED_EXACT_KEYS 32
+
+/* ---- arena: strings and policies, freed at once ---- */
 
 static void *arena_alloc(program *p, size_t size)
 {
@@ -61,12 +76,72 @@ typedef struct builder {
     lua_State *L;
     ward_err *err;
     const char *where; /* for error messages */
+    /* the rule records being written (offsets stay valid, pointers do not) */
+    char *code;
+    size_t len, cap;
+    lua_cond *lua; /* the current rule's `lua:` conditions */
+    uint32_t n_lua, cap_lua;
+    char *strings; /* the decisions' strings */
+    size_t strings_len, strings_cap;
 } builder;
 
 static int bad(builder *b, const char *what)
 {
     ward_err_set(b->err, "policy bundle: %s: %s", b->where ? b->where : "?", what);
     return WARD_ERESULT;
+}
+
+/* Adds s (NUL-terminated) to the decisions' strings; *off is where. */
+static int add_string(builder *b, const char *s, uint32_t *off)
+{
+    size_t len = strlen(s) + 1;
+    if (b->strings_cap - b->strings_len < len) {
+        size_t cap = b->strings_cap ? b->strings_cap : 4096;
+        while (cap - b->strings_len < len)
+            cap *= 2;
+        char *c = realloc(b->strings, cap);
+        if (c == NULL)
+            return WARD_ENOMEM;
+        b->strings = c;
+        b->strings_cap = cap;
+    }
+    if (b->strings_len > UINT32_MAX)
+        return bad(b, "too many strings");
+    *off = (uint32_t)b->strings_len;
+    memcpy(b->strings + b->strings_len, s, len);
+    b->strings_len += len;
+    return 0;
+}
+
+/* Appends n zeroed bytes (rounded up to PROGRAM_ALIGN) to the records; *off is where. */
+static int code_reserve(builder *b, size_t n, size_t *off)
+{
+    n = program_align(n);
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap - b->len < n)
+            cap *= 2;
+        char *c = realloc(b->code, cap);
+        if (c == NULL)
+            return WARD_ENOMEM;
+        b->code = c;
+        b->cap = cap;
+    }
+    *off = b->len;
+    memset(b->code + b->len, 0, n);
+    b->len += n;
+    return 0;
+}
+
+#define AT(b, off, type) ((type *)(void *)((b)->code + (off)))
+
+/* The size of the record begun at off, now that it is complete. */
+static int code_size(builder *b, size_t off, uint32_t *size)
+{
+    if (b->len - off > UINT32_MAX)
+        return bad(b, "a rule is too large");
+    *size = (uint32_t)(b->len - off);
+    return 0;
 }
 
 /* Pushes t[key] (raw) for the table at idx. */
@@ -98,60 +173,106 @@ static bool opt_int(builder *b, int idx, const char *key, lua_Integer *out)
 
 /* ---- patterns ---- */
 
-static int build_template(builder *b, pat *x)
+static int emit_pat(builder *b, uint8_t kind, size_t len, const void *payload, size_t payload_len)
 {
-    uint32_t n = 1;
-    for (uint32_t i = 0; i < x->len; i++)
-        n += x->s[i] == '/';
-    x->u.tpl.segs = arena_alloc(b->p, n * sizeof(tseg));
-    if (x->u.tpl.segs == NULL)
-        return WARD_ENOMEM;
-    uint32_t start = 0, k = 0;
-    for (uint32_t i = 0; i <= x->len; i++) {
-        if (i < x->len && x->s[i] != '/')
-            continue;
-        tseg *g = &x->u.tpl.segs[k++];
-        g->off = start;
-        g->len = i - start;
-        if (g->len == 3 && memcmp(x->s + start, "{*}", 3) == 0)
-            g->kind = 1;
-        else if (g->len == 4 && memcmp(x->s + start, "{**}", 4) == 0)
-            g->kind = 2;
-        if (g->kind == 2 && i != x->len)
-            return bad(b, "template \"{**}\" must be last");
-        start = i + 1;
-    }
-    x->u.tpl.n = k;
+    size_t off;
+    if (len > UINT32_MAX)
+        return bad(b, "a pattern is too long");
+    int rc = code_reserve(b, sizeof(pat) + payload_len, &off);
+    if (rc < 0)
+        return rc;
+    pat *x = AT(b, off, pat);
+    x->kind = kind;
+    x->len = (uint32_t)len;
+    if (payload_len > 0)
+        memcpy(x + 1, payload, payload_len);
     return 0;
 }
 
-bool program_template_match(const pat *x, const char *s, size_t len)
+/* Templates: "{**}" only as the last segment. */
+static bool template_valid(const char *s, size_t len)
 {
-    const char *end = s + len;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && s[i] != '/')
+            continue;
+        if (i - start == 4 && memcmp(s + start, "{**}", 4) == 0 && i != len)
+            return false;
+        start = i + 1;
+    }
+    return true;
+}
+
+/* The bytes of whole literal segments (each with its '/') before a
+ * template's first '{', at most 65535: a path must start with them. Not
+ * the segment before a last "{**}", which matches without its '/'. */
+static uint16_t template_lead(const char *s, size_t len)
+{
+    size_t lead = 0, before = 0;
+    for (size_t i = 0; i < len && i < 65535 && s[i] != '{'; i++) {
+        if (s[i] == '/') {
+            before = lead;
+            lead = i + 1;
+        }
+    }
+    if (len - lead == 4 && memcmp(s + lead, "{**}", 4) == 0)
+        lead = before;
+    return (uint16_t)lead;
+}
+
+bool program_template_match(const char *t, size_t tlen, const char *s, size_t len, size_t lead)
+{
+    if (len < lead || memcmp(s, t, lead) != 0)
+        return false;
+    const char *tend = t + tlen, *end = s + len;
+    t += lead;
+    s += lead;
     bool more = true; /* a path has at least one (maybe empty) segment */
-    for (uint32_t i = 0; i < x->u.tpl.n; i++) {
-        const tseg *g = &x->u.tpl.segs[i];
-        if (g->kind == 2)
+    for (;;) {
+        const char *tseg = t;
+        while (t < tend && *t != '/')
+            t++;
+        size_t tl = (size_t)(t - tseg);
+        bool star = tl == 3 && memcmp(tseg, "{*}", 3) == 0;
+        if (tl == 4 && memcmp(tseg, "{**}", 4) == 0)
             return true;
         if (!more)
             return false;
-        const char *slash = memchr(s, '/', (size_t)(end - s));
-        size_t sl = (size_t)((slash != NULL ? slash : end) - s);
-        if (g->kind == 1 ? sl == 0 : (sl != g->len || memcmp(s, x->s + g->off, sl) != 0))
+        const char *seg = s;
+        while (s < end && *s != '/')
+            s++;
+        size_t sl = (size_t)(s - seg);
+        if (star ? sl == 0 : (sl != tl || memcmp(seg, tseg, sl) != 0))
             return false;
-        if (slash != NULL) {
-            s = slash + 1;
-        } else {
-            s = end;
+        if (s < end)
+            s++; /* past the '/': another segment follows, maybe empty */
+        else
             more = false;
-        }
+        if (t == tend)
+            break;
+        t++;
     }
     return !more;
 }
 
+static int note_regex(builder *b, pcre2_code *re)
+{
+    program *p = b->p;
+    if (p->n_regexes == p->cap_regexes) {
+        uint32_t cap = p->cap_regexes ? p->cap_regexes * 2 : 16;
+        pcre2_code **v = realloc(p->regexes, cap * sizeof(*v));
+        if (v == NULL)
+            return WARD_ENOMEM;
+        p->regexes = v;
+        p->cap_regexes = cap;
+    }
+    p->regexes[p->n_regexes++] = re;
+    return 0;
+}
+
 /* One pattern from the bundle: a string in the policy syntax, a {regex=}
  * table, or a port number; `cidr` says the field holds CIDR blocks. */
-static int build_pat(builder *b, int idx, bool cidr, bool path, pat *x)
+static int build_pat(builder *b, int idx, bool cidr, bool path)
 {
     lua_State *L = b->L;
     int t = lua_type(L, idx);
@@ -159,65 +280,62 @@ static int build_pat(builder *b, int idx, bool cidr, bool path, pat *x)
         lua_Integer v = lua_tointeger(L, idx);
         if (v < 1 || v > 65535)
             return bad(b, "port out of range");
-        x->kind = P_PORT;
-        x->u.port = (unsigned)v;
-        return 0;
+        return emit_pat(b, P_PORT, (size_t)v, NULL, 0);
     }
     if (t == LUA_TTABLE) {
         size_t len;
-        x->s = opt_str(b, idx, "regex", &len);
-        if (x->s == NULL)
+        const char *s = NULL;
+        if (rawfield(L, idx, "regex") == LUA_TSTRING)
+            s = lua_tolstring(L, -1, &len);
+        if (s == NULL) {
+            lua_pop(L, 1);
             return bad(b, "a table pattern must be {regex = \"...\"}");
-        x->len = (uint32_t)len;
-        x->kind = P_REGEX;
+        }
         int ecode;
         PCRE2_SIZE eoff;
-        x->u.re = pcre2_compile((PCRE2_SPTR)x->s, len, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
-                                &ecode, &eoff, NULL);
-        if (x->u.re == NULL) {
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR)s, len, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
+                                       &ecode, &eoff, NULL);
+        lua_pop(L, 1);
+        if (re == NULL) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(ecode, msg, sizeof(msg));
             ward_err_set(b->err, "policy bundle: %s: regex at offset %zu: %s", b->where,
                          (size_t)eoff, (char *)msg);
             return WARD_ERESULT;
         }
-        pcre2_jit_compile(x->u.re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
-        return 0;
+        if (note_regex(b, re) < 0) {
+            pcre2_code_free(re);
+            return WARD_ENOMEM;
+        }
+        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
+        return emit_pat(b, P_REGEX, len, &re, sizeof(re));
     }
     if (t != LUA_TSTRING)
         return bad(b, "a pattern must be a string");
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
     if (cidr) {
-        x->kind = P_CIDR;
-        if (ward_cidr_parse(s, len, &x->u.cidr, b->err) < 0)
+        ward_cidr c;
+        memset(&c, 0, sizeof(c));
+        if (ward_cidr_parse(s, len, &c, b->err) < 0)
             return bad(b, "bad CIDR block");
-        return 0;
+        return emit_pat(b, P_CIDR, 0, &c, sizeof(c));
     }
-    if (len == 1 && s[0] == '*') {
-        x->kind = P_ANY;
-        x->s = "";
-        return 0;
-    }
+    if (len == 1 && s[0] == '*')
+        return emit_pat(b, P_ANY, 0, NULL, 0);
     if (path && memchr(s, '{', len) != NULL) {
-        x->kind = P_TEMPLATE;
-        x->s = arena_str(b->p, s, len);
-        x->len = (uint32_t)len;
-        return x->s ? build_template(b, x) : WARD_ENOMEM;
+        if (!template_valid(s, len))
+            return bad(b, "template \"{**}\" must be last");
+        int rc = emit_pat(b, P_TEMPLATE, len, s, len);
+        if (rc == 0) /* the last pattern written */
+            AT(b, b->len - sizeof(pat) - program_align(len), pat)->lead = template_lead(s, len);
+        return rc;
     }
-    if (len > 1 && s[len - 1] == '*') {
-        x->kind = P_PREFIX;
-        len--;
-    } else if (len > 1 && s[0] == '*') {
-        x->kind = P_SUFFIX;
-        s++;
-        len--;
-    } else {
-        x->kind = P_EXACT;
-    }
-    x->s = arena_str(b->p, s, len);
-    x->len = (uint32_t)len;
-    return x->s ? 0 : WARD_ENOMEM;
+    if (len > 1 && s[len - 1] == '*')
+        return emit_pat(b, P_PREFIX, len - 1, s, len - 1);
+    if (len > 1 && s[0] == '*')
+        return emit_pat(b, P_SUFFIX, len - 1, s + 1, len - 1);
+    return emit_pat(b, P_EXACT, len, s, len);
 }
 
 /* ---- checks: one field of a source, an operation or a condition ---- */
@@ -264,8 +382,16 @@ static const struct {
     {"connection.sni", A_SNI}, {"time", A_TIME},
 };
 
-/* The list at the top of the stack becomes c's patterns. */
-static int build_check(builder *b, check *c, bool cidr, bool path)
+typedef struct check_spec {
+    uint8_t attr, name;
+    bool negated, cidr, path;
+    uint32_t item;
+    const char *header; /* A_HEADER: the name as written (lowercased here) */
+    size_t header_len;
+} check_spec;
+
+/* The list at the top of the stack becomes a check and its patterns. */
+static int build_check(builder *b, const check_spec *cs)
 {
     lua_State *L = b->L;
     if (!lua_istable(L, -1))
@@ -273,141 +399,173 @@ static int build_check(builder *b, check *c, bool cidr, bool path)
     lua_Unsigned n = lua_rawlen(L, -1);
     if (n == 0 || n > 100000)
         return bad(b, "a field must list 1..100000 values");
-    c->n = (uint32_t)n;
-    c->pats = arena_alloc(b->p, n * sizeof(pat));
-    if (c->pats == NULL)
-        return WARD_ENOMEM;
+    size_t off, hoff;
+    int rc = code_reserve(b, sizeof(check), &off);
+    if (rc < 0)
+        return rc;
+    if (cs->item > UINT16_MAX)
+        return bad(b, "too many sources, operations or conditions");
+    check *c = AT(b, off, check);
+    c->attr = cs->attr;
+    c->flags = (uint8_t)(cs->name | (cs->negated ? CHECK_NEGATED : 0));
+    c->item = (uint16_t)cs->item;
+    if (cs->attr == A_HEADER) {
+        if (cs->header_len > UINT32_MAX - 8)
+            return bad(b, "a header name is too long");
+        uint32_t hl = (uint32_t)cs->header_len;
+        if ((rc = code_reserve(b, sizeof(uint32_t) + hl, &hoff)) < 0)
+            return rc;
+        memcpy(b->code + hoff, &hl, sizeof(hl));
+        char *name = b->code + hoff + sizeof(hl);
+        for (size_t i = 0; i < hl; i++) {
+            char ch = cs->header[i];
+            name[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        }
+    }
     /* ports in string form ("8443") stay strings for `when`, numbers for `to` */
     for (lua_Unsigned i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, (lua_Integer)i);
-        int rc = build_pat(b, -1, cidr, path, &c->pats[i - 1]);
+        rc = build_pat(b, -1, cs->cidr, cs->path);
         lua_pop(L, 1);
         if (rc < 0)
             return rc;
     }
-    return 0;
+    return code_size(b, off, &AT(b, off, check)->size);
 }
 
-/* A list of sources or operations (`from` / `to`). */
-static int build_alts(builder *b, int idx, const char *name, const field_spec *specs, size_t n_specs,
-                      alt **out, uint32_t *n_out)
+/* A list of sources or operations (`from` / `to`) at idx: a group of alternatives. */
+static int build_alts(builder *b, int idx, const field_spec *specs, size_t n_specs, uint8_t name)
 {
     lua_State *L = b->L;
     int rc = 0;
+    size_t goff;
     lua_Unsigned n = lua_rawlen(L, idx);
-    *out = arena_alloc(b->p, (n ? n : 1) * sizeof(alt));
-    if (*out == NULL)
-        return WARD_ENOMEM;
-    *n_out = (uint32_t)n;
-    for (lua_Unsigned i = 1; i <= n && rc == 0; i++) {
+    if (n > UINT32_MAX)
+        return bad(b, "too many sources or operations");
+    WARD_TRY(code_reserve(b, sizeof(group), &goff));
+    for (lua_Unsigned i = 1; i <= n; i++) {
+        size_t aoff;
         lua_rawgeti(L, idx, (lua_Integer)i);
         if (!lua_istable(L, -1)) {
             lua_pop(L, 1);
             return bad(b, "a source or operation must be a table");
         }
-        alt *a = &(*out)[i - 1];
-        size_t present = 0;
-        for (size_t f = 0; f < n_specs; f++) {
-            present += rawfield(L, -1, specs[f].name) != LUA_TNIL;
-            lua_pop(L, 1);
-        }
-        a->checks = arena_alloc(b->p, (present ? present : 1) * sizeof(check));
-        if (a->checks == NULL)
-            return WARD_ENOMEM;
+        WARD_TRY(code_reserve(b, sizeof(alt), &aoff));
         for (size_t f = 0; f < n_specs && rc == 0; f++) {
             if (rawfield(L, -1, specs[f].name) != LUA_TNIL) {
-                check *c = &a->checks[a->n++];
-                c->attr = specs[f].attr;
-                c->negated = specs[f].negated;
-                c->group = name;
-                c->item = (uint32_t)(i - 1);
-                c->name = specs[f].name;
-                rc = build_check(b, c, specs[f].cidr, specs[f].path);
+                check_spec cs = {.attr = specs[f].attr, .name = (uint8_t)(name + f),
+                                 .negated = specs[f].negated, .cidr = specs[f].cidr,
+                                 .path = specs[f].path, .item = (uint32_t)(i - 1)};
+                rc = build_check(b, &cs);
             }
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
+        WARD_TRY(rc);
+        WARD_TRY(code_size(b, aoff, &AT(b, aoff, alt)->size));
     }
+    return code_size(b, goff, &AT(b, goff, group)->size);
+fail:
     return rc;
 }
 
 /* Parses "request.headers[name]" or a plain attribute name. */
-static int when_attr(builder *b, const char *key, size_t len, check *c)
+static int when_attr(builder *b, const char *key, size_t len, check_spec *cs)
 {
     static const char hdr[] = "request.headers[";
     size_t hl = sizeof(hdr) - 1;
     if (len > hl + 1 && memcmp(key, hdr, hl) == 0 && key[len - 1] == ']') {
-        c->attr = A_HEADER;
-        char *name = arena_alloc(b->p, len - hl);
-        if (name == NULL)
-            return WARD_ENOMEM;
-        for (size_t i = 0; i < len - hl - 1; i++) {
-            char ch = key[hl + i];
-            name[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
-        }
-        c->header = name;
-        c->header_len = len - hl - 1;
+        cs->attr = A_HEADER;
+        cs->header = key + hl;
+        cs->header_len = len - hl - 1;
         return 0;
     }
     for (size_t i = 0; i < sizeof(when_keys) / sizeof(when_keys[0]); i++) {
         if (strlen(when_keys[i].key) == len && memcmp(when_keys[i].key, key, len) == 0) {
-            c->attr = when_keys[i].attr;
+            cs->attr = when_keys[i].attr;
             return 0;
         }
     }
     return bad(b, "unknown when key");
 }
 
-static int build_when(builder *b, int idx, rule *r)
+static int note_lua(builder *b, int ref, uint32_t item)
+{
+    program *p = b->p;
+    if (p->n_refs == p->cap_refs) {
+        uint32_t cap = p->cap_refs ? p->cap_refs * 2 : 16;
+        int *v = realloc(p->refs, cap * sizeof(*v));
+        if (v == NULL)
+            return WARD_ENOMEM;
+        p->refs = v;
+        p->cap_refs = cap;
+    }
+    p->refs[p->n_refs++] = ref; /* program_free unrefs it */
+    if (b->n_lua == b->cap_lua) {
+        uint32_t cap = b->cap_lua ? b->cap_lua * 2 : 8;
+        lua_cond *v = realloc(b->lua, cap * sizeof(*v));
+        if (v == NULL)
+            return WARD_ENOMEM;
+        b->lua = v;
+        b->cap_lua = cap;
+    }
+    b->lua[b->n_lua++] = (lua_cond){ref, item};
+    return 0;
+}
+
+/* The `when` list at idx: a group of checks; `lua:` conditions go to b->lua. */
+static int build_when(builder *b, int idx)
 {
     lua_State *L = b->L;
+    int rc = 0;
+    size_t goff;
     lua_Unsigned n = lua_rawlen(L, idx);
-    r->when = arena_alloc(b->p, (2 * n + 1) * sizeof(check));
-    r->lua_refs = arena_alloc(b->p, (n + 1) * sizeof(int));
-    r->lua_fields = arena_alloc(b->p, (n + 1) * sizeof(char *));
-    if (r->when == NULL || r->lua_refs == NULL || r->lua_fields == NULL)
-        return WARD_ENOMEM;
+    WARD_TRY(code_reserve(b, sizeof(group), &goff));
     for (lua_Unsigned i = 1; i <= n; i++) {
-        int rc = 0;
-        char field[64];
         lua_rawgeti(L, idx, (lua_Integer)i);
         if (!lua_istable(L, -1)) {
             lua_pop(L, 1);
             return bad(b, "a condition must be a table");
         }
         if (rawfield(L, -1, "lua") == LUA_TFUNCTION) {
-            snprintf(field, sizeof(field), "when[%u].lua", (unsigned)(i - 1));
-            r->lua_fields[r->n_lua] = arena_str(b->p, field, strlen(field));
-            r->lua_refs[r->n_lua++] = luaL_ref(L, LUA_REGISTRYINDEX); /* pops it */
+            int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops it */
             lua_pop(L, 1);
+            if (note_lua(b, ref, (uint32_t)(i - 1)) < 0) {
+                if (b->p->n_refs == 0 || b->p->refs[b->p->n_refs - 1] != ref)
+                    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+                return WARD_ENOMEM;
+            }
             continue;
         }
         lua_pop(L, 1);
         size_t klen;
-        const char *key = opt_str(b, -1, "key", &klen);
+        const char *key = NULL;
+        if (rawfield(L, -1, "key") == LUA_TSTRING)
+            key = lua_tolstring(L, -1, &klen);
         if (key == NULL) {
-            lua_pop(L, 1);
+            lua_pop(L, 2);
             return bad(b, "a condition needs key or lua");
         }
+        check_spec cs = {.item = (uint32_t)(i - 1)};
+        rc = when_attr(b, key, klen, &cs);
+        cs.cidr = cs.attr == A_SOURCE_IP;
+        cs.path = cs.attr == A_PATH;
+        lua_pop(L, 1); /* the key string stays alive in the condition table */
         static const char *const lists[2] = {"values", "notValues"};
         for (int neg = 0; neg < 2 && rc == 0; neg++) {
             if (rawfield(L, -1, lists[neg]) != LUA_TNIL) {
-                check *c = &r->when[r->n_when++];
-                rc = when_attr(b, key, klen, c);
-                c->negated = neg == 1;
-                c->group = "when";
-                c->item = (uint32_t)(i - 1);
-                c->name = lists[neg];
-                if (rc == 0)
-                    rc = build_check(b, c, c->attr == A_SOURCE_IP, c->attr == A_PATH);
+                cs.negated = neg == 1;
+                cs.name = (uint8_t)(NAME_VALUES + neg);
+                rc = build_check(b, &cs);
             }
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
-        if (rc < 0)
-            return rc;
+        WARD_TRY(rc);
     }
-    return 0;
+    return code_size(b, goff, &AT(b, goff, group)->size);
+fail:
+    return rc;
 }
 
 static int build_policy(builder *b, uint32_t i)
@@ -421,6 +579,9 @@ static int build_policy(builder *b, uint32_t i)
     const char *mode = opt_str(b, -1, "mode", &len);
     if (p->id == NULL || action == NULL || mode == NULL)
         return bad(b, "a policy needs id, action and mode");
+    int rc = add_string(b, p->id, &p->id_off);
+    if (rc < 0)
+        return rc;
     b->where = p->id;
     p->action = strcmp(action, "DENY") == 0 ? ACT_DENY : strcmp(action, "AUDIT") == 0 ? ACT_AUDIT
                                                                                     : ACT_ALLOW;
@@ -444,7 +605,10 @@ static int build_policy(builder *b, uint32_t i)
         for (lua_Unsigned k = 1; k <= n; k++) {
             if (lua_rawgeti(L, -1, (lua_Integer)k) == LUA_TSTRING) {
                 const char *s = lua_tolstring(L, -1, &len);
-                p->services[p->n_services++] = arena_str(b->p, s, len);
+                if ((p->services[p->n_services++] = arena_str(b->p, s, len)) == NULL) {
+                    lua_pop(L, 2);
+                    return WARD_ENOMEM;
+                }
             }
             lua_pop(L, 1);
         }
@@ -453,44 +617,70 @@ static int build_policy(builder *b, uint32_t i)
     return 0;
 }
 
+/* One rule record: the header, from, to, when, then its `lua:` conditions. */
 static int build_rule(builder *b, uint32_t i)
 {
     lua_State *L = b->L;
-    /* in the arena, so a rule and what it checks sit together in memory */
-    rule *r = arena_alloc(b->p, sizeof(rule));
-    if (r == NULL)
-        return WARD_ENOMEM;
-    b->p->rules[i] = r;
+    int rc = 0;
+    size_t off;
+    WARD_TRY(code_reserve(b, sizeof(rule), &off));
+    if (off / PROGRAM_ALIGN > UINT32_MAX)
+        return bad(b, "the rules are too large");
+    b->p->rule_ref[i] = (uint32_t)(off / PROGRAM_ALIGN);
     lua_Integer policy, index;
     if (!opt_int(b, -1, "policy", &policy) || !opt_int(b, -1, "index", &index) || policy < 1 ||
-        policy > b->p->n_pols || index < 0)
+        policy > b->p->n_pols || index < 0 || index > UINT16_MAX)
         return bad(b, "a rule needs policy and index");
-    r->policy = (uint32_t)policy - 1;
-    r->index = (uint32_t)index;
-    const pol *p = &b->p->pols[r->policy];
+    const pol *p = &b->p->pols[policy - 1];
     b->where = p->id;
+    char reason[600];
+    snprintf(reason, sizeof(reason), "%s policy %s rule %u",
+             p->action == ACT_DENY ? "denied by DENY" : "allowed by ALLOW", p->id,
+             (unsigned)index);
+    uint32_t why;
+    WARD_TRY(add_string(b, reason, &why));
+    rule *r = AT(b, off, rule);
+    r->id = i;
+    r->policy = (uint32_t)policy - 1;
+    r->index = (uint16_t)index;
     r->kind = p->action == ACT_DENY    ? (p->dry ? K_DRY_DENY : K_DENY)
               : p->action == ACT_ALLOW ? (p->dry ? K_DRY_ALLOW : K_ALLOW)
               : p->dry                 ? K_NONE
                                        : K_AUDIT;
-    char reason[600];
-    snprintf(reason, sizeof(reason), "%s policy %s rule %u",
-             p->action == ACT_DENY ? "denied by DENY" : "allowed by ALLOW", p->id, r->index);
-    r->reason = arena_str(b->p, reason, strlen(reason));
-    int rc = 0;
+    r->reason = why;
+    r->policy_id = p->id_off;
+    uint8_t flags = 0;
     if (rawfield(L, -1, "from") == LUA_TTABLE) {
-        r->from_present = true;
-        rc = build_alts(b, lua_gettop(L), "from", source_fields, 8, &r->from, &r->n_from);
+        flags |= R_FROM;
+        rc = build_alts(b, lua_gettop(L), source_fields, 8, NAME_SOURCE);
     }
     lua_pop(L, 1);
-    if (rc == 0 && rawfield(L, -1, "to") == LUA_TTABLE) {
-        r->to_present = true;
-        rc = build_alts(b, lua_gettop(L), "to", op_fields, 8, &r->to, &r->n_to);
+    WARD_TRY(rc);
+    if (rawfield(L, -1, "to") == LUA_TTABLE) {
+        flags |= R_TO;
+        rc = build_alts(b, lua_gettop(L), op_fields, 8, NAME_OPERATION);
     }
     lua_pop(L, 1);
-    if (rc == 0 && rawfield(L, -1, "when") == LUA_TTABLE)
-        rc = build_when(b, lua_gettop(L), r);
+    WARD_TRY(rc);
+    b->n_lua = 0;
+    if (rawfield(L, -1, "when") == LUA_TTABLE) {
+        flags |= R_WHEN;
+        rc = build_when(b, lua_gettop(L));
+    }
     lua_pop(L, 1);
+    WARD_TRY(rc);
+    if (b->n_lua > UINT16_MAX)
+        return bad(b, "too many lua conditions");
+    if (b->n_lua > 0) {
+        size_t loff;
+        WARD_TRY(code_reserve(b, b->n_lua * sizeof(lua_cond), &loff));
+        memcpy(b->code + loff, b->lua, b->n_lua * sizeof(lua_cond));
+    }
+    r = AT(b, off, rule);
+    r->flags = flags;
+    r->n_lua = (uint16_t)b->n_lua;
+    return code_size(b, off, &r->size);
+fail:
     return rc;
 }
 
@@ -498,56 +688,111 @@ static int build_rule(builder *b, uint32_t i)
 
 static const check *positive_check(const alt *a, uint8_t at)
 {
-    for (uint32_t i = 0; i < a->n; i++)
-        if (a->checks[i].attr == at && !a->checks[i].negated)
-            return &a->checks[i];
+    const void *end = part_end(a, a->size);
+    for (const check *c = alt_checks(a); (const void *)c < end; c = check_next(c))
+        if (c->attr == at && !check_negated(c))
+            return c;
     return NULL;
 }
 
 /* Every alternative must pin the attribute to exact values or prefixes. */
-static bool indexable(const alt *alts, uint32_t n, uint8_t at)
+static bool indexable(const group *g, uint8_t at)
 {
-    if (n == 0)
+    if (g == NULL || g->size == sizeof(group))
         return false;
-    for (uint32_t i = 0; i < n; i++) {
-        const check *c = positive_check(&alts[i], at);
+    const void *end = part_end(g, g->size);
+    for (const alt *a = group_alts(g); (const void *)a < end; a = alt_next(a)) {
+        const check *c = positive_check(a, at);
         if (c == NULL)
             return false;
-        for (uint32_t k = 0; k < c->n; k++) {
-            uint8_t kind = c->pats[k].kind;
-            if (kind != P_EXACT && kind != P_PREFIX && !(at == A_PATH && kind == P_TEMPLATE))
+        const void *cend = part_end(c, c->size);
+        for (const pat *x = check_pats(c); (const void *)x < cend; x = pat_next(x))
+            if (x->kind != P_EXACT && x->kind != P_PREFIX && !(at == A_PATH && x->kind == P_TEMPLATE))
                 return false;
-        }
     }
     return true;
 }
 
-static int index_rule(bucket *bk, const rule *r, uint32_t id)
+/* A bucket while it is being built. */
+typedef struct bucket_build {
+    strmap_builder keys;
+    uint32_t *lens[IX_COUNT], n_lens[IX_COUNT], cap_lens[IX_COUNT];
+    uint32_t *always, n_always, cap_always;
+    uint32_t *late, n_late, cap_late;
+} bucket_build;
+
+/* Notes the length of a prefix key (s, len) of attribute ix: the lengths
+ * are kept as (length, last) pairs by ascending length, where last is
+ * PREFIX_LAST | the last byte when all keys of the length end with it. */
+static int note_length(bucket_build *bb, int ix, const char *s, uint32_t len)
 {
-    const alt *alts = NULL;
-    uint32_t n = 0;
-    uint8_t at = 0;
-    strmap *exact = NULL, *prefix = NULL;
-    if (r->from_present && indexable(r->from, r->n_from, A_SOURCE_PRINCIPAL)) {
-        alts = r->from, n = r->n_from, at = A_SOURCE_PRINCIPAL;
-        exact = &bk->principal_exact, prefix = &bk->principal_prefix;
-    } else if (r->to_present && indexable(r->to, r->n_to, A_PATH)) {
-        alts = r->to, n = r->n_to, at = A_PATH;
-        exact = &bk->path_exact, prefix = &bk->path_prefix;
-    } else {
-        return push_id(&bk->always, &bk->n_always, &bk->cap_always, id);
-    }
+    uint32_t n = bb->n_lens[ix] / 2, last = len > 0 ? PREFIX_LAST | (unsigned char)s[len - 1] : 0;
+    uint32_t *l = bb->lens[ix];
     for (uint32_t i = 0; i < n; i++) {
-        const check *c = positive_check(&alts[i], at);
-        for (uint32_t k = 0; k < c->n; k++) {
-            const pat *x = &c->pats[k];
+        if (l[2 * i] == len) {
+            if (l[2 * i + 1] != last)
+                l[2 * i + 1] = 0; /* keys of this length end differently */
+            return 0;
+        }
+    }
+    if (push_id(&bb->lens[ix], &bb->n_lens[ix], &bb->cap_lens[ix], len) < 0 ||
+        push_id(&bb->lens[ix], &bb->n_lens[ix], &bb->cap_lens[ix], last) < 0)
+        return WARD_ENOMEM;
+    l = bb->lens[ix];
+    for (uint32_t i = n; i > 0 && l[2 * (i - 1)] > len; i--) { /* kept sorted ascending */
+        l[2 * i] = l[2 * (i - 1)];
+        l[2 * i + 1] = l[2 * (i - 1) + 1];
+        l[2 * (i - 1)] = len;
+        l[2 * (i - 1) + 1] = last;
+    }
+    return 0;
+}
+
+/* Files the rule under its keys: of its principals, else of its paths,
+ * else of its namespaces; or among the rules always considered. With
+ * count_only, only counts its exact keys. */
+static int index_rule(program *p, bucket *bk, bucket_build *bb, const rule *r, uint32_t ref,
+                      bool count_only)
+{
+    const group *g;
+    int ix;
+    uint8_t at;
+    if (indexable(rule_from(r), A_SOURCE_PRINCIPAL)) {
+        g = rule_from(r), ix = IX_PRINCIPAL, at = A_SOURCE_PRINCIPAL;
+    } else if (indexable(rule_to(r), A_PATH)) {
+        g = rule_to(r), ix = IX_PATH, at = A_PATH;
+    } else if (indexable(rule_from(r), A_SOURCE_NAMESPACE)) {
+        g = rule_from(r), ix = IX_NAMESPACE, at = A_SOURCE_NAMESPACE;
+        if (!count_only && push_id(&bb->late, &bb->n_late, &bb->cap_late, ref) < 0)
+            return WARD_ENOMEM;
+    } else {
+        if (count_only)
+            return 0;
+        if (push_id(&bb->late, &bb->n_late, &bb->cap_late, ref) < 0)
+            return WARD_ENOMEM;
+        return push_id(&bb->always, &bb->n_always, &bb->cap_always, ref);
+    }
+    const void *end = part_end(g, g->size);
+    for (const alt *a = group_alts(g); (const void *)a < end; a = alt_next(a)) {
+        const check *c = positive_check(a, at);
+        const void *cend = part_end(c, c->size);
+        for (const pat *x = check_pats(c); (const void *)x < cend; x = pat_next(x)) {
+            const char *s = pat_text(x);
             int rc;
+            if (count_only) {
+                bk->n_exact[ix] += x->kind == P_EXACT;
+                continue;
+            }
             if (x->kind == P_EXACT) {
-                rc = strmap_add(exact, x->s, x->len, id);
+                rc = strmap_builder_add(&bb->keys, program_key(strmap_hash(p->seed, s, x->len), ix, false),
+                                        ref, bk->exact_filtered[ix]);
             } else { /* a prefix, or the literal text before a template's first '{' */
-                size_t len = x->kind == P_PREFIX ? x->len
-                             : (size_t)((const char *)memchr(x->s, '{', x->len) - x->s);
-                rc = strmap_add(prefix, x->s, len, id);
+                uint32_t len = x->kind == P_PREFIX ? x->len
+                               : (uint32_t)((const char *)memchr(s, '{', x->len) - s);
+                rc = note_length(bb, ix, s, len);
+                if (rc == 0)
+                    rc = strmap_builder_add(&bb->keys, program_key(strmap_hash(p->seed, s, len), ix, true),
+                                            ref, true);
             }
             if (rc < 0)
                 return rc;
@@ -556,101 +801,290 @@ static int index_rule(bucket *bk, const rule *r, uint32_t id)
     return 0;
 }
 
-static void bucket_init(bucket *bk, const char *service, uint64_t seed)
+static void bucket_build_dispose(bucket_build *bb)
 {
-    memset(bk, 0, sizeof(*bk));
-    bk->service = service;
-    strmap_init(&bk->principal_exact, seed);
-    strmap_init(&bk->principal_prefix, seed + 1);
-    strmap_init(&bk->path_exact, seed + 2);
-    strmap_init(&bk->path_prefix, seed + 3);
+    strmap_builder_dispose(&bb->keys);
+    for (int ix = 0; ix < IX_COUNT; ix++)
+        free(bb->lens[ix]);
+    free(bb->always);
+    free(bb->late);
 }
 
 static void bucket_dispose(bucket *bk)
 {
     free(bk->policies);
     free(bk->rules);
-    free(bk->always);
-    strmap_dispose(&bk->principal_exact);
-    strmap_dispose(&bk->principal_prefix);
-    strmap_dispose(&bk->path_exact);
-    strmap_dispose(&bk->path_prefix);
+    free(bk->own);
+    strmap_dispose(&bk->index);
 }
 
-static bool selects(const pol *p, const char *service)
-{
-    if (p->services == NULL)
-        return true;
-    if (service == NULL)
-        return false;
-    for (uint32_t i = 0; i < p->n_services; i++)
-        if (strcmp(p->services[i], service) == 0)
-            return true;
-    return false;
-}
-
-static int fill_bucket(program *p, bucket *bk)
+/* Indexes the bucket's rules and fills what decisions read. */
+static int finish_bucket(program *p, bucket *bk)
 {
     int rc = 0;
-    for (uint32_t i = 0; i < p->n_pols && rc == 0; i++) {
-        const pol *x = &p->pols[i];
-        if (!selects(x, bk->service))
-            continue;
-        rc = push_id(&bk->policies, &bk->n_policies, &bk->cap_policies, i);
+    bucket_build bb;
+    memset(&bb, 0, sizeof(bb));
+    strmap_builder_init(&bb.keys);
+    for (uint32_t i = 0; i < bk->n_policies; i++) {
+        const pol *x = &p->pols[bk->policies[i]];
         bk->has_dry |= x->dry;
-        if (x->action == ACT_ALLOW && !x->dry)
+        if (x->action == ACT_ALLOW && !x->dry) {
             bk->allow_exists = true;
+            if (bk->deny_status == 0 && x->deny_status) {
+                bk->deny_status = x->deny_status;
+                bk->deny_body = x->deny_body;
+            }
+        }
         if (x->action == ACT_ALLOW)
             bk->dry_allow_exists = true;
     }
-    for (uint32_t i = 0; i < p->n_rules && rc == 0; i++) {
-        const rule *r = p->rules[i];
-        if (!selects(&p->pols[r->policy], bk->service))
-            continue;
-        rc = push_id(&bk->rules, &bk->n_rules, &bk->cap_rules, i);
-        if (rc == 0 && r->kind != K_NONE)
-            rc = index_rule(bk, r, i);
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t i = 0; i < bk->n_rules; i++) {
+            uint32_t ref = p->rule_ref[bk->rules[i]];
+            const rule *r = program_rule(p, ref);
+            if (r->kind != K_NONE)
+                WARD_TRY(index_rule(p, bk, &bb, r, ref, pass == 0));
+        }
+        /* few exact keys: a lookup asks the filter first, not the table */
+        for (int ix = 0; ix < IX_COUNT; ix++)
+            bk->exact_filtered[ix] = bk->n_exact[ix] <= FILTERED_EXACT_KEYS;
     }
+    size_t words = (size_t)bb.n_always + bb.n_late;
+    for (int ix = 0; ix < IX_COUNT; ix++)
+        words += bb.n_lens[ix];
+    bk->own = malloc((words ? words : 1) * sizeof(uint32_t));
+    if (bk->own == NULL) {
+        rc = WARD_ENOMEM;
+        goto fail;
+    }
+    uint32_t *w = bk->own;
+    for (int ix = 0; ix < IX_COUNT; ix++) {
+        if (bb.n_lens[ix] > 0)
+            memcpy(w, bb.lens[ix], bb.n_lens[ix] * sizeof(uint32_t));
+        bk->lens[ix] = w;
+        bk->n_lens[ix] = bb.n_lens[ix] / 2;
+        w += bb.n_lens[ix];
+    }
+    if (bb.n_always > 0)
+        memcpy(w, bb.always, bb.n_always * sizeof(uint32_t));
+    bk->always = w;
+    bk->n_always = bb.n_always;
+    w += bb.n_always;
+    if (bb.n_late > 0)
+        memcpy(w, bb.late, bb.n_late * sizeof(uint32_t));
+    bk->late = w;
+    bk->n_late = bb.n_late;
+    WARD_TRY(strmap_build(&bk->index, &bb.keys));
     char reason[400];
     snprintf(reason, sizeof(reason), "no ALLOW policy selects %s%s%s",
              bk->service ? "service " : "this workload", bk->service ? bk->service : "",
              p->default_allow ? "; default allow" : "; default deny");
     bk->default_reason = arena_str(p, reason, strlen(reason));
-    return rc == 0 && bk->default_reason == NULL ? WARD_ENOMEM : rc;
+    if (bk->default_reason == NULL)
+        rc = WARD_ENOMEM;
+fail:
+    bucket_build_dispose(&bb);
+    return rc;
 }
 
-/* One bucket per service any selector names, plus the wildcard bucket.
- * Building each bucket by a pass over all rules is O(services x rules);
- * fine for the sizes we load (10,000 rules, a few hundred services). */
-static int build_buckets(program *p)
+static int name_cmp(const void *a, const void *b)
 {
-    uint64_t seed = (uint64_t)(uintptr_t)p ^ (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
-    strmap_init(&p->by_service, seed);
-    bucket_init(&p->wildcard, NULL, seed + 7);
-    int rc = fill_bucket(p, &p->wildcard);
-    uint32_t cap = 0;
-    for (uint32_t i = 0; i < p->n_pols && rc == 0; i++) {
-        const pol *x = &p->pols[i];
-        for (uint32_t s = 0; s < x->n_services && rc == 0; s++) {
-            const char *name = x->services[s];
-            if (strmap_get(&p->by_service, name, strlen(name)) != NULL)
-                continue;
-            if (p->n_buckets == cap) {
-                cap = cap ? cap * 2 : 8;
-                bucket *nb = realloc(p->buckets, cap * sizeof(*nb));
-                if (nb == NULL)
-                    return WARD_ENOMEM;
-                p->buckets = nb;
-            }
-            bucket *bk = &p->buckets[p->n_buckets];
-            bucket_init(bk, name, seed + 11 + p->n_buckets);
-            rc = strmap_add(&p->by_service, name, strlen(name), p->n_buckets);
-            p->n_buckets++;
-            if (rc == 0)
-                rc = fill_bucket(p, bk);
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The bucket of a service name, among the sorted buckets. */
+static bucket *find_bucket(program *p, const char *name)
+{
+    uint32_t lo = 0, hi = p->n_buckets;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(p->buckets[mid].service, name);
+        if (c == 0)
+            return &p->buckets[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Adds policy or rule `id` of policy x to every bucket x selects: all of
+ * them (and the wildcard bucket) without a selector, else its services'. */
+static int assign(program *p, const pol *x, uint32_t id, bool is_rule)
+{
+    int rc = 0;
+    if (x->services == NULL) {
+        for (uint32_t i = 0; i <= p->n_buckets && rc == 0; i++) {
+            bucket *bk = i < p->n_buckets ? &p->buckets[i] : &p->wildcard;
+            rc = is_rule ? push_id(&bk->rules, &bk->n_rules, &bk->cap_rules, id)
+                         : push_id(&bk->policies, &bk->n_policies, &bk->cap_policies, id);
         }
+        return rc;
+    }
+    for (uint32_t s = 0; s < x->n_services && rc == 0; s++) {
+        bucket *bk = find_bucket(p, x->services[s]);
+        uint32_t *v = is_rule ? bk->rules : bk->policies;
+        uint32_t n = is_rule ? bk->n_rules : bk->n_policies;
+        if (n > 0 && v[n - 1] == id)
+            continue; /* a service listed twice */
+        rc = is_rule ? push_id(&bk->rules, &bk->n_rules, &bk->cap_rules, id)
+                     : push_id(&bk->policies, &bk->n_policies, &bk->cap_policies, id);
     }
     return rc;
+}
+
+/* One bucket per service any selector names, plus the wildcard bucket. */
+static int build_buckets(program *p)
+{
+    int rc = 0;
+    size_t n = 0;
+    for (uint32_t i = 0; i < p->n_pols; i++)
+        n += p->pols[i].n_services;
+    const char **names = malloc((n ? n : 1) * sizeof(*names));
+    if (names == NULL)
+        return WARD_ENOMEM;
+    n = 0;
+    for (uint32_t i = 0; i < p->n_pols; i++)
+        for (uint32_t s = 0; s < p->pols[i].n_services; s++)
+            names[n++] = p->pols[i].services[s];
+    qsort(names, n, sizeof(*names), name_cmp);
+    p->buckets = calloc(n ? n : 1, sizeof(bucket));
+    if (p->buckets == NULL) {
+        free(names);
+        return WARD_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(names[i], names[i - 1]) == 0)
+            continue;
+        bucket *bk = &p->buckets[p->n_buckets++];
+        bk->service = names[i];
+        bk->service_len = strlen(names[i]);
+    }
+    free(names);
+    for (uint32_t i = 0; i < p->n_pols && rc == 0; i++)
+        rc = assign(p, &p->pols[i], i, false);
+    for (uint32_t i = 0; i < p->n_rules && rc == 0; i++)
+        rc = assign(p, &p->pols[program_rule(p, p->rule_ref[i])->policy], i, true);
+    WARD_TRY(rc);
+    WARD_TRY(finish_bucket(p, &p->wildcard));
+    strmap_builder names_map;
+    strmap_builder_init(&names_map);
+    for (uint32_t i = 0; i < p->n_buckets && rc == 0; i++) {
+        bucket *bk = &p->buckets[i];
+        rc = finish_bucket(p, bk);
+        if (rc == 0)
+            rc = strmap_builder_add(&names_map, strmap_hash(p->seed ^ SERVICE_SALT, bk->service,
+                                                            bk->service_len), i, false);
+    }
+    if (rc < 0) {
+        strmap_builder_dispose(&names_map);
+        goto fail;
+    }
+    return strmap_build(&p->by_service, &names_map);
+fail:
+    return rc;
+}
+
+/* ---- packing: what decisions read, in one block on huge pages ---- */
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+static size_t strmap_bytes(const strmap *m)
+{
+    size_t n = align64((m->filter_mask + 1) / 8);
+    if (m->slots != NULL)
+        n += align64((m->mask + 1) * sizeof(strmap_slot)) + align64(m->list_words * sizeof(uint32_t));
+    return n;
+}
+
+static void *pack_copy(char **at, const void *src, size_t n)
+{
+    void *d = *at;
+    memcpy(d, src, n);
+    *at += align64(n);
+    return d;
+}
+
+static void pack_strmap(char **at, strmap *m, bool filter)
+{
+    if (filter) {
+        uint64_t *f = pack_copy(at, m->filter, (m->filter_mask + 1) / 8);
+        free(m->filter);
+        m->filter = f;
+        return;
+    }
+    if (m->slots != NULL) {
+        strmap_slot *s = pack_copy(at, m->slots, (m->mask + 1) * sizeof(strmap_slot));
+        uint32_t *l = pack_copy(at, m->lists, m->list_words * sizeof(uint32_t));
+        free(m->slots);
+        free(m->lists);
+        m->slots = s;
+        m->lists = l;
+    }
+    m->borrowed = true;
+}
+
+static size_t bucket_words(const bucket *bk)
+{
+    size_t n = (size_t)bk->n_always + bk->n_late;
+    for (int ix = 0; ix < IX_COUNT; ix++)
+        n += 2 * (size_t)bk->n_lens[ix];
+    return n;
+}
+
+static void pack_bucket(char **at, bucket *bk)
+{
+    uint32_t *own = pack_copy(at, bk->own, bucket_words(bk) * sizeof(uint32_t));
+    for (int ix = 0; ix < IX_COUNT; ix++)
+        bk->lens[ix] = own + (bk->lens[ix] - bk->own);
+    bk->always = own + (bk->always - bk->own);
+    bk->late = own + (bk->late - bk->own);
+    free(bk->own);
+    bk->own = NULL;
+}
+
+/* A large program gets one block for its records and indexes, on huge
+ * pages where the system allows them: the small, hot parts (filters, key
+ * lengths, the service map) first, then the tables, then the records.
+ * Without the block (small, or no memory) everything stays where it is. */
+static void pack(program *p)
+{
+    size_t need = align64(p->code_len) + strmap_bytes(&p->by_service);
+    for (uint32_t i = 0; i <= p->n_buckets; i++) {
+        const bucket *bk = i < p->n_buckets ? &p->buckets[i] : &p->wildcard;
+        need += strmap_bytes(&bk->index) + align64(bucket_words(bk) * sizeof(uint32_t));
+    }
+    if (need < PACK_MIN)
+        return;
+    /* whole 2 MiB parts get huge pages: a last part is filled up when that
+     * costs at most half of what is needed */
+    size_t size = (need + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    if (size - need > need / 2)
+        size = (need + 4095) & ~(size_t)4095;
+    void *block;
+    if (posix_memalign(&block, HUGE_PAGE, size) != 0)
+        return;
+#ifdef MADV_HUGEPAGE
+    madvise(block, size, MADV_HUGEPAGE); /* advice only: fine if refused */
+#endif
+    char *at = block;
+    p->region = at;
+    for (uint32_t i = 0; i <= p->n_buckets; i++) {
+        bucket *bk = i < p->n_buckets ? &p->buckets[i] : &p->wildcard;
+        pack_strmap(&at, &bk->index, true);
+        pack_bucket(&at, bk);
+    }
+    pack_strmap(&at, &p->by_service, true);
+    pack_strmap(&at, &p->by_service, false);
+    for (uint32_t i = 0; i <= p->n_buckets; i++)
+        pack_strmap(&at, i < p->n_buckets ? &p->buckets[i].index : &p->wildcard.index, false);
+    char *code = pack_copy(&at, p->code, p->code_len);
+    free(p->code);
+    p->code = code;
 }
 
 int program_build(lua_State *L, program **out, ward_err *err)
@@ -659,6 +1093,7 @@ int program_build(lua_State *L, program **out, ward_err *err)
     program *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return WARD_ENOMEM;
+    p->seed = (uint64_t)(uintptr_t)p ^ (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
     builder b = {.p = p, .L = L, .err = err, .where = "bundle"};
     int top = lua_gettop(L);
     if (!lua_istable(L, -1)) {
@@ -684,11 +1119,10 @@ int program_build(lua_State *L, program **out, ward_err *err)
         goto fail;
     }
     p->n_pols = (uint32_t)np;
-    p->n_rules = (uint32_t)nr;
     p->pols = calloc(np ? np : 1, sizeof(pol));
-    p->rules = calloc(nr ? nr : 1, sizeof(rule *));
+    p->rule_ref = calloc(nr ? nr : 1, sizeof(uint32_t));
     p->seen = calloc(nr ? nr : 1, sizeof(uint32_t));
-    if (p->pols == NULL || p->rules == NULL || p->seen == NULL) {
+    if (p->pols == NULL || p->rule_ref == NULL || p->seen == NULL) {
         rc = WARD_ENOMEM;
         goto fail;
     }
@@ -709,8 +1143,21 @@ int program_build(lua_State *L, program **out, ward_err *err)
         rc = build_rule(&b, (uint32_t)i - 1);
         lua_pop(L, 1);
         WARD_TRY(rc);
+        p->n_rules++;
     }
+    if (b.len > 0) { /* final: records no longer move */
+        char *c = realloc(b.code, b.len);
+        if (c != NULL)
+            b.code = c;
+    }
+    p->code = b.code;
+    p->code_len = b.len;
+    b.code = NULL;
+    p->strings = b.strings;
+    p->strings_len = b.strings_len;
+    b.strings = NULL;
     WARD_TRY(build_buckets(p));
+    pack(p);
     p->md = pcre2_match_data_create(1, NULL);
     p->mctx = pcre2_match_context_create(NULL);
     p->jit = pcre2_jit_stack_create(32 * 1024, 512 * 1024, NULL);
@@ -721,46 +1168,41 @@ int program_build(lua_State *L, program **out, ward_err *err)
     pcre2_set_match_limit(p->mctx, RE_MATCH_LIMIT);
     pcre2_set_depth_limit(p->mctx, RE_DEPTH_LIMIT);
     pcre2_jit_stack_assign(p->mctx, NULL, p->jit);
+    free(b.lua);
     lua_settop(L, top);
     *out = p;
     return 0;
 fail:
     lua_settop(L, top);
+    free(b.code);
+    free(b.strings);
+    free(b.lua);
     program_free(p, L);
     return rc;
-}
-
-static void free_regexes(check *checks, uint32_t n)
-{
-    for (uint32_t c = 0; c < n; c++)
-        for (uint32_t k = 0; k < checks[c].n; k++)
-            if (checks[c].pats[k].kind == P_REGEX)
-                pcre2_code_free(checks[c].pats[k].u.re);
 }
 
 void program_free(program *p, lua_State *L)
 {
     if (p == NULL)
         return;
-    for (uint32_t i = 0; i < p->n_rules; i++) {
-        rule *r = p->rules[i];
-        if (r == NULL)
-            continue; /* the build failed before this rule */
-        for (uint32_t k = 0; k < r->n_lua && L != NULL; k++)
-            luaL_unref(L, LUA_REGISTRYINDEX, r->lua_refs[k]);
-        for (uint32_t a = 0; a < r->n_from; a++)
-            free_regexes(r->from[a].checks, r->from[a].n);
-        for (uint32_t a = 0; a < r->n_to; a++)
-            free_regexes(r->to[a].checks, r->to[a].n);
-        free_regexes(r->when, r->n_when);
-    }
+    for (uint32_t i = 0; i < p->n_refs && L != NULL; i++)
+        luaL_unref(L, LUA_REGISTRYINDEX, p->refs[i]);
+    for (uint32_t i = 0; i < p->n_regexes; i++)
+        pcre2_code_free(p->regexes[i]);
     bucket_dispose(&p->wildcard);
     for (uint32_t i = 0; i < p->n_buckets; i++)
         bucket_dispose(&p->buckets[i]);
     free(p->buckets);
     strmap_dispose(&p->by_service);
+    if (p->region != NULL)
+        free(p->region); /* it holds the records */
+    else
+        free(p->code);
+    free(p->strings);
+    free(p->refs);
+    free(p->regexes);
     free(p->pols);
-    free(p->rules);
+    free(p->rule_ref);
     free(p->seen);
     pcre2_match_data_free(p->md);
     pcre2_match_context_free(p->mctx);

@@ -268,6 +268,83 @@ static void test_explain_names_failed_fields(void **state)
     authz_engine_free(e);
 }
 
+/* A DENY rule reached only through the 41st of 41 prefix keys that all
+ * match the path still denies: no candidate list is dropped. */
+static void test_every_matching_prefix_is_considered(void **state)
+{
+    (void)state;
+    ward_buf y;
+    ward_buf_init(&y);
+    assert_int_equal(ward_buf_puts(&y, HEAD("all") "  rules: [{}]\n---\n" HEAD("deep")
+                                           "  action: DENY\n  rules:\n"), 0);
+    char path[64] = "/";
+    for (int k = 1; k <= 41; k++) {
+        strcat(path, "a");
+        assert_int_equal(ward_buf_printf(&y, "    - to: [{methods: [%s], paths: [\"%s*\"]}]\n",
+                                         k == 41 ? "GET" : "POST", path), 0);
+    }
+    authz_engine *e = engine_of(y.ptr);
+    char req[160];
+    snprintf(req, sizeof(req), "{\"request\":{\"method\":\"GET\",\"path\":\"%sa/x\"}}", path);
+    authz_decision d;
+    decide_json(e, req, false, &d);
+    assert_int_equal(d.decision, AUTHZ_DENY);
+    assert_string_equal(d.policy, "shop/deep");
+    assert_int_equal(d.rule, 40);
+    authz_decision_dispose(&d);
+    snprintf(req, sizeof(req), "{\"request\":{\"method\":\"POST\",\"path\":\"/aaab\"}}");
+    decide_json(e, req, false, &d);
+    assert_int_equal(d.decision, AUTHZ_DENY);
+    assert_int_equal(d.rule, 0); /* the lowest of the three that match */
+    authz_decision_dispose(&d);
+    authz_engine_free(e);
+    ward_buf_dispose(&y);
+}
+
+/* A large set (its rules and indexes are laid out in one block) decides
+ * like a small one: each principal reaches its own rule, others none. */
+static void test_large_set_decides_each_rule(void **state)
+{
+    (void)state;
+    enum { N = 6000 };
+    ward_buf y;
+    ward_buf_init(&y);
+    assert_int_equal(ward_buf_puts(&y, HEAD("many") "  selector: {services: [payments]}\n  rules:\n"), 0);
+    for (int k = 0; k < N; k++)
+        assert_int_equal(ward_buf_printf(&y,
+            "    - from: [{principals: [\"spiffe://example.org/ns/n%d/sa/s%d\"]}]\n"
+            "      to: [{methods: [GET], paths: [\"/v1/r%d/{*}\", \"/v1/x%d\"]}]\n", k % 7, k, k, k), 0);
+    authz_engine *e = engine_of(y.ptr);
+    static const int probes[] = {0, 1, 2999, N - 1};
+    for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+        int k = probes[i];
+        char req[300];
+        authz_decision d;
+        snprintf(req, sizeof(req), "{\"source\":{\"principal\":\"spiffe://example.org/ns/n%d/sa/s%d\"},"
+                 "\"destination\":{\"service\":\"payments\"},"
+                 "\"request\":{\"method\":\"GET\",\"path\":\"/v1/r%d/42\"}}", k % 7, k, k);
+        decide_json(e, req, false, &d);
+        assert_int_equal(d.decision, AUTHZ_ALLOW);
+        assert_int_equal(d.rule, k);
+        authz_decision_dispose(&d);
+        snprintf(req, sizeof(req), "{\"source\":{\"principal\":\"spiffe://example.org/ns/n%d/sa/s%d\"},"
+                 "\"destination\":{\"service\":\"payments\"},"
+                 "\"request\":{\"method\":\"GET\",\"path\":\"/v1/r%d/42\"}}", k % 7, k, k + 1);
+        decide_json(e, req, false, &d); /* its principal, another rule's path */
+        assert_int_equal(d.decision, AUTHZ_DENY);
+        authz_decision_dispose(&d);
+    }
+    authz_decision d;
+    decide_json(e, "{\"source\":{\"principal\":\"spiffe://example.org/ns/n1/sa/s99999\"},"
+                   "\"destination\":{\"service\":\"payments\"},"
+                   "\"request\":{\"method\":\"GET\",\"path\":\"/v1/x5\"}}", false, &d);
+    assert_int_equal(d.decision, AUTHZ_DENY);
+    assert_string_equal(d.reason, "no ALLOW rule matched");
+    authz_decision_dispose(&d);
+    authz_engine_free(e);
+    ward_buf_dispose(&y);
+}
+
 static void test_swap_keeps_old_set_on_failure(void **state)
 {
     (void)state;
@@ -392,6 +469,8 @@ int main(void)
         cmocka_unit_test(test_deny_response_of_deciding_policy),
         cmocka_unit_test(test_default_deny_is_403_without_body),
         cmocka_unit_test(test_explain_names_failed_fields),
+        cmocka_unit_test(test_every_matching_prefix_is_considered),
+        cmocka_unit_test(test_large_set_decides_each_rule),
         cmocka_unit_test(test_swap_keeps_old_set_on_failure),
         cmocka_unit_test(test_one_bundle_many_threads),
         cmocka_unit_test(test_request_json_rejects_unknown_and_wrong_types),
