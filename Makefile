@@ -4,7 +4,8 @@
 #   make SANITIZE=address,undefined test   the same under ASan + UBSan
 #   make fuzz            build and briefly run the fuzz targets (clang)
 #   make bench           run the benchmarks in bench/
-#   make demo            a policy tour on examples/
+#   make demo            wardd + a shop mesh on loopback and a narrated tour (examples/demo/);
+#                        the mesh runs until Ctrl-C or `make demo-stop`
 #   V=1                  show commands
 
 CC       ?= cc
@@ -53,7 +54,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 UNIT_HELPERS := $(sort $(wildcard tests/unit/helpers/*.c))
 
-.PHONY: all deps test unit integration fuzz bench demo clean format
+.PHONY: all deps test unit integration fuzz bench demo demo-stop clean format
 all: $(BINS)
 
 # Per-binary sources: cmd/<name>/*.c
@@ -104,8 +105,12 @@ bench: all
 	$(Q)$(MAKE) --no-print-directory deps EXTRA_DEBS="$(DEB_BENCH)"
 	$(Q)./bench/run.sh
 
-demo: deps all
-	$(Q)./examples/demo.sh
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BUILD=$(BUILD) ./examples/demo/run.sh
+
+demo-stop:
+	$(Q)BUILD=$(BUILD) ./examples/demo/run.sh --stop
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

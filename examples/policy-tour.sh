@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# demo.sh - a narrated tour of the policy engine on the shop mesh's policies (make demo)
+# policy-tour.sh - a narrated tour of the policy engine alone, on the shop mesh's policies
 #
-# Until the proxy and the identity service land, the demo shows what decides
-# every request: checking, compiling, evaluating, explaining and testing the
-# policies in examples/policies. Each step prints what it runs.
+# No wardd and no proxy (`make demo` runs the whole mesh): checking, compiling,
+# evaluating, explaining and testing the policies in examples/policies, which is
+# what decides every request of the mesh. Each step prints what it runs.
+#   examples/policy-tour.sh          (after make; BUILD=build/... for another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WARDCTL="${BUILD:-build}/bin/wardctl"
