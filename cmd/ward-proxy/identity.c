@@ -90,7 +90,10 @@ static void on_svid_ready(uv_async_t *a)
     ident_svid *svid = px->pending_svid;
     px->pending_svid = NULL;
     pthread_mutex_unlock(&px->lock);
-    if (svid == NULL || px->stopping) {
+    pthread_mutex_lock(&px->lock);
+    bool current = svid != NULL && svid == px->tls.svid; /* the first one, published at start */
+    pthread_mutex_unlock(&px->lock);
+    if (svid == NULL || px->stopping || current) {
         if (svid)
             ident_svid_unref(svid);
         return;

@@ -201,10 +201,12 @@ int main(int argc, char **argv)
     uv_signal_start(&px->sigterm, on_stop, SIGTERM);
     uv_signal_start(&px->sigint, on_stop, SIGINT);
     const proxy_config *cfg = px->cfg;
-    wp_log("%s as %s: inbound %d (app %s), outbound %s%d, admin %d, %u worker(s), audit %s",
+    char outbound[32] = "none";
+    if (cfg->outbound.listen != NULL)
+        snprintf(outbound, sizeof(outbound), "%d", px->outbound_port);
+    wp_log("%s as %s: inbound %d (app %s), outbound %s, admin %d, %u worker(s), audit %s",
            cfg->service, ident_svid_id(px->tls.svid), px->inbound_port, cfg->inbound.app,
-           cfg->outbound.listen ? "" : "none ", cfg->outbound.listen ? px->outbound_port : 0,
-           proxy_admin_port(px->admin), px->n_workers, cfg->audit.dir);
+           outbound, proxy_admin_port(px->admin), px->n_workers, cfg->audit.dir);
 
     uv_run(px->loop, UV_RUN_DEFAULT);
 

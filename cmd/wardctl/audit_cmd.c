@@ -318,7 +318,7 @@ static int audit_verify_cmd(const char *prog, int argc, char **argv)
     if (quiet)
         goto done;
     if (rep->n_findings == 0) {
-        printf("verified: %" PRIu64 " records", rep->records);
+        printf("verified: %" PRIu64 " record%s", rep->records, rep->records == 1 ? "" : "s");
         if (rep->records > 0)
             printf(" (seq %" PRIu64 "..%" PRIu64 "%s)", rep->first_seq, rep->last_seq,
                    rep->gaps > 0 ? ", with gap records" : "");
@@ -347,8 +347,9 @@ static int audit_verify_cmd(const char *prog, int argc, char **argv)
             print_finding(&rep->findings[i]);
         if (rep->n_findings > kept)
             printf("... and %zu more findings\n", rep->n_findings - kept);
-        printf("checked: %" PRIu64 " records in %" PRIu64 " segments, %" PRIu64 " checkpoints\n",
-               rep->records, rep->segments, rep->checkpoints);
+        printf("checked: %" PRIu64 " record%s in %" PRIu64 " segment%s, %" PRIu64 " checkpoint%s\n",
+               rep->records, rep->records == 1 ? "" : "s", rep->segments,
+               rep->segments == 1 ? "" : "s", rep->checkpoints, rep->checkpoints == 1 ? "" : "s");
     }
     if (rep->have_key && rep->key_from_dir)
         printf("key: %s/checkpoint.pub (id %s), kept beside the trail: this proves the trail "
