@@ -11,7 +11,7 @@
 #define MAX_PREFIX_KEYS 32 /* prefix keys of one attribute held at once */
 #define MAX_DONE 16        /* candidates remembered before stamping p->seen */
 #define MAX_LISTS 32       /* candidate lists gathered before evaluating them */
-#define PREFETCH_LINES 4   /* of each candidate record, fetched while gathering (most span 3-4) */
+#define PREFETCH_LINES 3   /* of each candidate record, fetched while gathering (most span 3) */
 
 /* The request with what is derived from it, computed on first use. */
 typedef struct view {

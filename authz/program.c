@@ -18,6 +18,7 @@ const char *const program_field_names[] = {
 enum { NAME_SOURCE = 0, NAME_OPERATION = 8, NAME_VALUES = 16 };
 
 #define HUGE_PAGE (2u << 20)
+#define RECORD_ALIGN 64
 #define PACK_MIN (1u << 20) /* a program reading this much is packed on huge pages */
 
 /* Up to this many exact keys of one attribute per bucket go in its filter. */
@@ -622,7 +623,9 @@ static int build_rule(builder *b, uint32_t i)
 {
     lua_State *L = b->L;
     int rc = 0;
-    size_t off;
+    size_t off, pad = (RECORD_ALIGN - b->len % RECORD_ALIGN) % RECORD_ALIGN;
+    if (pad > 0) /* each record starts a cache line: it spans as few as it can */
+        WARD_TRY(code_reserve(b, pad, &off));
     WARD_TRY(code_reserve(b, sizeof(rule), &off));
     if (off / PROGRAM_ALIGN > UINT32_MAX)
         return bad(b, "the rules are too large");
@@ -1060,10 +1063,11 @@ static void pack(program *p)
     }
     if (need < PACK_MIN)
         return;
-    /* whole 2 MiB parts get huge pages: a last part is filled up when that
-     * costs at most half of what is needed */
+    /* whole 2 MiB parts get huge pages (a TLB miss on a record costs as much
+     * as the cache miss): the last part is filled up unless that would more
+     * than double the block */
     size_t size = (need + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
-    if (size - need > need / 2)
+    if (size - need > need)
         size = (need + 4095) & ~(size_t)4095;
     void *block;
     if (posix_memalign(&block, HUGE_PAGE, size) != 0)
@@ -1145,10 +1149,15 @@ int program_build(lua_State *L, program **out, ward_err *err)
         WARD_TRY(rc);
         p->n_rules++;
     }
-    if (b.len > 0) { /* final: records no longer move */
-        char *c = realloc(b.code, b.len);
-        if (c != NULL)
-            b.code = c;
+    if (b.len > 0) { /* final: records no longer move, each on a cache line */
+        void *c;
+        if (posix_memalign(&c, RECORD_ALIGN, b.len) != 0) {
+            rc = WARD_ENOMEM;
+            goto fail;
+        }
+        memcpy(c, b.code, b.len);
+        free(b.code);
+        b.code = c;
     }
     p->code = b.code;
     p->code_len = b.len;
