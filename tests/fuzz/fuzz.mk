@@ -19,7 +19,7 @@ FCFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(SAN) -I. -MMD -MP \
            $(shell pkg-config --cflags $(PKGS))
 FLDLIBS := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 
-LIB_SRCS := $(foreach d,common lua policy authz identity proxy,$(sort $(wildcard $(d)/*.c)))
+LIB_SRCS := $(foreach d,common lua policy authz identity audit proxy,$(sort $(wildcard $(d)/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 TARGETS  := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 BINS     := $(TARGETS:%=$(FUZZ_BUILD)/%)
