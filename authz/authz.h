@@ -1,4 +1,4 @@
-/* authz.h - the decision API: request attributes in, decision (+ explain) out */
+/* authz.h - the decision API: request attributes in, decision (+ route, explain) out */
 #ifndef AUTHZ_H
 #define AUTHZ_H
 
@@ -44,6 +44,88 @@ typedef struct authz_request {
 
 typedef enum authz_verdict { AUTHZ_DENY = 0, AUTHZ_ALLOW = 1 } authz_verdict;
 
+/* ---- routes: what a Route's http entry tells the proxy (docs/engine.md, Routes) ---- */
+
+typedef struct authz_route_destination {
+    const char *service;
+    uint32_t weight; /* 0..100; the weights of a route add up to 100 */
+} authz_route_destination;
+
+typedef struct authz_header_op {
+    const char *name;  /* as written in the Route (an HTTP token) */
+    const char *value; /* NULL for remove; never holds CR, LF or other control bytes but HTAB */
+} authz_header_op;
+
+/* Applied in this order: remove, then set (replacing every field of the
+ * name), then add (appending a field). */
+typedef struct authz_header_ops {
+    const authz_header_op *set, *add, *remove;
+    uint32_t n_set, n_add, n_remove;
+} authz_header_ops;
+
+enum {
+    AUTHZ_RETRY_CONNECT_FAILURE = 1u << 0, /* the connection to the endpoint failed */
+    AUTHZ_RETRY_RESET = 1u << 1,           /* reset / closed before a response head */
+};
+
+typedef struct authz_route_retries {
+    uint32_t attempts;           /* retries after the first try (0..10); 0 = none */
+    uint32_t per_try_timeout_ms; /* 0 = not set: the route's timeout bounds every try */
+    uint32_t on;                 /* AUTHZ_RETRY_* */
+    uint8_t on_status[13];       /* bit (status - 500): a retried 5xx; see authz_route_retries_status */
+    bool non_idempotent;         /* false: only GET, HEAD, OPTIONS, TRACE, PUT, DELETE are retried */
+    uint64_t max_body_bytes;     /* requests with a larger body are not retried (0: only body-less ones) */
+} authz_route_retries;
+
+typedef enum authz_rate_key {
+    AUTHZ_RATE_KEY_NONE,      /* one bucket for the entry */
+    AUTHZ_RATE_KEY_PRINCIPAL, /* one per source.principal */
+    AUTHZ_RATE_KEY_HEADER,    /* one per value of the header rate_limit.header */
+} authz_rate_key;
+
+typedef struct authz_rate_limit {
+    uint32_t requests; /* per per_ms (a token bucket of `requests` tokens) */
+    uint32_t per_ms;
+    authz_rate_key key;
+    const char *header; /* AUTHZ_RATE_KEY_HEADER: lowercased */
+} authz_rate_limit;
+
+/* The http entry of a Route chosen for a request: the first entry, in order,
+ * whose match holds, among the entries of the Route that serves the
+ * request's host (request.host without its port, case-insensitively).
+ * Strings point into the engine's program, as a decision's policy names do. */
+typedef struct authz_route {
+    const char *policy; /* the Route, "ns/name" */
+    const char *name;   /* the entry's name */
+    int index;          /* the entry's index in spec.http */
+    const char *source; /* "file:line" of the entry */
+    const authz_route_destination *destinations; /* pick one with authz_route_pick */
+    uint32_t n_destinations;
+    uint32_t timeout_ms; /* 0 = not set (the proxy's default) */
+    bool has_retries;
+    authz_route_retries retries;
+    const char *rewrite_prefix; /* NULL = no rewrite */
+    /* with a rewrite: the request's path with the matched prefix (an exact
+     * path: the whole path; no path constraint: "/") replaced by
+     * rewrite_prefix. The query is not part of it: the proxy appends it. */
+    const char *rewrite_path;
+    authz_header_ops request_headers, response_headers;
+    bool has_rate_limit;
+    authz_rate_limit rate_limit;
+    const char *mirror_service; /* NULL = no mirror (copies are fire-and-forget) */
+    uint32_t mirror_percent;    /* 0..100 of the requests are copied */
+} authz_route;
+
+/* The destination for a uniform random number r: destination i takes
+ * weights[i] of every 100 values of r % 100. Never NULL for a route. */
+const authz_route_destination *authz_route_pick(const authz_route *r, uint32_t random);
+/* Whether a response status (500..599) is retried. */
+bool authz_route_retries_status(const authz_route_retries *rt, int status);
+/* The route as JSON (one line): {"policy", "name", "index", "source",
+ * "destinations", "timeout_ms", "retries", "rewrite", "headers",
+ * "rate_limit", "mirror"}; absent parts are null. */
+int authz_route_to_json(const authz_route *r, ward_buf *out);
+
 /* The strings point into the engine that decided: they stay valid until the
  * next authz_decide, authz_engine_swap or authz_engine_free on it (copy what
  * must live longer). explain_json is owned by the decision. */
@@ -59,6 +141,10 @@ typedef struct authz_decision {
     int dry_run_rule;
     int deny_status;       /* when denied: the deciding policy's status, else 403 */
     const char *deny_body; /* NULL = default body */
+    /* the Route entry for the request's host, whatever the decision (the
+     * proxy routes only what is allowed); NULL when no Route serves the host
+     * or none of its entries matches: the Host names the upstream itself */
+    const authz_route *route;
     char *explain_json;    /* JSON array when requested, else NULL */
 } authz_decision;
 

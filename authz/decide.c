@@ -1,4 +1,4 @@
-/* decide.c - one decision over a rule program: candidates from the indexes, matching, precedence, explain */
+/* decide.c - one decision over a rule program: candidates from the indexes, matching, precedence, the route, explain */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +78,28 @@ static int header_value(view *v, const char *name, size_t len, authz_str *out)
     return found > 0;
 }
 
+/* The first value of query parameter name in the query ("a=1&b&c=3"), as it
+ * is written (not percent-decoded); a parameter without "=" has the value "". */
+static int query_param(view *v, const char *name, size_t len, authz_str *out)
+{
+    authz_str q = v->r->query;
+    if (q.ptr == NULL)
+        return 0;
+    const char *s = q.ptr, *end = q.ptr + q.len;
+    while (s < end) {
+        const char *amp = memchr(s, '&', (size_t)(end - s));
+        const char *pend = amp != NULL ? amp : end;
+        const char *eq = memchr(s, '=', (size_t)(pend - s));
+        const char *kend = eq != NULL ? eq : pend;
+        if ((size_t)(kend - s) == len && memcmp(s, name, len) == 0) {
+            *out = eq != NULL ? (authz_str){eq + 1, (size_t)(pend - eq - 1)} : (authz_str){"", 0};
+            return 1;
+        }
+        s = pend + 1;
+    }
+    return 0;
+}
+
 /* 1 present (out set), 0 absent, <0 the attribute cannot be read (a deny). */
 static int attr_value(view *v, const check *c, authz_str *out)
 {
@@ -114,6 +136,7 @@ static int attr_value(view *v, const check *c, authz_str *out)
     case A_PATH: *out = r->path; break;
     case A_QUERY: *out = r->query; break;
     case A_HEADER: return header_value(v, check_header(c), check_header_len(c), out);
+    case A_QPARAM: return query_param(v, check_header(c), check_header_len(c), out);
     case A_PROTOCOL: *out = r->protocol; break;
     case A_MTLS:
         if (r->mtls < 0)
@@ -663,6 +686,191 @@ static int explain_bucket(evaluation *e, const bucket *bk, ward_buf *out)
     return rc < 0 ? rc : ward_buf_putc(out, ']');
 }
 
+static int decide_failed(ward_err *err, int rc)
+{
+    if (rc == WARD_ELIMIT)
+        ward_err_set(err, "a matcher hit its limits (regex match/depth limit or oversized attribute)");
+    else if (rc != WARD_ELUA && rc != WARD_EBUDGET && rc != WARD_ERESULT)
+        ward_err_set(err, "cannot evaluate the request: %s", ward_strerror(rc));
+    return rc;
+}
+
+/* ---- routes ---- */
+
+/* The Route serving the request's host (without its port, lowercased), or
+ * NULL. Without Routes this is one test; with them, a host of a length no
+ * routed host has is turned away by one bit, the others cost one hash and
+ * usually one filter bit. */
+static const route_def *route_def_for(const program *p, authz_str host)
+{
+    if (p->n_hosts == 0 || host.ptr == NULL)
+        return NULL;
+    const char *colon = memchr(host.ptr, ':', host.len);
+    size_t n = colon != NULL ? (size_t)(colon - host.ptr) : host.len;
+    if (n == 0 || n > 253 || !((p->host_lens[n / 64] >> (n % 64)) & 1))
+        return NULL;
+    char buf[256];
+    for (size_t i = 0; i < n; i++) {
+        char ch = host.ptr[i];
+        buf[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    uint64_t key = strmap_hash(p->seed ^ HOST_SALT, buf, n);
+    if (!strmap_filter_has(&p->by_host, key))
+        return NULL;
+    uint32_t pos = (uint32_t)key, cnt;
+    const uint32_t *ids;
+    while ((ids = strmap_next(&p->by_host, key, &pos, &cnt)) != NULL) {
+        for (uint32_t i = 0; i < cnt; i++) {
+            const route_host *h = &p->hosts[ids[i]];
+            if (h->len == n && memcmp(h->host, buf, n) == 0)
+                return &p->routes[h->def];
+        }
+    }
+    return NULL;
+}
+
+static int route_failure(evaluation *e, const check *c)
+{
+    if (e->failed == NULL)
+        return 0;
+    char field[300];
+    if (check_named(c))
+        snprintf(field, sizeof(field), "match[%u].%s[%.*s]", (unsigned)c->item, check_name(c),
+                 (int)(check_header_len(c) > 200 ? 200 : check_header_len(c)), check_header(c));
+    else
+        snprintf(field, sizeof(field), "match[%u].%s", (unsigned)c->item, check_name(c));
+    return record_failure(e, field);
+}
+
+/* The first alternative of a route match whose checks all hold: 1 (*which
+ * set), 0 none, <0 a failure. With explain, records the failed fields. */
+static int route_match(evaluation *e, const group *g, const alt **which)
+{
+    const void *end = part_end(g, g->size);
+    for (const alt *a = group_alts(g); (const void *)a < end; a = alt_next(a)) {
+        int ok = 1;
+        const void *aend = part_end(a, a->size);
+        for (const check *c = alt_checks(a); (const void *)c < aend && ok == 1; c = check_next(c)) {
+            ok = check_eval(e->p, e->v, c);
+            if (ok == 0 && route_failure(e, c) < 0)
+                return WARD_ENOMEM;
+        }
+        if (ok < 0)
+            return ok;
+        if (ok) {
+            *which = a;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The entry's route with rewrite_path: the request's path with the prefix
+ * the matched path pattern names (an exact path: all of it; none: "/")
+ * replaced. In the program's scratch: valid until the next decision. */
+static int route_rewrite(evaluation *e, const route_entry *re, const alt *a, const authz_route **out)
+{
+    program *p = e->p;
+    authz_str path = e->v->r->path;
+    size_t skip = path.ptr != NULL && path.len > 0 && path.ptr[0] == '/' ? 1 : 0;
+    const void *aend = a != NULL ? part_end(a, a->size) : NULL;
+    for (const check *c = a != NULL ? alt_checks(a) : NULL; c != NULL && (const void *)c < aend;
+         c = check_next(c)) {
+        if (c->attr != A_PATH || check_negated(c))
+            continue;
+        const void *cend = part_end(c, c->size);
+        for (const pat *x = check_pats(c); (const void *)x < cend; x = pat_next(x)) {
+            int ok = pat_match(p, x, path.ptr, path.len);
+            if (ok < 0)
+                return ok;
+            if (ok) { /* the validator lets only exact paths and prefixes rewrite */
+                skip = x->kind == P_PREFIX ? x->len : path.len;
+                break;
+            }
+        }
+        break;
+    }
+    ward_buf_reset(&p->rewrite);
+    if (ward_buf_puts(&p->rewrite, re->route.rewrite_prefix) < 0 ||
+        (path.len > skip && ward_buf_append(&p->rewrite, path.ptr + skip, path.len - skip) < 0))
+        return WARD_ENOMEM;
+    p->scratch = re->route;
+    p->scratch.rewrite_path = p->rewrite.ptr;
+    *out = &p->scratch;
+    return 0;
+}
+
+/* The first entry of the Route whose match holds (entries without match
+ * hold for every request) becomes d->route. */
+static int choose_route(evaluation *e, const route_def *rd, authz_decision *d)
+{
+    for (uint32_t k = 0; k < rd->n_entries; k++) {
+        const route_entry *re = &rd->entries[k];
+        const alt *a = NULL;
+        if (re->has_match) {
+            const group *g = (const group *)(const void *)(e->p->code + (size_t)re->match * PROGRAM_ALIGN);
+            int ok = route_match(e, g, &a);
+            if (ok <= 0) {
+                if (ok < 0)
+                    return ok;
+                continue;
+            }
+        }
+        if (re->route.rewrite_prefix != NULL)
+            return route_rewrite(e, re, a, &d->route);
+        d->route = &re->route;
+        return 0;
+    }
+    return 0;
+}
+
+/* Appends {"route": id, "source", "http": [each entry matched or its failed
+ * fields, the chosen one marked]} to the explain array. */
+static int explain_route(evaluation *e, const route_def *rd, const authz_decision *d, ward_buf *out)
+{
+    if (out->len > 0 && out->ptr[out->len - 1] == ']')
+        out->len--;
+    int rc = ward_buf_puts(out, out->len > 1 ? ",{\"route\":" : "{\"route\":");
+    if (rc == 0)
+        rc = authz_json_str(out, rd->id, strlen(rd->id));
+    if (rc == 0)
+        rc = ward_buf_puts(out, ",\"source\":");
+    if (rc == 0)
+        rc = authz_json_str(out, rd->source ? rd->source : "", rd->source ? strlen(rd->source) : 0);
+    if (rc == 0)
+        rc = ward_buf_puts(out, ",\"http\":[");
+    ward_buf failed;
+    ward_buf_init(&failed);
+    for (uint32_t k = 0; k < rd->n_entries && rc == 0; k++) {
+        const route_entry *re = &rd->entries[k];
+        int ok = 1;
+        ward_buf_reset(&failed);
+        if (re->has_match) {
+            const alt *a;
+            e->failed = &failed;
+            e->n_failed = 0;
+            ok = route_match(e, (const group *)(const void *)(e->p->code + (size_t)re->match * PROGRAM_ALIGN), &a);
+            e->failed = NULL;
+            if (ok < 0) {
+                rc = ok;
+                break;
+            }
+        }
+        rc = ward_buf_printf(out, "%s{\"index\":%u,\"name\":", k ? "," : "", (unsigned)k);
+        if (rc == 0)
+            rc = authz_json_str(out, re->route.name, strlen(re->route.name));
+        if (rc == 0 && ok)
+            rc = ward_buf_printf(out, ",\"matched\":true%s}",
+                                 d->route != NULL && d->route->index == (int)k ? ",\"chosen\":true" : "");
+        else if (rc == 0)
+            rc = ward_buf_printf(out, ",\"matched\":false,\"failed\":[%s]}", failed.ptr ? failed.ptr : "");
+    }
+    ward_buf_dispose(&failed);
+    if (rc == 0)
+        rc = ward_buf_puts(out, "]}]");
+    return rc;
+}
+
 int program_decide(program *p, const authz_request *req, program_cond_fn cond, void *cond_data,
                    authz_decision *d, ward_buf *explain, ward_err *err)
 {
@@ -675,13 +883,8 @@ int program_decide(program *p, const authz_request *req, program_cond_fn cond, v
                     .b = {NONE, NONE, NONE, NONE, NONE}};
     const bucket *bk = bucket_for(p, req->destination_service);
     int rc = consider_candidates(&e, bk);
-    if (rc < 0) {
-        if (rc == WARD_ELIMIT)
-            ward_err_set(err, "a matcher hit its limits (regex match/depth limit or oversized attribute)");
-        else if (rc != WARD_ELUA && rc != WARD_EBUDGET && rc != WARD_ERESULT)
-            ward_err_set(err, "cannot evaluate the request: %s", ward_strerror(rc));
-        return rc;
-    }
+    if (rc < 0)
+        return decide_failed(err, rc);
     const best *b = &e.b;
     const rule *deciding = NULL;
     if (b->ed != NONE) {
@@ -735,7 +938,14 @@ int program_decide(program *p, const authz_request *req, program_cond_fn cond, v
             d->deny_body = bk->deny_body;
         }
     }
-    if (explain != NULL)
-        return explain_bucket(&e, bk, explain);
+    const route_def *rd = route_def_for(p, req->host);
+    if (rd != NULL && (rc = choose_route(&e, rd, d)) < 0)
+        return decide_failed(err, rc);
+    if (explain != NULL) {
+        rc = explain_bucket(&e, bk, explain);
+        if (rc == 0 && rd != NULL)
+            rc = explain_route(&e, rd, d, explain);
+        return rc < 0 ? decide_failed(err, rc) : 0;
+    }
     return 0;
 }

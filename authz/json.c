@@ -86,6 +86,152 @@ static int json_int_or_null(ward_buf *b, int v)
     return v >= 0 ? ward_buf_printf(b, "%d", v) : ward_buf_puts(b, "null");
 }
 
+static int json_ops(ward_buf *out, const authz_header_ops *o)
+{
+    int rc = 0;
+    const authz_header_op *lists[2] = {o->set, o->add};
+    uint32_t n[2] = {o->n_set, o->n_add};
+    for (int l = 0; l < 2; l++) {
+        WARD_TRY(ward_buf_puts(out, l == 0 ? "{\"set\":{" : ",\"add\":{"));
+        for (uint32_t i = 0; i < n[l]; i++) {
+            if (i > 0)
+                WARD_TRY(ward_buf_putc(out, ','));
+            WARD_TRY(authz_json_str(out, lists[l][i].name, strlen(lists[l][i].name)));
+            WARD_TRY(ward_buf_putc(out, ':'));
+            WARD_TRY(authz_json_str(out, lists[l][i].value, strlen(lists[l][i].value)));
+        }
+        WARD_TRY(ward_buf_putc(out, '}'));
+    }
+    WARD_TRY(ward_buf_puts(out, ",\"remove\":["));
+    for (uint32_t i = 0; i < o->n_remove; i++) {
+        if (i > 0)
+            WARD_TRY(ward_buf_putc(out, ','));
+        WARD_TRY(authz_json_str(out, o->remove[i].name, strlen(o->remove[i].name)));
+    }
+    return ward_buf_puts(out, "]}");
+fail:
+    return rc;
+}
+
+/* "on": the conditions, then the retried statuses ("5xx" when all are). */
+static int json_retry_on(ward_buf *out, const authz_route_retries *rt)
+{
+    int rc = 0;
+    const char *sep = "";
+    WARD_TRY(ward_buf_putc(out, '['));
+    if (rt->on & AUTHZ_RETRY_CONNECT_FAILURE) {
+        WARD_TRY(ward_buf_puts(out, "\"connect-failure\""));
+        sep = ",";
+    }
+    if (rt->on & AUTHZ_RETRY_RESET) {
+        WARD_TRY(ward_buf_printf(out, "%s\"reset\"", sep));
+        sep = ",";
+    }
+    int all = 1;
+    for (int code = 500; code <= 599 && all; code++)
+        all = authz_route_retries_status(rt, code);
+    if (all) {
+        WARD_TRY(ward_buf_printf(out, "%s\"5xx\"", sep));
+    } else {
+        for (int code = 500; code <= 599; code++) {
+            if (authz_route_retries_status(rt, code)) {
+                WARD_TRY(ward_buf_printf(out, "%s\"%d\"", sep, code));
+                sep = ",";
+            }
+        }
+    }
+    return ward_buf_putc(out, ']');
+fail:
+    return rc;
+}
+
+int authz_route_to_json(const authz_route *r, ward_buf *out)
+{
+    int rc = 0;
+    WARD_TRY(ward_buf_puts(out, "{\"policy\":"));
+    WARD_TRY(json_cstr_or_null(out, r->policy));
+    WARD_TRY(ward_buf_puts(out, ",\"name\":"));
+    WARD_TRY(json_cstr_or_null(out, r->name));
+    WARD_TRY(ward_buf_printf(out, ",\"index\":%d,\"source\":", r->index));
+    WARD_TRY(json_cstr_or_null(out, r->source));
+    WARD_TRY(ward_buf_puts(out, ",\"destinations\":["));
+    for (uint32_t i = 0; i < r->n_destinations; i++) {
+        WARD_TRY(ward_buf_puts(out, i ? ",{\"service\":" : "{\"service\":"));
+        WARD_TRY(json_cstr_or_null(out, r->destinations[i].service));
+        WARD_TRY(ward_buf_printf(out, ",\"weight\":%u}", (unsigned)r->destinations[i].weight));
+    }
+    WARD_TRY(ward_buf_puts(out, "],\"timeout_ms\":"));
+    WARD_TRY(r->timeout_ms ? ward_buf_printf(out, "%u", (unsigned)r->timeout_ms)
+                           : ward_buf_puts(out, "null"));
+    WARD_TRY(ward_buf_puts(out, ",\"retries\":"));
+    if (r->has_retries) {
+        const authz_route_retries *rt = &r->retries;
+        WARD_TRY(ward_buf_printf(out, "{\"attempts\":%u,\"per_try_timeout_ms\":", (unsigned)rt->attempts));
+        WARD_TRY(rt->per_try_timeout_ms ? ward_buf_printf(out, "%u", (unsigned)rt->per_try_timeout_ms)
+                                        : ward_buf_puts(out, "null"));
+        WARD_TRY(ward_buf_puts(out, ",\"on\":"));
+        WARD_TRY(json_retry_on(out, rt));
+        WARD_TRY(ward_buf_printf(out, ",\"non_idempotent\":%s,\"max_body_bytes\":%llu}",
+                                 rt->non_idempotent ? "true" : "false",
+                                 (unsigned long long)rt->max_body_bytes));
+    } else {
+        WARD_TRY(ward_buf_puts(out, "null"));
+    }
+    WARD_TRY(ward_buf_puts(out, ",\"rewrite\":"));
+    if (r->rewrite_prefix != NULL) {
+        WARD_TRY(ward_buf_puts(out, "{\"prefix\":"));
+        WARD_TRY(json_cstr_or_null(out, r->rewrite_prefix));
+        WARD_TRY(ward_buf_puts(out, ",\"path\":"));
+        WARD_TRY(json_cstr_or_null(out, r->rewrite_path));
+        WARD_TRY(ward_buf_putc(out, '}'));
+    } else {
+        WARD_TRY(ward_buf_puts(out, "null"));
+    }
+    WARD_TRY(ward_buf_puts(out, ",\"headers\":"));
+    const authz_header_ops *rq = &r->request_headers, *rs = &r->response_headers;
+    if (rq->n_set + rq->n_add + rq->n_remove + rs->n_set + rs->n_add + rs->n_remove > 0) {
+        WARD_TRY(ward_buf_puts(out, "{\"request\":"));
+        WARD_TRY(json_ops(out, rq));
+        WARD_TRY(ward_buf_puts(out, ",\"response\":"));
+        WARD_TRY(json_ops(out, rs));
+        WARD_TRY(ward_buf_putc(out, '}'));
+    } else {
+        WARD_TRY(ward_buf_puts(out, "null"));
+    }
+    WARD_TRY(ward_buf_puts(out, ",\"rate_limit\":"));
+    if (r->has_rate_limit) {
+        const authz_rate_limit *rl = &r->rate_limit;
+        WARD_TRY(ward_buf_printf(out, "{\"requests\":%u,\"per_ms\":%u,\"key\":",
+                                 (unsigned)rl->requests, (unsigned)rl->per_ms));
+        if (rl->key == AUTHZ_RATE_KEY_HEADER) {
+            ward_buf k;
+            ward_buf_init(&k);
+            rc = ward_buf_printf(&k, "request.headers[%s]", rl->header ? rl->header : "");
+            if (rc == 0)
+                rc = authz_json_str(out, k.ptr, k.len);
+            ward_buf_dispose(&k);
+            WARD_TRY(rc);
+        } else {
+            WARD_TRY(ward_buf_puts(out, rl->key == AUTHZ_RATE_KEY_PRINCIPAL ? "\"source.principal\""
+                                                                          : "\"none\""));
+        }
+        WARD_TRY(ward_buf_putc(out, '}'));
+    } else {
+        WARD_TRY(ward_buf_puts(out, "null"));
+    }
+    WARD_TRY(ward_buf_puts(out, ",\"mirror\":"));
+    if (r->mirror_service != NULL) {
+        WARD_TRY(ward_buf_puts(out, "{\"service\":"));
+        WARD_TRY(json_cstr_or_null(out, r->mirror_service));
+        WARD_TRY(ward_buf_printf(out, ",\"percent\":%u}", (unsigned)r->mirror_percent));
+    } else {
+        WARD_TRY(ward_buf_puts(out, "null"));
+    }
+    return ward_buf_putc(out, '}');
+fail:
+    return rc;
+}
+
 int authz_decision_to_json(const authz_decision *d, ward_buf *out)
 {
     int rc = 0;
@@ -108,7 +254,11 @@ int authz_decision_to_json(const authz_decision *d, ward_buf *out)
     } else {
         WARD_TRY(ward_buf_puts(out, ",\"dry_run\":null"));
     }
-    WARD_TRY(ward_buf_puts(out, ",\"route\":null"));
+    WARD_TRY(ward_buf_puts(out, ",\"route\":"));
+    if (d->route != NULL)
+        WARD_TRY(authz_route_to_json(d->route, out));
+    else
+        WARD_TRY(ward_buf_puts(out, "null"));
     if (d->explain_json != NULL) {
         WARD_TRY(ward_buf_puts(out, ",\"explain\":"));
         WARD_TRY(ward_buf_puts(out, d->explain_json));

@@ -13,7 +13,7 @@
 const char *const program_field_names[] = {
     "principals", "notPrincipals", "namespaces", "notNamespaces", "trustDomains",
     "notTrustDomains", "ipBlocks", "notIpBlocks", "methods", "notMethods", "hosts", "notHosts",
-    "ports", "notPorts", "paths", "notPaths", "values", "notValues",
+    "ports", "notPorts", "paths", "notPaths", "values", "notValues", "headers", "queryParams",
 };
 enum { NAME_SOURCE = 0, NAME_OPERATION = 8, NAME_VALUES = 16 };
 
@@ -410,7 +410,7 @@ static int build_check(builder *b, const check_spec *cs)
     c->attr = cs->attr;
     c->flags = (uint8_t)(cs->name | (cs->negated ? CHECK_NEGATED : 0));
     c->item = (uint16_t)cs->item;
-    if (cs->attr == A_HEADER) {
+    if (cs->attr == A_HEADER || cs->attr == A_QPARAM) {
         if (cs->header_len > UINT32_MAX - 8)
             return bad(b, "a header name is too long");
         uint32_t hl = (uint32_t)cs->header_len;
@@ -420,7 +420,7 @@ static int build_check(builder *b, const check_spec *cs)
         char *name = b->code + hoff + sizeof(hl);
         for (size_t i = 0; i < hl; i++) {
             char ch = cs->header[i];
-            name[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+            name[i] = (cs->attr == A_HEADER && ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
         }
     }
     /* ports in string form ("8443") stay strings for `when`, numbers for `to` */
@@ -1149,6 +1149,8 @@ int program_build(lua_State *L, program **out, ward_err *err)
         WARD_TRY(rc);
         p->n_rules++;
     }
+    lua_pop(L, 2);
+    WARD_TRY(route_build(&b, top)); /* their match groups follow the rule records */
     if (b.len > 0) { /* final: records no longer move, each on a cache line */
         void *c;
         if (posix_memalign(&c, RECORD_ALIGN, b.len) != 0) {
@@ -1198,6 +1200,7 @@ void program_free(program *p, lua_State *L)
         luaL_unref(L, LUA_REGISTRYINDEX, p->refs[i]);
     for (uint32_t i = 0; i < p->n_regexes; i++)
         pcre2_code_free(p->regexes[i]);
+    route_free(p);
     bucket_dispose(&p->wildcard);
     for (uint32_t i = 0; i < p->n_buckets; i++)
         bucket_dispose(&p->buckets[i]);
@@ -1222,4 +1225,98 @@ void program_free(program *p, lua_State *L)
         free(c);
     }
     free(p);
+}
+
+/* ---- building, for route.c ---- */
+
+lua_State *program_builder_L(builder *b)
+{
+    return b->L;
+}
+
+program *program_builder_program(builder *b)
+{
+    return b->p;
+}
+
+void program_builder_where(builder *b, const char *where)
+{
+    b->where = where;
+}
+
+int program_builder_bad(builder *b, const char *what)
+{
+    return bad(b, what);
+}
+
+int program_builder_reserve(builder *b, size_t n, size_t *off)
+{
+    return code_reserve(b, n, off);
+}
+
+void *program_builder_at(builder *b, size_t off)
+{
+    return b->code + off;
+}
+
+int program_builder_size(builder *b, size_t off, uint32_t *size)
+{
+    return code_size(b, off, size);
+}
+
+int program_builder_check(builder *b, uint8_t at, uint8_t name, uint32_t item, bool path)
+{
+    check_spec cs = {.attr = at, .name = name, .item = item, .path = path};
+    return build_check(b, &cs);
+}
+
+int program_builder_named(builder *b, uint8_t at, uint8_t name, uint32_t item, const char *key,
+                          size_t key_len, uint8_t kind, const char *value, size_t len)
+{
+    int rc = 0;
+    size_t off, hoff;
+    if (item > UINT16_MAX || key_len > UINT16_MAX)
+        return bad(b, "a match is too large");
+    WARD_TRY(code_reserve(b, sizeof(check), &off));
+    check *c = AT(b, off, check);
+    c->attr = at;
+    c->flags = name;
+    c->item = (uint16_t)item;
+    uint32_t kl = (uint32_t)key_len;
+    WARD_TRY(code_reserve(b, sizeof(uint32_t) + kl, &hoff));
+    memcpy(b->code + hoff, &kl, sizeof(kl));
+    char *dst = b->code + hoff + sizeof(kl);
+    for (size_t i = 0; i < key_len; i++) {
+        char ch = key[i];
+        dst[i] = (at == A_HEADER && ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    if (kind == P_REGEX) {
+        int ecode;
+        PCRE2_SIZE eoff;
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR)value, len, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
+                                       &ecode, &eoff, NULL);
+        if (re == NULL)
+            return bad(b, "bad regex");
+        if (note_regex(b, re) < 0) {
+            pcre2_code_free(re);
+            return WARD_ENOMEM;
+        }
+        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+        WARD_TRY(emit_pat(b, P_REGEX, len, &re, sizeof(re)));
+    } else {
+        WARD_TRY(emit_pat(b, kind, len, value, len));
+    }
+    return code_size(b, off, &AT(b, off, check)->size);
+fail:
+    return rc;
+}
+
+void *program_builder_alloc(builder *b, size_t size)
+{
+    return arena_alloc(b->p, size);
+}
+
+const char *program_builder_str(builder *b, const char *s, size_t len)
+{
+    return arena_str(b->p, s, len);
 }

@@ -10,7 +10,9 @@
 typedef enum attr {
     A_SOURCE_PRINCIPAL, A_SOURCE_IP, A_SOURCE_PORT, A_SOURCE_NAMESPACE, A_SOURCE_TRUST_DOMAIN,
     A_DESTINATION_SERVICE, A_DESTINATION_PRINCIPAL, A_DESTINATION_PORT, A_METHOD, A_HOST,
-    A_PATH, A_QUERY, A_HEADER, A_PROTOCOL, A_MTLS, A_SNI, A_TIME, A_COUNT
+    A_PATH, A_QUERY, A_HEADER, A_PROTOCOL, A_MTLS, A_SNI, A_TIME,
+    A_QPARAM, /* a query parameter (routes): named like A_HEADER, case-sensitively */
+    A_COUNT
 } attr;
 
 /* Kinds with text come first: their payload is the text. */
@@ -27,8 +29,8 @@ typedef enum pat_kind { P_EXACT, P_PREFIX, P_SUFFIX, P_TEMPLATE, P_ANY, P_REGEX,
  *   group, checks          `when`, when R_WHEN
  *   lua_cond[n_lua]        `lua:` conditions (registry refs)
  *
- * A check is followed by its patterns (for A_HEADER, first by the header
- * name: a uint32_t length and the lowercased text), each pattern by its
+ * A check is followed by its patterns (for A_HEADER and A_QPARAM, first by
+ * the name: a uint32_t length and the text, lowercased for A_HEADER), each pattern by its
  * payload: the text, a pcre2_code pointer or a ward_cidr. Groups,
  * alternatives and checks carry their size in bytes: their contents are
  * walked up to it, and a failed check or alternative is skipped in one
@@ -130,7 +132,12 @@ static inline bool check_negated(const check *c)
 
 static inline const char *check_name(const check *c);
 
-/* A_HEADER: the lowercased name (length and text) follows the check. */
+static inline bool check_named(const check *c)
+{
+    return c->attr == A_HEADER || c->attr == A_QPARAM;
+}
+
+/* A_HEADER, A_QPARAM: the name (length and text) follows the check. */
 static inline uint32_t check_header_len(const check *c)
 {
     uint32_t len;
@@ -145,7 +152,7 @@ static inline const char *check_header(const check *c)
 
 static inline const pat *check_pats(const check *c)
 {
-    if (c->attr != A_HEADER)
+    if (!check_named(c))
         return (const pat *)(const void *)(c + 1);
     size_t skip = program_align(sizeof(uint32_t) + check_header_len(c));
     return (const pat *)(const void *)((const char *)(c + 1) + skip);
@@ -280,6 +287,35 @@ typedef struct chunk {
     uint64_t data[];
 } chunk;
 
+/* ---- routes (route.c builds them after the rules; decide.c chooses) ----
+ *
+ * Each Route's http entries, in order: the authz_route a decision hands out
+ * and the match, a group of alternatives in the code area after the rule
+ * records (as a rule's `to`: paths, methods, then A_HEADER and A_QPARAM
+ * checks of one pattern each). Hosts are looked up in by_host (hash of the
+ * lowercased host) and compared in full. */
+
+typedef struct route_entry {
+    authz_route route;
+    uint32_t match; /* offset of the match group in code, in PROGRAM_ALIGN units */
+    bool has_match; /* false: every request */
+} route_entry;
+
+typedef struct route_def {
+    const char *id;
+    const char *source;
+    route_entry *entries;
+    uint32_t n_entries;
+} route_def;
+
+typedef struct route_host {
+    const char *host; /* lowercased */
+    uint32_t len;
+    uint32_t def;     /* in program.routes */
+} route_host;
+
+enum { NAME_HEADERS = 18, NAME_QUERY = 19 }; /* program_field_names of route match checks */
+
 struct program {
     char *region; /* when large: code, indexes and lists in one block on huge pages */
     char *code;   /* the rule records, in id order */
@@ -303,6 +339,14 @@ struct program {
     uint32_t n_refs, cap_refs;
     pcre2_code **regexes; /* every compiled regex, to free */
     uint32_t n_regexes, cap_regexes;
+    route_def *routes;
+    uint32_t n_routes;
+    route_host *hosts;
+    uint32_t n_hosts;
+    strmap by_host;       /* host -> index in hosts; empty without Routes */
+    uint64_t host_lens[4]; /* bit n: some routed host is n bytes long (hosts are < 256) */
+    authz_route scratch;  /* the route of the last decision, when it has a rewrite */
+    ward_buf rewrite;     /* scratch.rewrite_path */
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jit;
@@ -319,6 +363,7 @@ static inline const char *program_string(const program *p, uint32_t off)
 }
 
 #define SERVICE_SALT 0x6A09E667F3BCC909ULL
+#define HOST_SALT 0xBB67AE8584CAA73BULL
 
 /* Index keys: the same hash of the bytes, told apart per attribute and kind. */
 static inline uint64_t program_key(uint64_t h, int ix, bool prefix)
@@ -333,5 +378,33 @@ static inline uint64_t program_key(uint64_t h, int ix, bool prefix)
  * segment, {**} the rest. The first `lead` bytes of t are whole literal
  * segments, each with its '/' (compared at once). */
 bool program_template_match(const char *t, size_t tlen, const char *s, size_t len, size_t lead);
+
+/* ---- building, for route.c (program.c holds the builder) ---- */
+
+typedef struct builder builder;
+
+lua_State *program_builder_L(builder *b);
+program *program_builder_program(builder *b);
+void program_builder_where(builder *b, const char *where);
+/* A malformed bundle: sets the error, returns WARD_ERESULT. */
+int program_builder_bad(builder *b, const char *what);
+/* n zeroed bytes (aligned) appended to the code area; *off is where. */
+int program_builder_reserve(builder *b, size_t n, size_t *off);
+void *program_builder_at(builder *b, size_t off);
+/* The bytes from off to the end of the code area, as a part's size. */
+int program_builder_size(builder *b, size_t off, uint32_t *size);
+/* The list at the top of the stack as a check of attr (path: paths' syntax). */
+int program_builder_check(builder *b, uint8_t at, uint8_t name, uint32_t item, bool path);
+/* A check of a named attribute (A_HEADER, A_QPARAM) with one pattern: kind
+ * P_EXACT, P_PREFIX (the value literally) or P_REGEX (the value compiled). */
+int program_builder_named(builder *b, uint8_t at, uint8_t name, uint32_t item, const char *key,
+                          size_t key_len, uint8_t kind, const char *value, size_t len);
+/* Program memory freed with it. */
+void *program_builder_alloc(builder *b, size_t size);
+const char *program_builder_str(builder *b, const char *s, size_t len);
+
+/* route.c */
+int route_build(builder *b, int bundle); /* the bundle's routes (if any) at stack index bundle */
+void route_free(program *p);
 
 #endif

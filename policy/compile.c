@@ -8,11 +8,16 @@
 
 /*
  * The bundle is a Lua program that, run once in the sandbox, returns the rule
- * program: {format, default, revision, policies = {...}, rules = {...}}. Its
+ * program: {format, default, revision, policies = {...}, rules = {...},
+ * routes = {...}} (routes only when the set has Routes). Its
  * tables read like the policies they come from (same field names, same
  * pattern syntax), each rule with a comment naming its file:line:col; `lua:`
  * conditions become functions made by ward.condition. The engine turns the
- * returned tables into indexed matchers (authz/program.c).
+ * returned tables into indexed matchers (authz/program.c, authz/route.c).
+ * Routes keep their http entries in order; durations are written in whole
+ * milliseconds (timeout_ms ...), and defaults the validator filled in (retry
+ * conditions, the weight of a single destination) are written out, so the
+ * bundle says exactly what the engine does.
  */
 
 typedef struct compiler {
@@ -304,6 +309,183 @@ static void emit_policy(compiler *c, const policy_authz *p, size_t pi)
     put(c, "}\n");
 }
 
+/* ---- routes ---- */
+
+static void put_pos_source(compiler *c, const policy_pos *pos)
+{
+    char line[32];
+    snprintf(line, sizeof(line), ":%d", pos->line);
+    ward_buf src;
+    ward_buf_init(&src);
+    if (ward_buf_puts(&src, pos->file ? pos->file : "?") < 0 || ward_buf_puts(&src, line) < 0)
+        c->rc = WARD_ENOMEM;
+    else
+        put_lstr(c, src.ptr, src.len);
+    ward_buf_dispose(&src);
+}
+
+/* {{name = "x", exact = "v"}, ...} */
+static void put_kv(compiler *c, const char *field, const policy_kv_match *v, size_t n)
+{
+    if (n == 0)
+        return;
+    putf(c, "%s = {", field);
+    for (size_t i = 0; i < n; i++) {
+        put(c, i ? ", {name = " : "{name = ");
+        put_cstr(c, v[i].name);
+        const policy_match *m = &v[i].value;
+        put(c, m->kind == POLICY_MATCH_REGEX    ? ", regex = "
+               : m->kind == POLICY_MATCH_PREFIX ? ", prefix = "
+                                                : ", exact = ");
+        put_lstr(c, m->value, m->len);
+        put(c, "}");
+    }
+    put(c, "}, ");
+}
+
+static void emit_route_match(compiler *c, const policy_route_match *m)
+{
+    put(c, "      {");
+    put_field(c, "paths", &m->paths);
+    put_field(c, "methods", &m->methods);
+    put_kv(c, "headers", m->headers, m->n_headers);
+    put_kv(c, "queryParams", m->query, m->n_query);
+    close_item(c, "},\n");
+}
+
+static void put_ops(compiler *c, const char *field, const policy_header_ops *o)
+{
+    if (o->n_set + o->n_add + o->n_remove == 0)
+        return;
+    putf(c, "%s = {", field);
+    const policy_header_op *lists[2] = {o->set, o->add};
+    size_t n[2] = {o->n_set, o->n_add};
+    for (int l = 0; l < 2; l++) {
+        if (n[l] == 0)
+            continue;
+        put(c, l == 0 ? "set = {" : "add = {");
+        for (size_t i = 0; i < n[l]; i++) {
+            put(c, i ? ", {name = " : "{name = ");
+            put_cstr(c, lists[l][i].name);
+            put(c, ", value = ");
+            put_cstr(c, lists[l][i].value);
+            put(c, "}");
+        }
+        put(c, "}, ");
+    }
+    if (o->n_remove > 0) {
+        put(c, "remove = {");
+        for (size_t i = 0; i < o->n_remove; i++) {
+            if (i)
+                put(c, ", ");
+            put_cstr(c, o->remove[i].name);
+        }
+        put(c, "}, ");
+    }
+    close_item(c, "}, ");
+}
+
+static void emit_http(compiler *c, const policy_route *r, size_t i)
+{
+    const policy_http_route *e = &r->http[i];
+    char what[600];
+    snprintf(what, sizeof(what), "%s http[%zu] %s", r->id, i, e->name);
+    put(c, "  ");
+    put_pos_comment(c, what, &e->pos);
+    put(c, "  {name = ");
+    put_cstr(c, e->name);
+    put(c, ", source = ");
+    put_pos_source(c, &e->pos);
+    put(c, ",\n");
+    if (e->match_present) {
+        put(c, "    match = {\n");
+        for (size_t k = 0; k < e->n_match; k++)
+            emit_route_match(c, &e->match[k]);
+        put(c, "    },\n");
+    }
+    put(c, "    destinations = {");
+    for (size_t k = 0; k < e->n_destinations; k++) {
+        put(c, k ? ", {service = " : "{service = ");
+        put_cstr(c, e->destinations[k].service);
+        putf(c, ", weight = %u}", e->destinations[k].weight);
+    }
+    put(c, "},\n");
+    if (e->timeout_ms)
+        putf(c, "    timeout_ms = %llu,\n", (unsigned long long)e->timeout_ms);
+    const policy_retries *rt = &e->retries;
+    if (rt->present) {
+        putf(c, "    retries = {attempts = %u, ", rt->attempts);
+        if (rt->per_try_timeout_ms)
+            putf(c, "perTryTimeout_ms = %llu, ", (unsigned long long)rt->per_try_timeout_ms);
+        put(c, "on = {");
+        for (size_t k = 0; k < rt->n_on; k++) {
+            if (k)
+                put(c, ", ");
+            put_cstr(c, rt->on_names[k]);
+        }
+        putf(c, "}, nonIdempotent = %s, maxBodyBytes = %llu},\n",
+             rt->non_idempotent ? "true" : "false", (unsigned long long)rt->max_body_bytes);
+    }
+    if (e->rewrite_prefix != NULL) {
+        put(c, "    rewrite = {prefix = ");
+        put_cstr(c, e->rewrite_prefix);
+        put(c, "},\n");
+    }
+    if (e->request_headers.n_set + e->request_headers.n_add + e->request_headers.n_remove +
+            e->response_headers.n_set + e->response_headers.n_add + e->response_headers.n_remove >
+        0) {
+        put(c, "    headers = {");
+        put_ops(c, "request", &e->request_headers);
+        put_ops(c, "response", &e->response_headers);
+        close_item(c, "},\n");
+    }
+    const policy_rate_limit *rl = &e->rate_limit;
+    if (rl->present) {
+        putf(c, "    rateLimit = {requests = %llu, per_ms = %llu, key = ",
+             (unsigned long long)rl->requests, (unsigned long long)rl->per_ms);
+        if (rl->key == POLICY_RATE_KEY_HEADER) {
+            ward_buf tmp;
+            ward_buf_init(&tmp);
+            if (ward_buf_printf(&tmp, "request.headers[%s]", rl->header) < 0)
+                c->rc = WARD_ENOMEM;
+            else
+                put_lstr(c, tmp.ptr, tmp.len);
+            ward_buf_dispose(&tmp);
+        } else {
+            put(c, rl->key == POLICY_RATE_KEY_PRINCIPAL ? "\"source.principal\"" : "\"none\"");
+        }
+        put(c, "},\n");
+    }
+    if (e->mirror_service != NULL) {
+        put(c, "    mirror = {service = ");
+        put_cstr(c, e->mirror_service);
+        putf(c, ", percent = %u},\n", e->mirror_percent);
+    }
+    put(c, "  },\n");
+}
+
+static void emit_route(compiler *c, const policy_route *r, size_t ri)
+{
+    put(c, "\n");
+    char what[600];
+    snprintf(what, sizeof(what), "route %s", r->id);
+    put_pos_comment(c, what, &r->pos);
+    putf(c, "routes[%zu] = {id = ", ri + 1);
+    put_cstr(c, r->id);
+    put(c, ", hosts = {");
+    for (size_t i = 0; i < r->n_hosts; i++) {
+        if (i)
+            put(c, ", ");
+        put_cstr(c, r->hosts[i]);
+    }
+    put(c, "}, source = ");
+    put_pos_source(c, &r->pos);
+    put(c, ", http = {\n");
+    for (size_t i = 0; i < r->n_http && c->rc == 0; i++)
+        emit_http(c, r, i);
+    put(c, "}}\n");
+}
+
 int policy_set_compile(const policy_set *set, const policy_compile_opts *opts, ward_buf *out,
                        ward_err *err)
 {
@@ -316,7 +498,10 @@ int policy_set_compile(const policy_set *set, const policy_compile_opts *opts, w
             "-- the tables it returns into indexed matchers, and `lua:` conditions stay functions.\n");
     put(&c, "-- revision: ");
     put_comment_text(&c, policy_set_revision(set));
+    size_t n_routes = policy_set_route_count(set);
     put(&c, "\nlocal condition = ward.condition\nlocal policies, rules = {}, {}\n");
+    if (n_routes > 0)
+        put(&c, "local routes = {}\n");
     put(&c, "-- ---- generated policies ----\n");
     size_t pi = 0;
     for (size_t i = 0; i < n && c.rc == 0; i++) {
@@ -328,11 +513,14 @@ int policy_set_compile(const policy_set *set, const policy_compile_opts *opts, w
             emit_rule(&c, p, pi, r);
         pi++;
     }
+    for (size_t i = 0; i < n_routes && c.rc == 0; i++)
+        emit_route(&c, policy_set_route(set, i), i);
     put(&c, "\n-- ---- end of generated policies ----\n");
     putf(&c, "return {format = \"ward-bundle/1\", default = \"%s\", revision = ",
          opts && opts->default_allow ? "allow" : "deny");
     put_cstr(&c, policy_set_revision(set));
-    put(&c, ", policies = policies, rules = rules}\n");
+    put(&c, n_routes > 0 ? ", policies = policies, rules = rules, routes = routes}\n"
+                         : ", policies = policies, rules = rules}\n");
     if (c.rc < 0)
         ward_err_set(err, "compiling policies: %s", ward_strerror(c.rc));
     return c.rc;

@@ -1,4 +1,4 @@
-/* load.c - the policy set: loading buffers, files and folders, duplicate ids, the revision hash */
+/* load.c - the policy set: loading buffers, files and folders, duplicate ids and hosts, the revision hash */
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
@@ -20,9 +20,12 @@ struct policy_set {
     size_t n, cap;
     char **files; /* every name positions point at */
     size_t n_files, cap_files;
-    size_t n_rules;
+    size_t n_rules; /* and http entries of Routes */
     size_t *ids; /* open addressing over items by id: index + 1, 0 = empty */
     size_t ids_cap;
+    policy_route_entry *routes; /* in load order */
+    size_t n_routes, cap_routes;
+    ward_diag warnings;
     EVP_MD_CTX *sha; /* over every loaded (name, bytes), in order */
     char revision[2 * 32 + 1];
 };
@@ -53,6 +56,8 @@ int policy_set_new(policy_set **out)
     policy_set *set = calloc(1, sizeof(*set));
     if (set == NULL)
         return WARD_ENOMEM;
+    ward_diag_init(&set->warnings);
+    set->warnings.max = 1000;
     set->sha = EVP_MD_CTX_new();
     if (set->sha == NULL || !EVP_DigestInit_ex(set->sha, EVP_sha256(), NULL)) {
         rc = WARD_ENOMEM;
@@ -73,6 +78,10 @@ void policy_set_free(policy_set *set)
     for (size_t i = 0; i < set->n; i++)
         policy_authz_free(set->items[i].authz);
     free(set->items);
+    for (size_t i = 0; i < set->n_routes; i++)
+        policy_route_free(set->routes[i].route);
+    free(set->routes);
+    ward_diag_dispose(&set->warnings);
     for (size_t i = 0; i < set->n_files; i++)
         free(set->files[i]);
     free(set->files);
@@ -89,6 +98,22 @@ size_t policy_set_count(const policy_set *set)
 const policy_authz *policy_set_get(const policy_set *set, size_t i)
 {
     return set && i < set->n ? set->items[i].authz : NULL;
+}
+
+size_t policy_set_route_count(const policy_set *set)
+{
+    return set ? set->n_routes : 0;
+}
+
+const policy_route *policy_set_route(const policy_set *set, size_t i)
+{
+    return set && i < set->n_routes ? set->routes[i].route : NULL;
+}
+
+const ward_diag *policy_set_warnings(const policy_set *set)
+{
+    static const ward_diag none = {NULL, 0, 0, 0};
+    return set ? &set->warnings : &none;
 }
 
 const char *policy_set_revision(const policy_set *set)
@@ -162,6 +187,57 @@ nomem:
     return WARD_ENOMEM;
 }
 
+/* ---- routes: ids and hosts are unique across the set (a linear scan: a few
+ * hundred Routes at most in practice; the engine indexes hosts itself) ---- */
+
+/* Reports a Route whose id or one of whose hosts an earlier Route already
+ * has; returns true if it may be added. */
+static bool route_unique(policy_set *set, const policy_route *r, policy_pos name_pos,
+                         ward_diag *diag)
+{
+    bool ok = true;
+    for (size_t i = 0; i < set->n_routes; i++) {
+        const policy_route_entry *x = &set->routes[i];
+        if (strcmp(x->route->id, r->id) == 0) {
+            ward_diag_add(diag, name_pos.file, name_pos.line, name_pos.col,
+                          "metadata.name: duplicate route \"%s\" (first defined at %s:%d:%d)",
+                          r->id, x->name_pos.file, x->name_pos.line, x->name_pos.col);
+            ok = false;
+        }
+        for (size_t h = 0; h < r->n_hosts; h++) {
+            for (size_t k = 0; k < x->route->n_hosts; k++) {
+                if (strcmp(r->hosts[h], x->route->hosts[k]) != 0)
+                    continue;
+                const policy_pos *at = &r->host_pos[h], *first = &x->route->host_pos[k];
+                ward_diag_add(diag, at->file, at->line, at->col,
+                              "spec.hosts[%zu]: host \"%s\" is already routed by %s (%s:%d:%d); "
+                              "one Route per host",
+                              h, r->hosts[h], x->route->id, first->file, first->line, first->col);
+                ok = false;
+            }
+        }
+    }
+    return ok;
+}
+
+/* Takes ownership of r. */
+static int route_add(policy_set *set, policy_route *r, policy_pos name_pos)
+{
+    if (set->n_routes == set->cap_routes) {
+        size_t cap = set->cap_routes ? set->cap_routes * 2 : 8;
+        policy_route_entry *v = realloc(set->routes, cap * sizeof(*v));
+        if (v == NULL) {
+            policy_route_free(r);
+            return WARD_ENOMEM;
+        }
+        set->routes = v;
+        set->cap_routes = cap;
+    }
+    set->routes[set->n_routes++] = (policy_route_entry){r, name_pos};
+    set->n_rules += r->n_http;
+    return 0;
+}
+
 /* ---- buffers ----------------------------------------------------------------- */
 
 static const char *own_name(policy_set *set, const char *name)
@@ -201,6 +277,9 @@ static int load_buffer(policy_set *set, const char *name, const char *data, size
     bool bad = false;
     ward_docs docs = {NULL, 0};
     policy_authz *a = NULL;
+    ward_diag warn; /* of the document being validated */
+    ward_diag_init(&warn);
+    warn.max = 1000;
     const char *file = own_name(set, name ? name : "<input>");
     if (file == NULL)
         return WARD_ENOMEM;
@@ -213,14 +292,27 @@ static int load_buffer(policy_set *set, const char *name, const char *data, size
         bad = true;
     rc = 0;
     for (size_t i = 0; i < docs.n; i++) {
-        policy_doc_kind kind;
-        policy_pos name_pos = {file, 0, 0};
+        policy_doc doc;
+        ward_diag_dispose(&warn);
         WARD_TRY(policy_doc_validate(docs.docs[i], file, POLICY_MAX_RULES - set->n_rules, diag,
-                                     &kind, &a, &name_pos));
-        if (kind == POLICY_DOC_INVALID)
+                                     &warn, &doc));
+        if (doc.kind == POLICY_DOC_INVALID)
             bad = true;
-        if (kind != POLICY_DOC_AUTHZ)
+        if (doc.kind == POLICY_DOC_ROUTE) {
+            if (!route_unique(set, doc.route, doc.name_pos, diag)) {
+                policy_route_free(doc.route);
+                bad = true;
+                continue;
+            }
+            WARD_TRY(route_add(set, doc.route, doc.name_pos));
+            for (size_t k = 0; k < warn.n; k++) /* the warnings of Routes the set keeps */
+                ward_diag_add(&set->warnings, NULL, 0, 0, "%s", warn.msgs[k]);
             continue;
+        }
+        if (doc.kind != POLICY_DOC_AUTHZ)
+            continue;
+        a = doc.authz;
+        policy_pos name_pos = doc.name_pos;
         const policy_entry *first = id_find(set, a->id);
         if (first != NULL) {
             ward_diag_add(diag, file, name_pos.line, name_pos.col,
@@ -237,10 +329,12 @@ static int load_buffer(policy_set *set, const char *name, const char *data, size
         WARD_TRY(set_add(set, take, name_pos));
     }
     ward_docs_dispose(&docs);
+    ward_diag_dispose(&warn);
     return bad ? WARD_EPOLICY : 0;
 fail:
     policy_authz_free(a);
     ward_docs_dispose(&docs);
+    ward_diag_dispose(&warn);
     return rc;
 }
 
@@ -438,4 +532,36 @@ int policy_set_load_paths(policy_set *set, const char *const *paths, size_t n, w
     if (rc < 0)
         return rc;
     return bad ? WARD_EPOLICY : 0;
+}
+
+/* ---- destination services ---------------------------------------------------------- */
+
+int policy_set_check_services(const policy_set *set, policy_service_known_cb known, void *data,
+                              ward_diag *diag)
+{
+    int rc = 0;
+    for (size_t i = 0; set != NULL && i < set->n_routes; i++) {
+        const policy_route *r = set->routes[i].route;
+        for (size_t j = 0; j < r->n_http; j++) {
+            const policy_http_route *e = &r->http[j];
+            for (size_t k = 0; k < e->n_destinations; k++) {
+                const policy_destination *d = &e->destinations[k];
+                if (known(data, d->service))
+                    continue;
+                ward_diag_add(diag, d->pos.file, d->pos.line, d->pos.col,
+                              "spec.http[%zu].destinations[%zu].service: unknown service \"%s\" "
+                              "(route %s; no upstream of that name)",
+                              j, k, d->service, r->id);
+                rc = WARD_EPOLICY;
+            }
+            if (e->mirror_service != NULL && !known(data, e->mirror_service)) {
+                ward_diag_add(diag, e->mirror_pos.file, e->mirror_pos.line, e->mirror_pos.col,
+                              "spec.http[%zu].mirror.service: unknown service \"%s\" (route %s; "
+                              "no upstream of that name)",
+                              j, e->mirror_service, r->id);
+                rc = WARD_EPOLICY;
+            }
+        }
+    }
+    return rc;
 }

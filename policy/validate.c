@@ -1,4 +1,4 @@
-/* validate.c - check one AuthorizationPolicy document tree and build its policy_authz */
+/* validate.c - check one policy document (AuthorizationPolicy here, Route in route.c) and build it */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@
 #include "policy/policy_int.h"
 
 #define API_VERSION     "ward/v1"
-#define SUPPORTED_KINDS "AuthorizationPolicy"
+#define SUPPORTED_KINDS "AuthorizationPolicy, Route"
 #define MAX_REGEX       4096
 
 /* ---- validation context: common/doccheck.c, plus the policy's own bits ---- */
@@ -821,7 +821,8 @@ static char *parse_name(ward_docv *c, const ward_node *n)
     return ward_docv_dup(c, s, len);
 }
 
-static void parse_metadata(ward_docv *c, const ward_node *n, policy_authz *a, policy_pos *name_pos)
+static void parse_metadata(ward_docv *c, const ward_node *n, char **name_out, char **ns_out,
+                           policy_pos *name_pos)
 {
     static const char *const fields[] = {"name", "namespace", NULL};
     if (!ward_docv_expect_map(c, n))
@@ -833,16 +834,16 @@ static void parse_metadata(ward_docv *c, const ward_node *n, policy_authz *a, po
         ward_docv_missing(c, n, "name", "");
     } else {
         size_t old = ward_docv_push(c, "name");
-        a->name = parse_name(c, name);
+        *name_out = parse_name(c, name);
         *name_pos = node_pos(c, name);
         ward_docv_pop(c, old);
     }
     if (ns != NULL) {
         size_t old = ward_docv_push(c, "namespace");
-        a->ns = parse_name(c, ns);
+        *ns_out = parse_name(c, ns);
         ward_docv_pop(c, old);
     } else {
-        a->ns = ward_docv_dup(c, "default", 7);
+        *ns_out = ward_docv_dup(c, "default", 7);
     }
 }
 
@@ -1078,22 +1079,90 @@ void policy_authz_free(policy_authz *a)
     free(a);
 }
 
+/* ---- shared with route.c ---- */
+
+policy_pos policy_node_pos(const ward_docv *c, const ward_node *n)
+{
+    return node_pos(c, n);
+}
+
+const char *policy_nesting_hint(const ward_node *key)
+{
+    return nesting_hint(key);
+}
+
+bool policy_tchar(char ch)
+{
+    return tchar(ch);
+}
+
+void policy_parse_paths(ward_docv *c, const ward_node *map, const char *key, policy_matches *out)
+{
+    parse_list(c, map, key, VF_PATH, out);
+}
+
+void policy_parse_methods(ward_docv *c, const ward_node *map, const char *key,
+                          policy_matches *out)
+{
+    parse_list(c, map, key, VF_METHOD, out);
+}
+
+void policy_parse_regex(ward_docv *c, const ward_node *map, policy_match *m)
+{
+    m->pos = node_pos(c, map);
+    parse_regex(c, map, m);
+}
+
+char *policy_parse_name(ward_docv *c, const ward_node *n)
+{
+    return parse_name(c, n);
+}
+
+bool policy_parse_enum(ward_docv *c, const ward_node *n, const char *const *names, int *out)
+{
+    return parse_enum(c, n, names, out);
+}
+
+void policy_matches_free(policy_matches *m)
+{
+    free_matches(m);
+}
+
+char *policy_make_id(const char *ns, const char *name)
+{
+    size_t nl = strlen(ns), ml = strlen(name);
+    char *id = malloc(nl + ml + 2);
+    if (id != NULL) {
+        memcpy(id, ns, nl);
+        id[nl] = '/';
+        memcpy(id + nl + 1, name, ml + 1);
+    }
+    return id;
+}
+
+/* ---- documents ---- */
+
 int policy_doc_validate(const ward_node *root, const char *file, size_t rules_left, ward_diag *diag,
-                        policy_doc_kind *kind, policy_authz **out, policy_pos *name_pos)
+                        ward_diag *warnings, policy_doc *out)
 {
     static const char *const fields[] = {"apiVersion", "kind", "metadata", "spec", NULL};
-    *out = NULL;
-    *kind = POLICY_DOC_INVALID;
+    memset(out, 0, sizeof(*out));
+    out->kind = POLICY_DOC_INVALID;
+    out->name_pos = (policy_pos){file, 0, 0};
     if (root->kind == WARD_NODE_SCALAR && ward_node_is_null(root)) {
-        *kind = POLICY_DOC_EMPTY;
+        out->kind = POLICY_DOC_EMPTY;
         return 0;
     }
     ward_docv c;
     memset(&c, 0, sizeof(c));
     c.file = file;
     policy_authz *a = NULL;
+    policy_route *r = NULL;
+    ward_diag warn; /* of this document: kept only if it is valid */
+    ward_diag_init(&warn);
     const ward_node *f;
     size_t old;
+    char **name = NULL, **ns = NULL, **id = NULL;
     if (root->kind != WARD_NODE_MAP) {
         ward_docv_error(&c, root, "expected a map with apiVersion, kind, metadata and spec, got %s",
                         ward_node_describe(root));
@@ -1115,7 +1184,7 @@ int policy_doc_validate(const ward_node *root, const char *file, size_t rules_le
     ward_docv_pop(&c, old);
 
     old = ward_docv_push(&c, "kind");
-    bool kind_ok = false;
+    bool is_route = false, kind_ok = false;
     if ((f = ward_node_get(root, "kind")) == NULL) {
         ward_docv_error(
             &c, root, "required field is missing (supported kinds: " SUPPORTED_KINDS ")");
@@ -1128,8 +1197,7 @@ int policy_doc_validate(const ward_node *root, const char *file, size_t rules_le
         else if (ward_node_is(f, "AuthorizationPolicy"))
             kind_ok = true;
         else if (ward_node_is(f, "Route"))
-            ward_docv_error(
-                &c, f, "kind Route is not supported yet (supported kinds: " SUPPORTED_KINDS ")");
+            kind_ok = is_route = true;
         else
             ward_docv_error(&c, f, "unknown kind %s (supported kinds: " SUPPORTED_KINDS ")",
                             ward_quote(q, sizeof(q), s, len));
@@ -1139,12 +1207,19 @@ int policy_doc_validate(const ward_node *root, const char *file, size_t rules_le
         goto done;
 
     ward_docv_check_fields(&c, root, fields, nesting_hint);
-    a = ward_docv_calloc(&c, 1, sizeof(*a));
-    if (a == NULL)
-        goto done;
-    a->pos = node_pos(&c, root);
-    a->action = POLICY_ALLOW;
-    *name_pos = node_pos(&c, root);
+    if (is_route) {
+        if ((r = ward_docv_calloc(&c, 1, sizeof(*r))) == NULL)
+            goto done;
+        r->pos = node_pos(&c, root);
+        name = &r->name, ns = &r->ns, id = &r->id;
+    } else {
+        if ((a = ward_docv_calloc(&c, 1, sizeof(*a))) == NULL)
+            goto done;
+        a->pos = node_pos(&c, root);
+        a->action = POLICY_ALLOW;
+        name = &a->name, ns = &a->ns, id = &a->id;
+    }
+    out->name_pos = node_pos(&c, root);
 
     old = ward_docv_push(&c, "metadata");
     if ((f = ward_node_get(root, "metadata")) == NULL)
@@ -1152,27 +1227,24 @@ int policy_doc_validate(const ward_node *root, const char *file, size_t rules_le
             &c, root,
             "required field is missing (metadata: {name: ..., namespace: ...})");
     else
-        parse_metadata(&c, f, a, name_pos);
+        parse_metadata(&c, f, name, ns, &out->name_pos);
     ward_docv_pop(&c, old);
 
     old = ward_docv_push(&c, "spec");
     if ((f = ward_node_get(root, "spec")) == NULL)
         ward_docv_error(&c, root, "required field is missing");
+    else if (is_route)
+        policy_route_parse_spec(&c, f, r, rules_left, &warn);
     else
         parse_spec(&c, f, a, rules_left);
     ward_docv_pop(&c, old);
 
-    if (c.n_probs == 0 && c.rc == 0 && a->name != NULL && a->ns != NULL) {
-        size_t nl = strlen(a->ns), ml = strlen(a->name);
-        a->id = malloc(nl + ml + 2);
-        if (a->id == NULL) {
+    if (c.n_probs == 0 && c.rc == 0 && *name != NULL && *ns != NULL) {
+        if ((*id = policy_make_id(*ns, *name)) == NULL)
             c.rc = WARD_ENOMEM;
-        } else {
-            memcpy(a->id, a->ns, nl);
-            a->id[nl] = '/';
-            memcpy(a->id + nl + 1, a->name, ml + 1);
-        }
     }
+    if (c.n_probs == 0 && c.rc == 0 && r != NULL && policy_route_warnings(r, &warn) < 0)
+        c.rc = WARD_ENOMEM;
 
 done:;
     int rc = c.rc;
@@ -1180,9 +1252,15 @@ done:;
     ward_docv_flush(&c, rc < 0 ? NULL : diag);
     if (bad) {
         policy_authz_free(a);
+        policy_route_free(r);
+        ward_diag_dispose(&warn);
         return rc;
     }
-    *kind = POLICY_DOC_AUTHZ;
-    *out = a;
+    for (size_t i = 0; i < warn.n && warnings != NULL; i++)
+        ward_diag_add(warnings, NULL, 0, 0, "%s", warn.msgs[i]);
+    ward_diag_dispose(&warn);
+    out->kind = r != NULL ? POLICY_DOC_ROUTE : POLICY_DOC_AUTHZ;
+    out->authz = a;
+    out->route = r;
     return 0;
 }

@@ -1,4 +1,4 @@
-/* explain.c - print a decision and its explain trace for humans (wardctl policy explain) */
+/* explain.c - print a decision, its explain trace and its route for humans (wardctl policy explain) */
 #include <cJSON.h>
 #include <stdio.h>
 #include <string.h>
@@ -99,6 +99,32 @@ static void print_policy(const explain_ctx *x, const cJSON *p)
     cJSON_ArrayForEach(r, rules) print_rule(x, id, r);
 }
 
+/* {"route": id, "source", "http": [{index, name, matched, failed?, chosen?}]} */
+static void print_route_trace(const explain_ctx *x, const cJSON *r)
+{
+    FILE *f = x->f;
+    const char *src = json_str(r, "source");
+    fprintf(f, "%s  route %s (Route for this host)", x->indent, json_str(r, "route") ? json_str(r, "route") : "?");
+    if (src != NULL)
+        fprintf(f, "  [%s]", src);
+    fputc('\n', f);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(r, "http"))
+    {
+        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(e, "index");
+        const char *name = json_str(e, "name");
+        fprintf(f, "%s    http[%d] %s: ", x->indent, cJSON_IsNumber(idx) ? idx->valueint : -1,
+                name ? name : "?");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "matched")))
+            fputs("matched", f);
+        else
+            print_failed(f, cJSON_GetObjectItemCaseSensitive(e, "failed"));
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "chosen")))
+            fputs("  <- routes", f);
+        fputc('\n', f);
+    }
+}
+
 static void print_trace(const explain_ctx *x)
 {
     FILE *f = x->f;
@@ -113,12 +139,16 @@ static void print_trace(const explain_ctx *x)
         cJSON_Delete(root);
         return;
     }
-    if (cJSON_GetArraySize(root) == 0)
-        fprintf(f, "%s  no policy selects this workload\n", x->indent);
     const cJSON *p;
+    int policies = 0;
+    cJSON_ArrayForEach(p, root) policies += cJSON_GetObjectItemCaseSensitive(p, "route") == NULL;
+    if (policies == 0)
+        fprintf(f, "%s  no policy selects this workload\n", x->indent);
     cJSON_ArrayForEach(p, root)
     {
-        if (cJSON_IsObject(p)) {
+        if (cJSON_IsObject(p) && cJSON_GetObjectItemCaseSensitive(p, "route") != NULL) {
+            print_route_trace(x, p);
+        } else if (cJSON_IsObject(p)) {
             print_policy(x, p);
         } else {
             fprintf(f, "%s  ", x->indent);
@@ -153,6 +183,7 @@ int wctl_explain_print(FILE *f, const authz_decision *d, const char *label, cons
         print_by(f, d->dry_run_policy, d->dry_run_rule);
         fputc('\n', f);
     }
+    wctl_route_print(f, d, indent);
     return 0;
 }
 
@@ -184,4 +215,21 @@ void wctl_request_summary(const authz_request *req, char *buf, size_t size)
         put_attr(&p, &left, " from ", (authz_str){"(no identity)", 13});
     if (req->destination_service.ptr != NULL)
         put_attr(&p, &left, " to ", req->destination_service);
+}
+
+void wctl_route_print(FILE *f, const authz_decision *d, const char *indent)
+{
+    const authz_route *r = d->route;
+    if (r == NULL) {
+        if (d->explain_json != NULL && strstr(d->explain_json, "{\"route\":") != NULL)
+            fprintf(f, "%s  route: no http entry matched (the Host names the upstream)\n", indent);
+        return;
+    }
+    fprintf(f, "%s  route: %s http[%d] %s ->", indent, r->policy, r->index, r->name);
+    for (uint32_t i = 0; i < r->n_destinations; i++)
+        fprintf(f, "%s %s %u%%", i ? "," : "", r->destinations[i].service,
+                (unsigned)r->destinations[i].weight);
+    if (r->rewrite_path != NULL)
+        fprintf(f, ", path rewritten to %s", r->rewrite_path);
+    fputc('\n', f);
 }

@@ -19,7 +19,7 @@ static void group_usage(FILE *f)
 {
     fputs("Usage: wardctl policy COMMAND [ARGS...]\n"
           "\n"
-          "Work with Ward authorization policies (apiVersion ward/v1).\n"
+          "Work with Ward policies (apiVersion ward/v1): AuthorizationPolicy and Route.\n"
           "PATH arguments are policy files (*.yaml, *.yml, *.json) or folders, read\n"
           "recursively in name order; folders named \"tests\" are skipped.\n"
           "\n"
@@ -40,10 +40,16 @@ int wctl_policy_main(const char *prog, int argc, char **argv)
 static const char check_help[] =
     "Usage: wardctl policy check PATH...\n"
     "\n"
-    "Validate policies: load every file, check every field, compile the set and\n"
-    "load it into a sandboxed engine. Each problem is printed on stderr as\n"
+    "Validate policies (AuthorizationPolicy and Route documents): load every file,\n"
+    "check every field, compile the set and load it into a sandboxed engine. Each\n"
+    "problem is printed on stderr as\n"
     "  file:line:col: field.path: message\n"
-    "On success prints \"ok: N policies in M files\".\n"
+    "Warnings (a Route entry that an earlier entry shadows, so it can never\n"
+    "match; a rewrite that doubles a slash ...) are printed on stderr as\n"
+    "  file:line:col: warning: field.path: message\n"
+    "and do not fail the check. On success prints \"ok: N policies in M files\"\n"
+    "(\"ok: N policies and R routes in M files\" when there are Routes, with\n"
+    "\", W warnings\" when there are any).\n"
     "\n"
     "Options:\n"
     "  -h, --help  show this help\n"
@@ -56,15 +62,22 @@ static const wctl_opt check_opts[] = {
     {NULL, 0, false, 0},
 };
 
-/* Files that hold at least one policy. */
+/* The file of document i: the AuthorizationPolicies, then the Routes. */
+static const char *doc_file(const policy_set *set, size_t i)
+{
+    size_t n = policy_set_count(set);
+    return i < n ? policy_set_get(set, i)->pos.file : policy_set_route(set, i - n)->pos.file;
+}
+
+/* Files that hold at least one policy or route. */
 static size_t count_files(const policy_set *set)
 {
-    size_t n = policy_set_count(set), files = 0;
+    size_t n = policy_set_count(set) + policy_set_route_count(set), files = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *f = policy_set_get(set, i)->pos.file;
+        const char *f = doc_file(set, i);
         bool seen = false;
         for (size_t j = 0; j < i && !seen; j++) {
-            const char *g = policy_set_get(set, j)->pos.file;
+            const char *g = doc_file(set, j);
             seen = f == g || (f != NULL && g != NULL && strcmp(f, g) == 0);
         }
         files += !seen;
@@ -102,9 +115,17 @@ int wctl_policy_check(const char *prog, int argc, char **argv)
         goto done;
     if (wctl_engine_build(set, false, &engine, NULL) < 0)
         goto done;
-    size_t n = policy_set_count(set);
-    printf("ok: %zu polic%s in %zu file%s\n", n, n == 1 ? "y" : "ies", count_files(set),
-           count_files(set) == 1 ? "" : "s");
+    const ward_diag *warnings = policy_set_warnings(set);
+    for (size_t i = 0; i < warnings->n; i++)
+        fprintf(stderr, "%s\n", warnings->msgs[i]);
+    size_t n = policy_set_count(set), routes = policy_set_route_count(set), files = count_files(set);
+    printf("ok: %zu polic%s", n, n == 1 ? "y" : "ies");
+    if (routes > 0)
+        printf(" and %zu route%s", routes, routes == 1 ? "" : "s");
+    printf(" in %zu file%s", files, files == 1 ? "" : "s");
+    if (warnings->n > 0)
+        printf(", %zu warning%s", warnings->n, warnings->n == 1 ? "" : "s");
+    putchar('\n');
     status = WCTL_EXIT_OK;
 done:
     if (engine != NULL)
@@ -127,6 +148,8 @@ static const char compile_help[] =
     "Options:\n"
     "  -p, --policy PATH       a policy file or folder (same as a PATH argument)\n"
     "  -s, --service S         compile only the policies that select service S\n"
+    "                          (Routes are always compiled: they apply to the\n"
+    "                          calls a workload makes, whatever it is)\n"
     "  -d, --default allow|deny  decision when no ALLOW policy selects the\n"
     "                          service (default: deny)\n"
     "  -h, --help              show this help\n"

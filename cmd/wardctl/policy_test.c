@@ -27,12 +27,22 @@ static const char test_help[] =
     "        destination: {service: payments}\n"
     "        request: {method: GET, path: /v1/items}\n"
     "      expect:\n"
-    "        decision: allow    # required: allow | deny\n"
+    "        decision: allow    # allow | deny (required unless route is given)\n"
     "        policy: shop/payments-read   # optional; null asserts no policy\n"
     "        rule: 0            # optional; null asserts no rule\n"
     "        audit: false       # optional\n"
     "        reason: ALLOW      # optional: text the reason must contain\n"
     "        dry_run: {decision: deny, policy: shop/x, rule: 0}   # or null\n"
+    "        route:             # optional: the Route entry chosen (input needs\n"
+    "                           # request.host); null asserts none; a bare\n"
+    "                           # string is the entry's name\n"
+    "          name: canary                # each field optional\n"
+    "          policy: shop/payments       # the Route (ns/name)\n"
+    "          index: 0                    # in spec.http\n"
+    "          destinations: [{service: payments-v2, weight: 10},\n"
+    "                         {service: payments-v1, weight: 90}]  # all, in order;\n"
+    "                           # items may be bare service names (weight unchecked)\n"
+    "          rewrite: /items/1           # the rewritten path (null: none)\n"
     "In input, quoted scalars stay strings; unquoted integers, true/false and\n"
     "null become JSON numbers, booleans and null. Unknown keys are errors.\n"
     "\n"
@@ -71,7 +81,22 @@ typedef struct expect_int {
     int v; /* -1 = null */
 } expect_int;
 
+typedef struct expect_dest {
+    const char *service;
+    int weight; /* -1 = not asserted */
+} expect_dest;
+
+typedef struct expect_route {
+    bool present, null;
+    expect_str name, policy, rewrite;
+    expect_int index;
+    bool dests_present;
+    expect_dest *dests;
+    size_t n_dests;
+} expect_route;
+
 typedef struct test_expect {
+    bool decision_present;
     bool allow;
     expect_str policy, reason;
     expect_int rule;
@@ -79,6 +104,7 @@ typedef struct test_expect {
     bool dry_present, dry_null, dry_allow;
     expect_str dry_policy;
     expect_int dry_rule;
+    expect_route route;
 } test_expect;
 
 typedef struct test_case {
@@ -275,6 +301,95 @@ static int read_dry_run(test_run *t, const char *file, const ward_node *n, const
     return rc;
 }
 
+static int read_destinations(test_run *t, const char *file, const ward_node *n, const char *path,
+                             expect_route *r)
+{
+    char p[200];
+    int rc = 0;
+    r->dests_present = true;
+    if (n->kind != WARD_NODE_SEQ)
+        return bad(t, file, n, path, "expected a list of {service, weight} or service names");
+    r->dests = calloc(n->n ? n->n : 1, sizeof(*r->dests));
+    if (r->dests == NULL)
+        return WARD_ENOMEM;
+    r->n_dests = n->n;
+    for (size_t i = 0; i < n->n; i++) {
+        const ward_node *it = n->items[i];
+        expect_dest *d = &r->dests[i];
+        snprintf(p, sizeof(p), "%.150s[%zu]", path, i);
+        d->weight = -1;
+        if (is_str(it)) {
+            d->service = it->str;
+            continue;
+        }
+        if (it->kind != WARD_NODE_MAP) {
+            rc = bad(t, file, it, p, "expected {service, weight} or a service name");
+            continue;
+        }
+        for (size_t k = 0; k < it->n; k++) {
+            const char *key = it->pairs[k].key->str;
+            const ward_node *v = it->pairs[k].value;
+            char q[260];
+            subpath(q, sizeof(q), p, key);
+            long long w;
+            if (strcmp(key, "service") == 0 && is_str(v))
+                d->service = v->str;
+            else if (strcmp(key, "weight") == 0 && wctl_node_int(v, &w) == 0 && w >= 0 && w <= 100)
+                d->weight = (int)w;
+            else if (strcmp(key, "service") == 0 || strcmp(key, "weight") == 0)
+                rc = bad(t, file, v, q,
+                         strcmp(key, "service") == 0 ? "expected a service name"
+                                                     : "expected a weight 0..100");
+            else
+                rc = bad(t, file, it->pairs[k].key, q, "unknown field (expected service, weight)");
+        }
+        if (d->service == NULL && rc == 0)
+            rc = bad(t, file, it, p, "missing field \"service\"");
+    }
+    return rc;
+}
+
+static int read_route(test_run *t, const char *file, const ward_node *n, const char *path,
+                      expect_route *r)
+{
+    char p[160];
+    int rc = 0;
+    r->present = true;
+    if (wctl_node_is_null(n)) {
+        r->null = true;
+        return 0;
+    }
+    if (is_str(n)) {
+        r->name = (expect_str){true, n->str};
+        return 0;
+    }
+    if (n->kind != WARD_NODE_MAP)
+        return bad(t, file, n, path, "expected a map {name, policy, index, destinations, rewrite}, "
+                                     "an entry name or null");
+    for (size_t i = 0; i < n->n; i++) {
+        const char *k = n->pairs[i].key->str;
+        const ward_node *v = n->pairs[i].value;
+        int x = 0;
+        subpath(p, sizeof(p), path, k);
+        if (strcmp(k, "name") == 0)
+            x = read_opt_str(t, file, v, p, false, &r->name);
+        else if (strcmp(k, "policy") == 0)
+            x = read_opt_str(t, file, v, p, false, &r->policy);
+        else if (strcmp(k, "index") == 0)
+            x = read_opt_int(t, file, v, p, &r->index);
+        else if (strcmp(k, "rewrite") == 0)
+            x = read_opt_str(t, file, v, p, true, &r->rewrite);
+        else if (strcmp(k, "destinations") == 0)
+            x = read_destinations(t, file, v, p, r);
+        else
+            x = bad(t, file, n->pairs[i].key, p,
+                    "unknown field (expected name, policy, index, destinations, rewrite)");
+        if (x < 0)
+            rc = x;
+    }
+    return rc;
+}
+
 static int read_expect(test_run *t, const char *file, const ward_node *n, const char *path,
                        test_expect *e)
 {
@@ -291,6 +406,8 @@ static int read_expect(test_run *t, const char *file, const ward_node *n, const 
         if (strcmp(k, "decision") == 0) {
             have_decision = true;
             r = read_decision(t, file, v, p, &e->allow);
+        } else if (strcmp(k, "route") == 0) {
+            r = read_route(t, file, v, p, &e->route);
         } else if (strcmp(k, "policy") == 0) {
             r = read_opt_str(t, file, v, p, true, &e->policy);
         } else if (strcmp(k, "rule") == 0) {
@@ -305,13 +422,15 @@ static int read_expect(test_run *t, const char *file, const ward_node *n, const 
             r = read_dry_run(t, file, v, p, e);
         } else {
             r = bad(t, file, n->pairs[i].key, p,
-                    "unknown field (expected decision, policy, rule, audit, reason, dry_run)");
+                    "unknown field (expected decision, policy, rule, audit, reason, dry_run, "
+                    "route)");
         }
         if (r < 0)
             rc = r;
     }
-    if (!have_decision)
-        rc = bad(t, file, n, path, "missing field \"decision\"");
+    e->decision_present = have_decision;
+    if (!have_decision && !e->route.present)
+        rc = bad(t, file, n, path, "missing field \"decision\" (or route)");
     return rc;
 }
 
@@ -429,6 +548,7 @@ static int read_doc(test_run *t, const char *file, const ward_node *doc)
         if (r < 0) {
             if (c.storage != NULL)
                 authz_request_storage_free(c.storage);
+            free(c.expect.route.dests);
             rc = r;
         }
     }
@@ -462,8 +582,10 @@ static int read_file(test_run *t, const char *file)
         if (read_doc(t, file, docs->docs[i]) < 0)
             rc = WARD_EINVAL;
     if (rc < 0) { /* drop the cases of a broken file */
-        for (size_t i = first; i < t->n_cases; i++)
+        for (size_t i = first; i < t->n_cases; i++) {
             authz_request_storage_free(t->cases[i].storage);
+            free(t->cases[i].expect.route.dests);
+        }
         t->n_cases = first;
     }
     return rc;
@@ -568,14 +690,82 @@ static void cmp_dry_run(cmp *c, const test_expect *e, const authz_decision *d)
     ward_buf_dispose(&inner.act);
 }
 
+/* A route in the form expectations are written: {name: x, destinations: [...]}. */
+static void put_route(ward_buf *b, const authz_route *r)
+{
+    ward_buf_printf(b, "{policy: %s, index: %d, name: %s, destinations: [", r->policy, r->index,
+                    r->name);
+    for (uint32_t i = 0; i < r->n_destinations; i++)
+        ward_buf_printf(b, "%s{service: %s, weight: %u}", i ? ", " : "",
+                        r->destinations[i].service, (unsigned)r->destinations[i].weight);
+    ward_buf_puts(b, "]");
+    if (r->rewrite_path != NULL)
+        ward_buf_printf(b, ", rewrite: %s", r->rewrite_path);
+    ward_buf_puts(b, "}");
+}
+
+static void cmp_route(cmp *c, const expect_route *e, const authz_decision *d)
+{
+    if (!e->present)
+        return;
+    cmp_key(c, "route");
+    const authz_route *r = d->route;
+    if (e->null || r == NULL) {
+        ward_buf_puts(&c->exp, e->null ? "null" : "{...}");
+        if (r != NULL)
+            put_route(&c->act, r);
+        else
+            ward_buf_puts(&c->act, "null");
+        c->ok = c->ok && e->null == (r == NULL);
+        return;
+    }
+    cmp inner = {.ok = true, .sep = ""};
+    ward_buf_init(&inner.exp);
+    ward_buf_init(&inner.act);
+    cmp_str(&inner, "policy", &e->policy, r->policy);
+    cmp_int(&inner, "index", &e->index, r->index);
+    cmp_str(&inner, "name", &e->name, r->name);
+    if (e->dests_present) {
+        cmp_key(&inner, "destinations");
+        bool same = e->n_dests == r->n_destinations;
+        ward_buf_puts(&inner.exp, "[");
+        ward_buf_puts(&inner.act, "[");
+        for (size_t i = 0; i < e->n_dests; i++) {
+            const expect_dest *x = &e->dests[i];
+            if (x->weight >= 0)
+                ward_buf_printf(&inner.exp, "%s{service: %s, weight: %d}", i ? ", " : "", x->service,
+                                x->weight);
+            else
+                ward_buf_printf(&inner.exp, "%s%s", i ? ", " : "", x->service);
+            if (same)
+                same = strcmp(x->service, r->destinations[i].service) == 0 &&
+                       (x->weight < 0 || (uint32_t)x->weight == r->destinations[i].weight);
+        }
+        for (uint32_t i = 0; i < r->n_destinations; i++)
+            ward_buf_printf(&inner.act, "%s{service: %s, weight: %u}", i ? ", " : "",
+                            r->destinations[i].service, (unsigned)r->destinations[i].weight);
+        ward_buf_puts(&inner.exp, "]");
+        ward_buf_puts(&inner.act, "]");
+        inner.ok = inner.ok && same;
+    }
+    cmp_str(&inner, "rewrite", &e->rewrite, r->rewrite_path);
+    ward_buf_printf(&c->exp, "{%s}", inner.exp.ptr ? inner.exp.ptr : "");
+    ward_buf_printf(&c->act, "{%s}", inner.act.ptr ? inner.act.ptr : "");
+    c->ok = c->ok && inner.ok;
+    ward_buf_dispose(&inner.exp);
+    ward_buf_dispose(&inner.act);
+}
+
 /* Compares a decision with the expectation; fills c with the asserted fields. */
 static void compare(cmp *c, const test_expect *e, const authz_decision *d)
 {
     bool allow = d->decision == AUTHZ_ALLOW;
-    cmp_key(c, "decision");
-    ward_buf_puts(&c->exp, e->allow ? "allow" : "deny");
-    ward_buf_puts(&c->act, allow ? "allow" : "deny");
-    c->ok = e->allow == allow;
+    if (e->decision_present) {
+        cmp_key(c, "decision");
+        ward_buf_puts(&c->exp, e->allow ? "allow" : "deny");
+        ward_buf_puts(&c->act, allow ? "allow" : "deny");
+        c->ok = e->allow == allow;
+    }
     cmp_str(c, "policy", &e->policy, d->policy);
     cmp_int(c, "rule", &e->rule, d->rule);
     if (e->audit_present) {
@@ -591,6 +781,7 @@ static void compare(cmp *c, const test_expect *e, const authz_decision *d)
         put_str(&c->act, d->reason);
         c->ok = c->ok && d->reason != NULL && strstr(d->reason, e->reason.s) != NULL;
     }
+    cmp_route(c, &e->route, d);
 }
 
 static int engine_for(test_run *t, bool default_allow, authz_engine **out)
@@ -674,9 +865,11 @@ static int test_parse_args(test_run *t, const char *prog, int argc, char **argv)
 
 static void test_run_dispose(test_run *t)
 {
-    for (size_t i = 0; i < t->n_cases; i++)
+    for (size_t i = 0; i < t->n_cases; i++) {
         if (t->cases[i].storage != NULL)
             authz_request_storage_free(t->cases[i].storage);
+        free(t->cases[i].expect.route.dests);
+    }
     free(t->cases);
     for (size_t i = 0; i < t->n_docs; i++)
         ward_docs_dispose(&t->docs[i]);

@@ -160,6 +160,10 @@ int wctl_node_int(const ward_node *n, long long *out);  /* 0 or WARD_EINVAL */
  * indent (explain.c): the label line, every policy considered with each rule
  * matched or the field that failed, then the decision. */
 int wctl_explain_print(FILE *f, const authz_decision *d, const char *label, const char *indent);
+/* "route: ns/name http[N] NAME -> service W%, ..." when the decision has a
+ * route (explain.c); after an explain trace that names a Route, says so when
+ * no entry matched. */
+void wctl_route_print(FILE *f, const authz_decision *d, const char *indent);
 /* "METHOD PATH from PRINCIPAL|IP to SERVICE", bounded to size. */
 void wctl_request_summary(const authz_request *req, char *buf, size_t size);
 

@@ -162,6 +162,31 @@ static void engine_decide(const policy_set *set)
         }
         decide_one(e, &own);
     }
+    /* each Route's first host, with what its first entries match */
+    for (size_t i = 0; i < policy_set_route_count(set) && i < 4; i++) {
+        const policy_route *r = policy_set_route(set, i);
+        authz_request own = full;
+        if (r->n_hosts > 0)
+            own.host = SLICE(r->hosts[0], strlen(r->hosts[0]));
+        for (size_t k = 0; k < r->n_http && k < 3; k++) {
+            const policy_http_route *h = &r->http[k];
+            authz_header hd[1];
+            if (h->n_match > 0) {
+                const policy_route_match *m = &h->match[0];
+                own.method = first_value(&m->methods, full.method);
+                own.path = first_value(&m->paths, full.path);
+                if (m->n_headers > 0 && m->headers[0].value.kind != POLICY_MATCH_REGEX) {
+                    hd[0] = (authz_header){SLICE(m->headers[0].name, strlen(m->headers[0].name)),
+                                           SLICE(m->headers[0].value.value, m->headers[0].value.len)};
+                    own.headers = hd;
+                    own.n_headers = 1;
+                }
+            }
+            decide_one(e, &own);
+            own.headers = full.headers;
+            own.n_headers = full.n_headers;
+        }
+    }
     authz_engine_free(e);
 }
 
@@ -181,7 +206,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* Every document that was accepted (all of them when rc == 0; the valid
      * ones otherwise) must compile to Lua that loads. */
-    if (rc == 0 || policy_set_count(set) > 0) {
+    if (rc == 0 || policy_set_count(set) > 0 || policy_set_route_count(set) > 0) {
         policy_compile_opts deny = {.default_allow = false, .only_service = NULL};
         compile_and_load(set, &deny);
 

@@ -61,7 +61,7 @@ expect_eq "unreadable --input exits 2" 2 "$RC"
 
 run "$W" policy check "$EX"
 expect_eq "check accepts the examples" 0 "$RC"
-expect_match "check reports the count" '^ok: [0-9]+ policies in [0-9]+ files$' "$OUT"
+expect_match "check reports the count" '^ok: [0-9]+ policies( and [0-9]+ routes?)? in [0-9]+ files$' "$OUT"
 
 mkdir -p "$TMP/bad"
 cat >"$TMP/bad/bad.yaml" <<'EOF'
@@ -309,5 +309,112 @@ run "$W" policy bench -p "$EX" --input "$TMP/bench.jsonl" --duration 200ms
 expect_match "bench prints decisions/s and latency" 'decisions/s.*latency: +p50 [0-9.]+ us' "$(echo $OUT)"
 run "$W" policy bench -p "$EX" --input "$TMP/malformed.jsonl" --iterations 10
 expect_eq "bench on malformed input exits 2" 2 "$RC"
+
+# ---- routes -----------------------------------------------------------------------------
+
+run "$W" policy check "$EX"
+expect_match "check counts the examples' Routes" '^ok: [0-9]+ policies and 2 routes in [0-9]+ files$' "$OUT"
+
+mkdir -p "$TMP/routes"
+cat >"$TMP/routes/shadow.yaml" <<'EOF'
+apiVersion: ward/v1
+kind: Route
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api]
+  http:
+    - name: v2
+      match: [{paths: ["/v2/*"]}]
+      destinations: [{service: api-v2}]
+    - name: v2-items
+      match: [{paths: [/v2/items], methods: [GET]}]
+      destinations: [{service: api-items}]
+    - name: rest
+      destinations: [{service: api}]
+    - name: never
+      destinations: [{service: api-old}]
+EOF
+run "$W" policy check "$TMP/routes"
+expect_eq "shadowed routes are warnings: check still exits 0" 0 "$RC"
+expect_match "check counts the warnings" '^ok: 0 policies and 1 route in 1 file, 2 warnings$' "$OUT"
+expect_match "a route shadowed by a wider prefix is named with file:line:col" \
+    'shadow\.yaml:10:7: warning: spec\.http\[1\]: "v2-items" never matches: spec\.http\[0\] \("v2"\) matches every request it does' "$ERR"
+expect_match "a route after a catch-all entry is named" \
+    'shadow\.yaml:15:7: warning: spec\.http\[3\]: "never" never matches: spec\.http\[2\] \("rest"\) has no match' "$ERR"
+
+cat >"$TMP/routes-bad.yaml" <<'EOF'
+apiVersion: ward/v1
+kind: Route
+metadata: {name: split, namespace: shop}
+spec:
+  hosts: [api, "api:8080"]
+  http:
+    - name: canary
+      destinations:
+        - {service: api-v2, weight: 10}
+        - {service: api-v1, weight: 80}
+      headers: {response: {set: {x-a: "ok\r\nSet-Cookie: s=1"}}}
+EOF
+run "$W" policy check "$TMP/routes-bad.yaml"
+expect_eq "a bad Route fails the check with exit 1" 1 "$RC"
+expect_match "weights that do not add up are an error at the list" \
+    'routes-bad\.yaml:9:9: spec\.http\[0\]\.destinations: weights add up to 90, not 100' "$ERR"
+expect_match "a host with a port is an error" 'routes-bad\.yaml:5:16: spec\.hosts\[1\]: host "api:8080": write the host without a port' "$ERR"
+expect_match "a header value with CR LF is refused (no response splitting)" \
+    'routes-bad\.yaml:11:39: spec\.http\[0\]\.headers\.response\.set\.x-a: header value .* contains a control character' "$ERR"
+
+"$W" policy compile "$EX" >"$TMP/routes.lua" 2>/dev/null
+if grep -q '^routes\[1\] = {id = "shop/payments", hosts = {"payments", "payments.shop.svc"}' "$TMP/routes.lua" &&
+    grep -q 'routes = routes}$' "$TMP/routes.lua"; then
+    pass "compile writes the Routes into the bundle's routes table"
+else
+    fail "compile writes the Routes into the bundle's routes table"
+fi
+
+printf '{"request":{"method":"GET","host":"Payments:8443","path":"/v2/charges/ch_1"}}\n' >"$TMP/route.json"
+run "$W" policy eval -p "$EX" --input "$TMP/route.json"
+expect_match "eval prints the chosen route with its destinations and weights" \
+    '"route":\{"policy":"shop/payments","name":"v2-canary","index":0,"source":"[^"]*routes\.yaml:[0-9]+","destinations":\[\{"service":"payments-v2","weight":10\},\{"service":"payments","weight":90\}\],"timeout_ms":2000,"retries":\{"attempts":2,"per_try_timeout_ms":500,"on":\["connect-failure","reset","503"\]' "$OUT"
+printf '{"request":{"method":"GET","host":"checkout","path":"/cart/c-1"}}\n' | "$W" policy eval -p "$EX" >"$TMP/out" 2>&1
+expect_match "eval prints a rewritten path" '"rewrite":\{"prefix":"/v1/carts/","path":"/v1/carts/c-1"\}' "$(cat "$TMP/out")"
+printf '{"request":{"method":"GET","host":"inventory","path":"/v1/items"}}\n' | "$W" policy eval -p "$EX" >"$TMP/out" 2>&1
+expect_match "eval prints route null for a host without a Route" '"route":null\}$' "$(cat "$TMP/out")"
+
+run "$W" policy explain -p "$EX" --input "$TMP/route.json"
+expect_match "explain lists the Route's entries" 'route shop/payments \(Route for this host\)' "$OUT"
+expect_match "explain marks the entry that routes" 'http\[0\] v2-canary: matched  <- routes' "$OUT"
+expect_match "explain names the chosen route and its split" 'route: shop/payments http\[0\] v2-canary -> payments-v2 10%, payments 90%' "$OUT"
+printf '{"request":{"method":"POST","host":"checkout","path":"/v1/x","headers":{"x-canary":"0"}}}\n' |
+    "$W" policy explain -p "$EX" >"$TMP/out" 2>&1
+expect_match "explain names the field a route entry failed on" \
+    'http\[0\] canary-by-header: no match: match\[0\]\.headers\[x-canary\], match\[1\]\.headers\[x-tenant\]' "$(cat "$TMP/out")"
+
+run "$W" policy test --help
+expect_match "policy test --help documents route expectations" 'route: .*destinations: \[\{service: payments-v2, weight: 10\}' "$(echo $OUT)"
+cat >"$TMP/route-wrong.yaml" <<'EOF'
+cases:
+  - name: the canary takes v2 writes too (it does not)
+    input:
+      request: {method: POST, host: payments, path: /v2/charges}
+    expect: {route: {name: v2-canary, destinations: [payments-v2, payments]}}
+  - name: no route for inventory
+    input:
+      request: {method: GET, host: inventory, path: /}
+    expect: {route: null}
+EOF
+run "$W" policy test -p "$EX" "$TMP/route-wrong.yaml"
+expect_eq "a wrong route expectation fails with exit 1" 1 "$RC"
+expect_eq "route expectations are counted" "1 passed, 1 failed" "$(printf '%s\n' "$OUT" | tail -1)"
+expect_match "a failing route case shows expected and actual routes" \
+    'route-wrong\.yaml:2: FAIL: .*expected \{route: \{name: v2-canary, destinations: \[payments-v2, payments\]\}\}, got \{route: \{name: stable, destinations: \[\{service: payments, weight: 100\}\]\}\}' "$OUT"
+cat >"$TMP/route-unusable.yaml" <<'EOF'
+cases:
+  - name: typo
+    input: {request: {method: GET, host: payments, path: /}}
+    expect: {route: {nam: stable}}
+EOF
+run "$W" policy test -p "$EX" "$TMP/route-unusable.yaml"
+expect_eq "an unknown route expectation field makes the file unusable (exit 2)" 2 "$RC"
+expect_match "the unknown route field is named" 'route-unusable\.yaml:4:22: cases\[0\]\.expect\.route\.nam: unknown field' "$ERR"
 
 finish

@@ -81,6 +81,32 @@ static void test_golden_hostile(void **state)
     check_golden("hostile");
 }
 
+static void test_golden_routes(void **state)
+{
+    (void)state;
+    check_golden("routes");
+}
+
+/* Route values reach the source as escaped literals too, and the bundle loads. */
+static void test_hostile_route_values_stay_literals(void **state)
+{
+    (void)state;
+    ward_buf all;
+    const char *gen = compile_file(GOLDEN_DIR "routes.yaml", &all);
+    assert_non_null(strstr(gen, "exact = \"\\034]] os.exit() --[[\""));
+    assert_non_null(strstr(gen, "value = \"\\034]] return true --[[ \\092\""));
+    assert_null(strstr(gen, "\n return true"));
+    assert_non_null(strstr(all.ptr, "local routes = {}\n"));
+    assert_non_null(strstr(gen, "routes = routes}\n"));
+    wlua_state *st;
+    ward_err err;
+    assert_int_equal(wlua_new(NULL, &st, &err), 0);
+    if (wlua_load(st, "=routes", all.ptr, all.len, &err) != 0)
+        fail_msg("the routes bundle does not load: %s", err.msg);
+    wlua_free(st);
+    ward_buf_dispose(&all);
+}
+
 static void test_output_is_deterministic(void **state)
 {
     (void)state;
@@ -166,6 +192,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_matchers),
         cmocka_unit_test(test_golden_hostile),
+        cmocka_unit_test(test_golden_routes),
+        cmocka_unit_test(test_hostile_route_values_stay_literals),
         cmocka_unit_test(test_output_is_deterministic),
         cmocka_unit_test(test_hostile_values_stay_literals),
         cmocka_unit_test(test_comments_cannot_end_the_line),

@@ -648,17 +648,17 @@ static void test_error_kind(void **state)
 {
     (void)state;
     check_only_error("apiVersion: ward/v1\nkind: Route\nmetadata: {name: p}\nspec: {hosts: [a]}\n",
-                     "p.yaml:2:7: kind: kind Route is not supported yet (supported kinds: "
-                     "AuthorizationPolicy)");
+                     "p.yaml:4:7: spec.http: required field is missing (the ordered list of http "
+                     "routes)");
     check_only_error("apiVersion: ward/v1\nkind: Gateway\nmetadata: {name: p}\n",
                      "p.yaml:2:7: kind: unknown kind \"Gateway\" (supported kinds: "
-                     "AuthorizationPolicy)");
+                     "AuthorizationPolicy, Route)");
     check_only_error("apiVersion: ward/v1\nkind: authorizationpolicy\n",
                      "p.yaml:2:7: kind: unknown kind \"authorizationpolicy\" (supported kinds: "
-                     "AuthorizationPolicy)");
+                     "AuthorizationPolicy, Route)");
     check_only_error("apiVersion: ward/v1\nmetadata: {name: p}\nspec: {}\n",
                      "p.yaml:1:1: kind: required field is missing (supported kinds: "
-                     "AuthorizationPolicy)");
+                     "AuthorizationPolicy, Route)");
 }
 
 static void test_error_document_not_map(void **state)
