@@ -814,6 +814,15 @@ typedef struct proxy_relay_target {
     const char *expected_id; /* with tls: the SPIFFE ID the server must present */
     const proxy_header *add_headers; /* appended to the forwarded head (checked by the caller) */
     size_t n_add_headers;
+    const char *path; /* forwarded in place of the normalized path (a route's rewrite; the
+                         query is kept), NULL = the normalized path */
+    const char *const *remove_headers; /* request fields not forwarded (case-insensitive) */
+    size_t n_remove_headers;
+    uint64_t timeout_ms; /* of each attempt (no response head: 504); 0 = timeouts.request */
+    const proxy_header *response_add; /* appended to the response head (copied) */
+    size_t n_response_add;
+    const char *const *response_remove; /* response fields not passed on (copied) */
+    size_t n_response_remove;
 } proxy_relay_target;
 
 /* How a request ended (for metrics and audit). */

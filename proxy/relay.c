@@ -99,6 +99,8 @@ struct proxy_relay_request {
     proxy_tls_ctx *tls;
     char *expected_id;
     bool retried;
+    uint64_t timeout_ms; /* of each upstream attempt: timeouts.request or the target's */
+    ward_buf resp_ops;   /* response header operations: "-name\0" or "+name\0value\0" */
     /* the response */
     ward_buf uin; /* response head bytes so far */
     int rstate;
@@ -390,7 +392,7 @@ static void u_on_open(proxy_stream *st, int status, void *data)
     }
     u->state = U_BUSY;
     if (u->req != NULL)
-        proxy_stream_set_timeout(st, u->req->d->rl->o.timeouts.request_ms);
+        proxy_stream_set_timeout(st, u->req->timeout_ms);
 }
 
 static void u_on_read(proxy_stream *st, const char *buf, size_t len, void *data)
@@ -600,6 +602,7 @@ static void request_free(proxy_relay_request *r)
     ward_buf_dispose(&r->head_out);
     ward_buf_dispose(&r->held);
     ward_buf_dispose(&r->uin);
+    ward_buf_dispose(&r->resp_ops);
     if (r->tls)
         proxy_tls_ctx_unref(r->tls);
     free(r->expected_id);
@@ -682,7 +685,7 @@ static void pump_body(dconn *d)
             size_t n = avail < r->body_left ? avail : (size_t)r->body_left;
             if (r->u != NULL) {
                 proxy_stream_write(r->u->st, p, n);
-                proxy_stream_set_timeout(r->u->st, d->rl->o.timeouts.request_ms);
+                proxy_stream_set_timeout(r->u->st, r->timeout_ms);
             }
             r->body_left -= n;
             r->res.bytes_in += n;
@@ -749,6 +752,14 @@ static void pump_body(dconn *d)
 
 /* Builds the request head as forwarded: origin-form, normalized path, no
  * hop-by-hop fields, our own framing, X-Forwarded-For and traceparent. */
+static bool named(const char *const *names, size_t n, proxy_slice name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (proxy_slice_eq_nocase(name, names[i]))
+            return true;
+    return false;
+}
+
 static int build_head(proxy_relay_request *r, const proxy_http_request *h,
                       const proxy_relay_target *t)
 {
@@ -756,7 +767,10 @@ static int build_head(proxy_relay_request *r, const proxy_http_request *h,
     ward_buf_reset(b);
     ward_buf_append(b, h->method.ptr, h->method.len);
     ward_buf_putc(b, ' ');
-    ward_buf_append(b, r->path, r->path_len);
+    if (t->path != NULL)
+        ward_buf_puts(b, t->path);
+    else
+        ward_buf_append(b, r->path, r->path_len);
     if (h->query.ptr != NULL) {
         ward_buf_putc(b, '?');
         ward_buf_append(b, h->query.ptr, h->query.len);
@@ -770,6 +784,8 @@ static int build_head(proxy_relay_request *r, const proxy_http_request *h,
             continue;
         if (proxy_slice_eq_nocase(name, "x-forwarded-client-cert"))
             continue; /* only we may say who the client is */
+        if (named(t->remove_headers, t->n_remove_headers, name))
+            continue;
         if (proxy_slice_eq_nocase(name, "x-forwarded-for")) {
             if (xff.ptr == NULL)
                 xff = value;
@@ -826,7 +842,7 @@ static int upstream_start(proxy_relay_request *r)
         u->state = U_BUSY;
         u->req = r;
         r->u = u;
-        proxy_stream_set_timeout(u->st, rl->o.timeouts.request_ms);
+        proxy_stream_set_timeout(u->st, r->timeout_ms);
     } else {
         u = calloc(1, sizeof(*u));
         if (u == NULL)
@@ -868,6 +884,18 @@ int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t)
         return WARD_ENOMEM;
     if (build_head(r, r->head, t) < 0)
         return WARD_ENOMEM;
+    r->timeout_ms = t->timeout_ms ? t->timeout_ms : r->d->rl->o.timeouts.request_ms;
+    for (size_t i = 0; i < t->n_response_remove; i++) {
+        ward_buf_putc(&r->resp_ops, '-');
+        ward_buf_append(&r->resp_ops, t->response_remove[i], strlen(t->response_remove[i]) + 1);
+    }
+    for (size_t i = 0; i < t->n_response_add; i++) {
+        ward_buf_putc(&r->resp_ops, '+');
+        ward_buf_append(&r->resp_ops, t->response_add[i].name.ptr, t->response_add[i].name.len);
+        ward_buf_putc(&r->resp_ops, '\0');
+        ward_buf_append(&r->resp_ops, t->response_add[i].value.ptr, t->response_add[i].value.len);
+        ward_buf_putc(&r->resp_ops, '\0');
+    }
     r->answered = true;
     r->forwarded = true;
     int rc = upstream_start(r);
@@ -902,6 +930,8 @@ int proxy_relay_retarget(proxy_relay_request *r, const proxy_relay_target *t)
     r->expected_id = NULL;
     if (t->expected_id != NULL && (r->expected_id = strdup(t->expected_id)) == NULL)
         return WARD_ENOMEM;
+    if (t->timeout_ms)
+        r->timeout_ms = t->timeout_ms;
     r->res.upstream_reused = false;
     r->res.attempts++;
     return upstream_start(r);
@@ -974,6 +1004,8 @@ static void start_request(dconn *d, const proxy_http_request *h)
     r->start_ns = now_ns();
     ward_buf_init(&r->head_out);
     ward_buf_init(&r->uin);
+    ward_buf_init(&r->resp_ops);
+    r->timeout_ms = rl->o.timeouts.request_ms;
     /* the path as matched and forwarded */
     proxy_http_error perr;
     size_t cap = h->path.len + 2;
@@ -1047,6 +1079,21 @@ static void start_request(dconn *d, const proxy_http_request *h)
 
 /* ---- the response ---------------------------------------------------------------------------- */
 
+/* Does a route remove this response field? */
+static bool resp_op_removes(const proxy_relay_request *r, proxy_slice name)
+{
+    for (size_t off = 0; off < r->resp_ops.len;) {
+        const char *e = r->resp_ops.ptr + off;
+        size_t nl = strlen(e + 1);
+        if (e[0] == '-' && proxy_slice_eq_nocase(name, e + 1))
+            return true;
+        off += 1 + nl + 1;
+        if (e[0] == '+')
+            off += strlen(r->resp_ops.ptr + off) + 1;
+    }
+    return false;
+}
+
 /* Writes the response head for the client from the upstream's. */
 static void write_response_head(proxy_relay_request *r, const proxy_http_response *resp)
 {
@@ -1063,9 +1110,22 @@ static void write_response_head(proxy_relay_request *r, const proxy_http_respons
     ward_buf_puts(&b, "\r\n");
     for (size_t i = 0; i < resp->n_headers; i++) {
         proxy_slice name = resp->headers[i].name;
-        if (is_hop_field(name) || connection_lists(resp->headers, resp->n_headers, name))
+        if (is_hop_field(name) || connection_lists(resp->headers, resp->n_headers, name) ||
+            resp_op_removes(r, name))
             continue;
         append_field(&b, name, resp->headers[i].value);
+    }
+    /* a route's additions ("-" entries are removals, done above) */
+    for (size_t off = 0; off < r->resp_ops.len;) {
+        const char *e = r->resp_ops.ptr + off;
+        size_t nl = strlen(e + 1);
+        if (e[0] == '+') {
+            const char *v = e + 1 + nl + 1;
+            append_field(&b, (proxy_slice){e + 1, nl}, (proxy_slice){v, strlen(v)});
+            off += 1 + nl + 1 + strlen(v) + 1;
+        } else {
+            off += 1 + nl + 1;
+        }
     }
     bool closing = r->close_out || r->client_close || d->rl->closing || !r->body_done;
     switch (resp->body) {
@@ -1167,7 +1227,7 @@ static void response_body(proxy_relay_request *r, const char *buf, size_t len)
         return;
     }
     if (r->u != NULL) {
-        proxy_stream_set_timeout(r->u->st, d->rl->o.timeouts.request_ms);
+        proxy_stream_set_timeout(r->u->st, r->timeout_ms);
         if (proxy_stream_pending(d->st) > WRITE_HIGH) {
             proxy_stream_read_pause(r->u->st);
             proxy_stream_set_timeout(d->st, d->rl->o.timeouts.request_ms);

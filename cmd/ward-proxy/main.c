@@ -64,6 +64,11 @@ static void on_stop(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&px->sigint, NULL);
 }
 
+static void print_problem(const char *msg)
+{
+    fprintf(stderr, "%s%s\n", strstr(msg, "warning:") ? "" : "warning: ", msg);
+}
+
 static int check_only(const proxy_config *cfg)
 {
     policy_set *set = NULL;
@@ -77,6 +82,8 @@ static int check_only(const proxy_config *cfg)
     for (size_t i = 0; i < diag.n; i++)
         fprintf(stderr, "%s\n", diag.msgs[i]);
     bool ok = rc == 0 && diag.n == 0;
+    if (ok)
+        wp_policy_route_problems(cfg, set, print_problem);
     if (ok)
         printf("%s: ok (%zu policies)\n", cfg->file, policy_set_count(set));
     ward_diag_dispose(&diag);

@@ -10,6 +10,43 @@
 #define RELOAD_SETTLE_MS 200  /* editors write in several steps: wait for them to finish */
 #define RELOAD_MAX_WAIT_MS 1000 /* ... but a folder that never settles cannot hold a change back */
 
+static bool upstream_known(void *data, const char *service)
+{
+    const proxy_config *cfg = data;
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        if (strcmp(cfg->upstreams[i].service, service) == 0)
+            return true;
+    return false;
+}
+
+/* Route warnings, and destinations that are no upstream of ours: a policy set
+ * is shared by the mesh, so routes this proxy never serves may name services
+ * it does not know; a request routed to one gets 503. */
+void wp_policy_route_problems(const proxy_config *cfg, const policy_set *set,
+                              void (*report)(const char *msg))
+{
+    const ward_diag *w = policy_set_warnings(set);
+    for (size_t i = 0; i < w->n; i++)
+        report(w->msgs[i]);
+    ward_diag d;
+    ward_diag_init(&d);
+    d.max = 100;
+    policy_set_check_services(set, upstream_known, (void *)cfg, &d);
+    for (size_t i = 0; i < d.n; i++)
+        report(d.msgs[i]);
+    ward_diag_dispose(&d);
+}
+
+static void log_problem(const char *msg)
+{
+    wp_log("policy: %s%s", strstr(msg, "warning:") ? "" : "warning: ", msg);
+}
+
+static void log_route_problems(wp_proxy *px, const policy_set *set)
+{
+    wp_policy_route_problems(px->cfg, set, log_problem);
+}
+
 /* Loads and compiles the configured paths. On failure every problem is logged.
  * names gets the policies' "ns/name" (for the admin endpoint). */
 static int build_bundle(wp_proxy *px, authz_bundle **out, char ***names, size_t *n_names,
@@ -32,6 +69,7 @@ static int build_bundle(wp_proxy *px, authz_bundle **out, char ***names, size_t 
         ward_err_set(err, "%s", diag.n > 0 ? diag.msgs[0] : ward_strerror(rc));
         goto done;
     }
+    log_route_problems(px, set);
     authz_options opts = {.default_allow = cfg->policy.default_allow};
     rc = authz_bundle_new(set, &opts, out, err);
     if (rc < 0)

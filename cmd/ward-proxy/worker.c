@@ -17,6 +17,7 @@ typedef struct wp_req {
     bool is_retry;
     unsigned retries_left;
     bool idempotent;
+    authz_route_retries retry; /* when to retry (a route's, or the default) */
     bool reserved; /* an allowed request's audit slot, filled when the response is known */
     uint64_t decision_ns;
     audit_record rec; /* its strings point into strings */
@@ -116,7 +117,82 @@ static const proxy_config_upstream *find_upstream(const proxy_config *cfg, proxy
 
 /* Without a Route, one more attempt on another endpoint (connect failures,
  * and idempotent requests that failed before the app answered). */
-#define DEFAULT_RETRIES 1
+static const authz_route_retries DEFAULT_RETRY = {
+    .attempts = 1, .on = AUTHZ_RETRY_CONNECT_FAILURE | AUTHZ_RETRY_RESET,
+    .on_status = {(1u << 2) | (1u << 3) | (1u << 4)}, /* 502, 503, 504 */
+};
+
+/* What a route adds to a forwarded request: arrays the relay reads at once. */
+typedef struct route_ops {
+    const char **remove; /* request fields removed (remove + set) */
+    size_t n_remove;
+    proxy_header *add; /* request fields added (set + add) */
+    size_t n_add;
+    const char **resp_remove;
+    size_t n_resp_remove;
+    proxy_header *resp_add;
+    size_t n_resp_add;
+} route_ops;
+
+static void route_ops_free(route_ops *o)
+{
+    free(o->remove);
+    free(o->add);
+    free(o->resp_remove);
+    free(o->resp_add);
+}
+
+/* remove + set names, and set + add fields, of one direction. */
+static bool header_ops(const authz_header_ops *h, const char ***rm, size_t *n_rm,
+                       proxy_header **add, size_t *n_add)
+{
+    *rm = calloc(h->n_remove + h->n_set + 1, sizeof(**rm));
+    *add = calloc(h->n_set + h->n_add + 1, sizeof(**add));
+    if (*rm == NULL || *add == NULL)
+        return false;
+    for (uint32_t i = 0; i < h->n_remove; i++)
+        (*rm)[(*n_rm)++] = h->remove[i].name;
+    for (uint32_t i = 0; i < h->n_set; i++)
+        (*rm)[(*n_rm)++] = h->set[i].name;
+    const authz_header_op *lists[2] = {h->set, h->add};
+    uint32_t counts[2] = {h->n_set, h->n_add};
+    for (int k = 0; k < 2; k++)
+        for (uint32_t i = 0; i < counts[k]; i++)
+            (*add)[(*n_add)++] = (proxy_header){{lists[k][i].name, strlen(lists[k][i].name)},
+                                                {lists[k][i].value, strlen(lists[k][i].value)}};
+    return true;
+}
+
+/* The Route entry's destination (weighted pick), rewrite, header operations,
+ * timeout and retries. False: the destination is no upstream of ours. */
+static bool apply_route(wp_worker *w, wp_req *q, const authz_route *rt, proxy_relay_target *t,
+                        size_t *up_index, route_ops *ops)
+{
+    const authz_route_destination *dest = authz_route_pick(rt, (uint32_t)proxy_rng_next(&w->rng));
+    const proxy_config *cfg = w->px->cfg;
+    size_t i;
+    if (find_upstream(cfg, (proxy_slice){dest->service, strlen(dest->service)}, &i) == NULL)
+        return false;
+    *up_index = i;
+    t->path = rt->rewrite_path;
+    if (!header_ops(&rt->request_headers, &ops->remove, &ops->n_remove, &ops->add, &ops->n_add) ||
+        !header_ops(&rt->response_headers, &ops->resp_remove, &ops->n_resp_remove, &ops->resp_add,
+                    &ops->n_resp_add))
+        return false;
+    t->remove_headers = ops->remove;
+    t->n_remove_headers = ops->n_remove;
+    t->add_headers = ops->add;
+    t->n_add_headers = ops->n_add;
+    t->response_remove = ops->resp_remove;
+    t->n_response_remove = ops->n_resp_remove;
+    t->response_add = ops->resp_add;
+    t->n_response_add = ops->n_resp_add;
+    t->timeout_ms = rt->has_retries && rt->retries.per_try_timeout_ms ? rt->retries.per_try_timeout_ms
+                                                                       : rt->timeout_ms;
+    if (rt->has_retries)
+        q->retry = rt->retries;
+    return true;
+}
 
 static bool is_idempotent(proxy_slice m)
 {
@@ -159,6 +235,7 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     const char *self = ident_svid_id(w->svid);
 
     wp_req *q = calloc(1, sizeof(*q));
+    route_ops ops = {0};
     authz_header stack_headers[HEADERS_ON_STACK];
     authz_header *hs = h->n_headers <= HEADERS_ON_STACK
                            ? stack_headers
@@ -185,9 +262,15 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     } else {
         a.source_principal = cstr(self);
         split_addr(peer->addr, &a.source_ip, &a.source_port);
-        a.destination_service = cstr(up->service);
-        a.destination_principal = cstr(up->spiffe_id);
-        split_addr(up->endpoints[0], &(authz_str){0}, &a.destination_port);
+        if (up != NULL) {
+            a.destination_service = cstr(up->service);
+            a.destination_principal = cstr(up->spiffe_id);
+            split_addr(up->endpoints[0], &(authz_str){0}, &a.destination_port);
+        } else { /* a name only a Route can serve (a split between versions) */
+            proxy_slice name = host_name(h->host);
+            a.destination_service = (authz_str){name.ptr, name.len};
+            a.destination_port = -1;
+        }
         a.mtls = 0;
     }
     a.method = astr(h->method);
@@ -213,6 +296,13 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
         d.deny_body = NULL;
     }
 
+    if (!inbound && up == NULL && d.route == NULL) {
+        /* neither an upstream nor a Route has this name: nothing to decide about */
+        static const char body[] = "no upstream service with this name\n";
+        proxy_header hd[1] = {{{"Content-Type", 12}, {"text/plain", 10}}};
+        proxy_relay_respond(r, 404, hd, 1, body, sizeof(body) - 1);
+        goto done;
+    }
     audit_record *rec_p = &q->rec, rec;
     audit_record_init(&rec);
     rec.ts_ns = audit_now_ns();
@@ -267,6 +357,7 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
         char xfcc[2 * IDENT_ID_MAX + 16];
         proxy_header add[1];
         proxy_relay_target t = {0};
+        q->retry = DEFAULT_RETRY;
         if (inbound) {
             int n = snprintf(xfcc, sizeof(xfcc), "By=%s;URI=%s", self, peer->spiffe_id);
             add[0] = (proxy_header){{"X-Forwarded-Client-Cert", 23}, {xfcc, (size_t)n}};
@@ -274,6 +365,13 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
             t.add_headers = add;
             t.n_add_headers = 1;
         } else {
+            /* a Route for the host picks the service (traffic split) and shapes the request */
+            const authz_route *rt = d.route;
+            if (rt != NULL && !apply_route(w, q, rt, &t, &up_index, &ops)) {
+                unavailable(r, "route destination is not a known upstream");
+                goto done;
+            }
+            up = &cfg->upstreams[up_index];
             /* the upstream's cluster: circuit breakers, then an endpoint */
             proxy_cluster *c = w->clusters[up_index];
             const char *why = NULL;
@@ -290,8 +388,8 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
             proxy_cluster_request_start(c, ep, false);
             q->cluster = c;
             q->ep = ep;
-            q->retries_left = DEFAULT_RETRIES;
-            q->idempotent = is_idempotent(h->method);
+            q->retries_left = q->retry.attempts;
+            q->idempotent = is_idempotent(h->method) || q->retry.non_idempotent;
             t.addr = proxy_cluster_endpoint_addr(c, ep);
             t.tls = w->client_tls;
             t.expected_id = up->spiffe_id;
@@ -299,6 +397,7 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
         proxy_relay_forward(r, &t);
     }
 done:
+    route_ops_free(&ops);
     authz_decision_dispose(&d);
 out:
     if (hs != stack_headers)
@@ -326,10 +425,14 @@ static bool retry_outbound(proxy_relay_request *r, int status, bool from_upstrea
     proxy_cluster_request_end(q->cluster, q->ep, q->is_retry,
                               attempt_outcome(status, from_upstream, why), now);
     bool connect_failure = !from_upstream && why != NULL && strncmp(why, "connect", 7) == 0;
+    bool wanted = from_upstream ? authz_route_retries_status(&q->retry, status)
+                  : connect_failure ? (q->retry.on & AUTHZ_RETRY_CONNECT_FAILURE) != 0
+                  : status == 504 ? authz_route_retries_status(&q->retry, 504)
+                                  : (q->retry.on & AUTHZ_RETRY_RESET) != 0;
     size_t ep;
     const char *refused;
     /* a connect failure never reached the app: safe to repeat whatever the method */
-    if (q->retries_left == 0 || !(connect_failure || q->idempotent) ||
+    if (q->retries_left == 0 || !wanted || !(connect_failure || q->idempotent) ||
         !proxy_cluster_admit(q->cluster, true, &refused) ||
         proxy_cluster_pick(q->cluster, (proxy_slice){NULL, 0}, q->ep, now, &ep) < 0) {
         q->cluster = NULL; /* its end is reported */
@@ -362,14 +465,9 @@ static void route_outbound(proxy_relay_request *r, void *data)
     wp_worker *w = data;
     const proxy_http_request *h = proxy_relay_request_head(r);
     size_t index;
+    /* an unknown name may still have a Route: decided, then 404 if it has none */
     const proxy_config_upstream *up = find_upstream(w->px->cfg, host_name(h->host), &index);
-    if (up == NULL) {
-        static const char body[] = "no upstream service with this name\n";
-        proxy_header hd[1] = {{{"Content-Type", 12}, {"text/plain", 10}}};
-        proxy_relay_respond(r, 404, hd, 1, body, sizeof(body) - 1);
-        return;
-    }
-    decide_and_route(w, r, false, up, index);
+    decide_and_route(w, r, false, up, up != NULL ? index : SIZE_MAX);
 }
 
 static void on_done(proxy_relay_request *r, const proxy_relay_result *res, bool inbound,
@@ -542,6 +640,7 @@ static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
     }
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
+    proxy_rng_seed(&w->rng, uv_hrtime() ^ ((uint64_t)w->index << 40));
     w->clusters = calloc(cfg->n_upstreams + 1, sizeof(*w->clusters));
     if (w->clusters == NULL)
         return WARD_ENOMEM;

@@ -37,6 +37,7 @@ typedef struct wp_worker {
     audit_producer *audit;
     proxy_metrics *metrics;
     proxy_cluster **clusters; /* per upstream (cfg->upstreams order) */
+    proxy_rng rng; /* traffic splits */
     int relays_open;
     bool stopping;
 } wp_worker;
@@ -91,6 +92,9 @@ int wp_policy_load(wp_proxy *px, ward_err *err);
 int wp_policy_watch(wp_proxy *px, ward_err *err);
 void wp_policy_reload(wp_proxy *px, const char *why);
 void wp_policy_unwatch(wp_proxy *px);
+/* Route warnings and route destinations that are no upstream, each to report. */
+void wp_policy_route_problems(const proxy_config *cfg, const policy_set *set,
+                              void (*report)(const char *msg));
 
 /* worker.c: the workers, each with its loop, engine and relays */
 int wp_workers_start(wp_proxy *px, ward_err *err);
