@@ -618,4 +618,133 @@ int audit_export(const audit_scan_options *o, audit_format f, FILE *out, audit_e
 
 /* ==== end of reading ==== */
 
+/* ==== shipping: the syslog sink (sink.c) ====
+ * Ships every record of a trail to a remote collector as RFC 5424 syslog
+ * messages over TCP with octet-counting framing (RFC 6587), optionally over
+ * TLS (1.2 or later, the collector verified against a CA file, an optional
+ * client certificate). The local trail stays the source of truth: the sink
+ * runs on its own thread and only reads the segment files (never the rings),
+ * following the active segment as it grows and moving on to the next one; a
+ * slow or absent collector never touches the request path.
+ *
+ * Delivery is at least once. A record counts as delivered once the
+ * collector's TCP has acknowledged its bytes (SIOCOUTQ); the last delivered
+ * record is kept in DIR/sink-<name>.cursor ({"v":1,"seq":N,"hash":"..."},
+ * written atomically at most every cursor_ms or cursor_records records).
+ * When a connection breaks, the sink goes back replay_bytes before the last
+ * acknowledged byte (what the collector may have received but not processed)
+ * and re-sends from there after reconnecting with backoff; after a restart it
+ * resumes after the cursor. Duplicates are possible, loss is not: every
+ * message carries the record's seq and hash in its structured data.
+ *
+ * One message per record (one line of docs/audit.md):
+ *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [ward@32473 seq="N" id="..."
+ *   decision="..." hash="..."] BOM{"v":1,"seq":N,...}
+ * PRI = facility * 8 + severity: notice (5) for allow, warning (4) for deny,
+ * error (3) for a gap record (records were lost), notice for identity events.
+ * TIMESTAMP is the record's ts ("-" if it has none), MSGID "decision", "gap"
+ * or "event". The SD element holds seq, then id, decision, gap and event
+ * when the record has them, then hash; PARAM-VALUEs escape '"', '\' and ']'
+ * with a backslash (RFC 5424 section 6.3.3). MSG is the record line as
+ * stored, UTF-8, preceded by the BOM (EF BB BF) as RFC 5424 MSG-UTF8 asks. */
+
+#define AUDIT_SYSLOG_SD_ID "ward@32473"  /* 32473: the example enterprise number of RFC 5612 */
+#define AUDIT_SYSLOG_APP_NAME "ward-proxy"
+#define AUDIT_SYSLOG_FACILITY 16         /* local0 */
+#define AUDIT_SINK_NAME_MAX 32
+
+/* The fixed fields of every message. NULL or "" fields are written "-". */
+typedef struct audit_syslog_header {
+    int facility;         /* 0..23 */
+    const char *hostname; /* at most 255 printable ASCII characters */
+    const char *app_name; /* at most 48 */
+    const char *procid;   /* at most 128 */
+} audit_syslog_header;
+
+/* Appends the RFC 5424 message for one record line (without its '\n').
+ * WARD_EINVAL (out unchanged) when the line is not a JSON record with a
+ * seq and a hash, or a header field is out of range. */
+int audit_syslog_message(ward_buf *out, const audit_syslog_header *h, const char *line,
+                         size_t len);
+/* The same, framed for TCP (RFC 6587 octet counting): "MSG-LEN SP MSG". */
+int audit_syslog_frame(ward_buf *out, const audit_syslog_header *h, const char *line,
+                       size_t len);
+/* Appends s as an SD PARAM-VALUE (without the quotes): '"', '\' and ']'
+ * preceded by '\'. */
+int audit_syslog_sd_escape(ward_buf *out, const char *s, size_t len);
+/* "kern", "user", ..., "local0".."local7", or a number 0..23. */
+int audit_syslog_facility_parse(const char *s, size_t len, int *out);
+/* "HOST:PORT" (a DNS name or an IPv4 address) or "[IPv6]:PORT", port
+ * 1..65535. host gets the name without brackets. */
+int audit_sink_address_parse(const char *s, char *host, size_t host_size, uint16_t *port,
+                             ward_err *err);
+
+/* Called from the sink's thread on connects, disconnects and errors (one
+ * line, no newline; repeated failures are reported once per 30 s). */
+typedef void (*audit_sink_log_cb)(const char *msg, void *data);
+
+typedef struct audit_sink_options {
+    const char *dir;     /* the trail (required) */
+    const char *name;    /* the cursor is DIR/sink-<name>.cursor: [a-z0-9_-], 1..32; NULL = "syslog" */
+    const char *address; /* the collector, "HOST:PORT" (required); resolved at each connect */
+    bool tls;
+    const char *ca_file;     /* tls: the CAs the collector's certificate must chain to (required) */
+    const char *cert_file;   /* tls, optional: our client certificate (chain, PEM) ... */
+    const char *key_file;    /* ... and its key; both or neither */
+    const char *server_name; /* tls: the name (or IP) checked in the collector's certificate and
+                                sent as SNI; NULL = the address's host */
+    int facility;            /* 0..23; audit_sink_options_init: 16 (local0) */
+    const char *app_name;    /* NULL = "ward-proxy" */
+    const char *hostname;    /* NULL = gethostname() */
+    uint32_t backoff_min_ms; /* first reconnect delay, doubled per failure: 0 = 500 */
+    uint32_t backoff_max_ms; /* ... up to: 0 = 30,000 */
+    uint32_t cursor_ms;      /* the cursor file is written at most this often: 0 = 100 */
+    uint32_t cursor_records; /* ... or after this many more records: 0 = 10,000 */
+    uint32_t poll_ms;        /* how often an idle sink looks for new records: 0 = 20 */
+    uint32_t connect_timeout_ms; /* TCP connect and TLS handshake: 0 = 5,000 */
+    uint32_t drain_ms;       /* audit_sink_stop waits this long for the collector: 0 = 2,000 */
+    int64_t replay_bytes;    /* re-sent before the last acknowledged byte after a broken
+                                connection; -1 = 4 MiB, 0 = none */
+    audit_sink_log_cb log;   /* may be NULL */
+    void *data;
+} audit_sink_options;
+
+/* Zero everything, then facility 16 and replay_bytes -1 (the defaults above). */
+void audit_sink_options_init(audit_sink_options *o);
+
+typedef struct audit_sink audit_sink;
+
+/* Checks the options, loads the TLS files and starts the sink's thread,
+ * which connects (and reconnects) on its own: a collector that is down is
+ * not an error. WARD_EINVAL (err) for bad options or TLS files. */
+int audit_sink_start(const audit_sink_options *o, audit_sink **out, ward_err *err);
+
+/* Lets the sink send what the trail holds and wait for the collector's
+ * acknowledgments for up to drain_ms, writes the cursor, closes the
+ * connection, joins the thread and frees the sink. What was not delivered
+ * is sent after the next start. 0, or WARD_EIO when the cursor could not be
+ * written (err; the next start re-sends more). */
+int audit_sink_stop(audit_sink *s, ward_err *err);
+
+typedef struct audit_sink_stats {
+    uint64_t sent;          /* messages written to the collector (re-sent ones included) */
+    uint64_t resent;        /* ... of which sent again after a reconnect or a restart */
+    uint64_t bytes;         /* bytes written (framing and TLS included) */
+    uint64_t delivered_seq; /* the last record the collector acknowledged */
+    uint64_t cursor_seq;    /* the last cursor written */
+    uint64_t read_seq;      /* the last record read from the trail */
+    uint64_t connects;      /* connections made */
+    uint64_t failures;      /* connects refused or failed, connections broken */
+    bool connected;
+} audit_sink_stats;
+
+void audit_sink_stats_get(const audit_sink *s, audit_sink_stats *out);
+
+/* 0 while connected and shipping; WARD_EIO with the last problem in err
+ * ("collector 10.0.0.5:6514: connect: Connection refused", or a record of
+ * the trail that fails its hash check: the sink stops before it). */
+int audit_sink_status(const audit_sink *s, ward_err *err);
+
+/* ==== end of shipping ==== */
+
 #endif

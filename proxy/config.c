@@ -888,11 +888,111 @@ static void parse_policy(cctx *c, const ward_node *n, proxy_config *cfg)
     }
 }
 
+/* A name for RFC 5424 (APP-NAME) or TLS (server_name): printable ASCII, no spaces. */
+static char *parse_token(cctx *c, const ward_node *v, size_t max, const char *what)
+{
+    const char *s;
+    if (!get_str(c, v, &s))
+        return NULL;
+    bool ok = v->len <= max;
+    for (size_t i = 0; ok && i < v->len; i++)
+        ok = (unsigned char)s[i] >= 33 && (unsigned char)s[i] <= 126;
+    if (!ok) {
+        char q[256];
+        cerr(c, v, "invalid %s %s (1..%zu printable ASCII characters, no spaces)", what,
+             ward_quote(q, sizeof(q), s, v->len), max);
+        return NULL;
+    }
+    return cdup(c, s);
+}
+
+static void parse_sink_tls(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"ca_file", "cert_file", "key_file", "server_name", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    cfg->audit.sink.tls = true;
+    const ward_node *v, *cert = field(n, "cert_file"), *key = field(n, "key_file");
+    size_t old;
+    if ((v = field(n, "ca_file")) == NULL) {
+        missing(c, n, "ca_file", " (the CA certificates the collector's certificate must chain to)");
+    } else {
+        old = push(c, "ca_file");
+        cfg->audit.sink.ca_file = parse_file(c, v, FILE_ANY);
+        pop(c, old);
+    }
+    if ((cert == NULL) != (key == NULL)) {
+        cerr(c, cert != NULL ? cert : key,
+             "a client certificate needs both cert_file and key_file");
+    } else if (cert != NULL) {
+        old = push(c, "cert_file");
+        cfg->audit.sink.cert_file = parse_file(c, cert, FILE_ANY);
+        pop(c, old);
+        old = push(c, "key_file");
+        cfg->audit.sink.key_file = parse_file(c, key, FILE_SECRET);
+        pop(c, old);
+    }
+    if ((v = field(n, "server_name")) != NULL) {
+        old = push(c, "server_name");
+        cfg->audit.sink.server_name = parse_token(c, v, 253, "server name");
+        pop(c, old);
+    }
+}
+
+static void parse_sink(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    static const char *const keys[] = {"address", "tls", "facility", "app_name", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    cfg->audit.sink.facility = AUDIT_SYSLOG_FACILITY;
+    const ward_node *v;
+    size_t old;
+    char q[256];
+    if ((v = field(n, "address")) == NULL) {
+        missing(c, n, "address", " (the syslog collector, HOST:PORT)");
+    } else {
+        old = push(c, "address");
+        const char *s;
+        char host[256];
+        uint16_t port;
+        ward_err e;
+        if (get_str(c, v, &s)) {
+            if (audit_sink_address_parse(s, host, sizeof(host), &port, &e) < 0)
+                cerr(c, v, "%s", e.msg);
+            else
+                cfg->audit.sink.address = cdup(c, s);
+        }
+        pop(c, old);
+    }
+    if ((v = field(n, "tls")) != NULL) {
+        old = push(c, "tls");
+        parse_sink_tls(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(n, "facility")) != NULL) {
+        old = push(c, "facility");
+        if (v->kind != WARD_NODE_SCALAR || ward_node_is_bool(v, NULL) ||
+            audit_syslog_facility_parse(v->str, v->len, &cfg->audit.sink.facility) < 0)
+            cerr(c, v, "invalid facility %s: kern, user, mail, daemon, auth, syslog, lpr, news, "
+                 "uucp, cron, authpriv, ftp, ntp, audit, alert, clock, local0..local7, or 0..23",
+                 v->kind == WARD_NODE_SCALAR ? ward_quote(q, sizeof(q), v->str, v->len)
+                                             : ward_node_describe(v));
+        pop(c, old);
+    }
+    if ((v = field(n, "app_name")) != NULL) {
+        old = push(c, "app_name");
+        cfg->audit.sink.app_name = parse_token(c, v, 48, "app_name");
+        pop(c, old);
+    }
+}
+
 static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
 {
     static const char *const keys[] = {"dir",         "overflow",           "key_file",
                                        "segment_size", "segment_age",       "checkpoint_records",
-                                       "fsync_interval", NULL};
+                                       "fsync_interval", "sink",            NULL};
     if (!expect_map(c, n))
         return;
     check_keys(c, n, keys);
@@ -921,6 +1021,11 @@ static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
     if ((v = field(n, "fsync_interval")) != NULL) {
         old = push(c, "fsync_interval");
         parse_timeout(c, v, &cfg->audit.fsync_ms);
+        pop(c, old);
+    }
+    if ((v = field(n, "sink")) != NULL) {
+        old = push(c, "sink");
+        parse_sink(c, v, cfg);
         pop(c, old);
     }
     const ward_node *ov = field(n, "overflow");
@@ -1222,6 +1327,12 @@ void proxy_config_free(proxy_config *cfg)
     free(cfg->policy.paths);
     free(cfg->audit.dir);
     free(cfg->audit.key_file);
+    free(cfg->audit.sink.address);
+    free(cfg->audit.sink.ca_file);
+    free(cfg->audit.sink.cert_file);
+    free(cfg->audit.sink.key_file);
+    free(cfg->audit.sink.server_name);
+    free(cfg->audit.sink.app_name);
     free(cfg->admin.listen);
     free(cfg);
 }

@@ -448,6 +448,13 @@ typedef struct proxy_config {
         uint64_t segment_age_ms;
         uint64_t checkpoint_records;
         uint64_t fsync_ms;
+        struct {
+            char *address; /* the syslog collector, "HOST:PORT"; NULL: no sink */
+            bool tls;      /* audit.sink.tls given: ca_file is set */
+            char *ca_file, *cert_file, *key_file, *server_name;
+            int facility;   /* 0..23, default 16 (local0) */
+            char *app_name; /* NULL: "ward-proxy" */
+        } sink;
     } audit;
     struct {
         char *listen; /* loopback only; default 127.0.0.1:15000 */

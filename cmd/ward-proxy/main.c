@@ -24,6 +24,13 @@ static const char USAGE[] =
     "policies, 2 usage, 3 could not start (identity, listeners, audit).\n";
 
 static wp_proxy the;
+static audit_sink *sink; /* audit.sink: ships the trail to a syslog collector */
+
+static void on_sink_log(const char *msg, void *data)
+{
+    (void)data;
+    wp_log("%s", msg);
+}
 
 void wp_log(const char *fmt, ...)
 {
@@ -116,6 +123,22 @@ static int start(wp_proxy *px, ward_err *err)
     ao.node = ident_svid_id(px->tls.svid);
     if ((rc = audit_log_open(&ao, &px->audit, err)) < 0)
         return rc;
+    if (cfg->audit.sink.address != NULL) {
+        audit_sink_options so;
+        audit_sink_options_init(&so);
+        so.dir = cfg->audit.dir;
+        so.address = cfg->audit.sink.address;
+        so.tls = cfg->audit.sink.tls;
+        so.ca_file = cfg->audit.sink.ca_file;
+        so.cert_file = cfg->audit.sink.cert_file;
+        so.key_file = cfg->audit.sink.key_file;
+        so.server_name = cfg->audit.sink.server_name;
+        so.facility = cfg->audit.sink.facility;
+        so.app_name = cfg->audit.sink.app_name;
+        so.log = on_sink_log;
+        if ((rc = audit_sink_start(&so, &sink, err)) < 0)
+            return rc;
+    }
     if ((rc = wp_policy_load(px, err)) < 0)
         return rc;
     if ((rc = wp_policy_watch(px, err)) < 0)
@@ -224,6 +247,9 @@ int main(int argc, char **argv)
         wp_log("audit: %s", err.msg);
         exit_code = 3;
     }
+    ward_err_clear(&err);
+    if (audit_sink_stop(sink, &err) < 0) /* after the close: it ships the last records too */
+        wp_log("audit sink: %s", err.msg);
     wp_workers_free(px);
     free(px->admin_metrics);
     free(px->admin_clusters);

@@ -1055,6 +1055,115 @@ static void test_upstream_traffic_errors_are_all_reported(void **state)
     unload(&l);
 }
 
+/* ---- audit.sink --------------------------------------------------------------------- */
+
+#define SINK_HEAD "service: payments\n" STATIC_ID "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
+
+static void test_audit_sink_is_parsed(void **state)
+{
+    loaded l;
+    ok(&l, SINK_HEAD "audit:\n"
+                     "  dir: audit\n"
+                     "  sink:\n"
+                     "    address: logs.example.org:6514\n"
+                     "    tls: {ca_file: bundle.pem, cert_file: svid.pem, key_file: svid.key,\n"
+                     "          server_name: collector.example.org}\n"
+                     "    facility: local3\n"
+                     "    app_name: ward-payments\n");
+    assert_string_equal(l.cfg->audit.sink.address, "logs.example.org:6514");
+    assert_true(l.cfg->audit.sink.tls);
+    assert_string_equal(l.cfg->audit.sink.ca_file, "bundle.pem");
+    assert_string_equal(l.cfg->audit.sink.cert_file, "svid.pem");
+    assert_string_equal(l.cfg->audit.sink.key_file, "svid.key");
+    assert_string_equal(l.cfg->audit.sink.server_name, "collector.example.org");
+    assert_int_equal(l.cfg->audit.sink.facility, 19);
+    assert_string_equal(l.cfg->audit.sink.app_name, "ward-payments");
+    unload(&l);
+}
+
+static void test_audit_sink_defaults(void **state)
+{
+    loaded l;
+    ok(&l, BASE);
+    assert_null(l.cfg->audit.sink.address); /* no sink unless asked for */
+    unload(&l);
+    ok(&l, SINK_HEAD "audit: {dir: audit, sink: {address: \"[::1]:514\"}}\n");
+    assert_string_equal(l.cfg->audit.sink.address, "[::1]:514");
+    assert_false(l.cfg->audit.sink.tls);
+    assert_null(l.cfg->audit.sink.ca_file);
+    assert_int_equal(l.cfg->audit.sink.facility, 16); /* local0 */
+    assert_null(l.cfg->audit.sink.app_name);
+    unload(&l);
+    ok(&l, SINK_HEAD "audit: {dir: audit, sink: {address: 10.0.0.5:514, facility: 13}}\n");
+    assert_int_equal(l.cfg->audit.sink.facility, 13);
+    unload(&l);
+}
+
+static void test_audit_sink_needs_an_address(void **state)
+{
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {facility: local0}}\n",
+                "proxy.yaml:7:27: audit.sink.address: required key is missing (the syslog "
+                "collector, HOST:PORT)");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs.example.org}}\n",
+                "proxy.yaml:7:37: audit.sink.address: \"logs.example.org\": expected HOST:PORT (a "
+                "DNS name or an IPv4 address) or [IPv6]:PORT");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: \"logs:0\"}}\n",
+                "proxy.yaml:7:37: audit.sink.address: \"logs:0\": invalid port (1..65535)");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: logs:514}\n",
+                "proxy.yaml:7:27: audit.sink: expected a map, got a string");
+}
+
+static void test_audit_sink_unknown_keys_are_refused(void **state)
+{
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:514, adress: x}}\n",
+                "proxy.yaml:7:47: audit.sink.adress: unknown key (did you mean \"address\"?); allowed: "
+                "address, tls, facility, app_name");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:514, tls: {ca_file: bundle.pem, "
+                          "verify: false}}}\n",
+                "proxy.yaml:7:74: audit.sink.tls.verify: unknown key; allowed: ca_file, "
+                "cert_file, key_file, server_name");
+}
+
+static void test_audit_sink_tls_is_checked(void **state)
+{
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:6514, tls: {server_name: logs}}}\n",
+                "proxy.yaml:7:53: audit.sink.tls.ca_file: required key is missing (the CA "
+                "certificates the collector's certificate must chain to)");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:6514, tls: {ca_file: nope.pem}}}\n",
+                "proxy.yaml:7:63: audit.sink.tls.ca_file: \"nope.pem\": No such file or directory");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:6514,\n"
+                          "  tls: {ca_file: bundle.pem, cert_file: svid.pem}}}\n",
+                "proxy.yaml:8:41: audit.sink.tls: a client certificate needs both cert_file and "
+                "key_file");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:6514,\n"
+                          "  tls: {ca_file: bundle.pem, cert_file: svid.pem, key_file: open.key}}}\n",
+                "proxy.yaml:8:61: audit.sink.tls.key_file: \"open.key\" is a secret but has mode "
+                "0640 (group or others may access it); run chmod 600 on it");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:6514,\n"
+                          "  tls: {ca_file: bundle.pem, server_name: \"two words\"}}}\n",
+                "proxy.yaml:8:43: audit.sink.tls.server_name: invalid server name \"two words\" "
+                "(1..253 printable ASCII characters, no spaces)");
+}
+
+static void test_audit_sink_facility_and_app_name_are_checked(void **state)
+{
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:514, facility: local8}}\n",
+                "proxy.yaml:7:57: audit.sink.facility: invalid facility \"local8\": kern, user, "
+                "mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, audit, "
+                "alert, clock, local0..local7, or 0..23");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:514, facility: 24}}\n",
+                "proxy.yaml:7:57: audit.sink.facility: invalid facility \"24\": kern, user, "
+                "mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, audit, "
+                "alert, clock, local0..local7, or 0..23");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:514, facility: [16]}}\n",
+                "proxy.yaml:7:57: audit.sink.facility: invalid facility a list: kern, user, "
+                "mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, audit, "
+                "alert, clock, local0..local7, or 0..23");
+    check_error(SINK_HEAD "audit: {dir: audit, sink: {address: logs:514, app_name: \"ward proxy\"}}\n",
+                "proxy.yaml:7:57: audit.sink.app_name: invalid app_name \"ward proxy\" (1..48 "
+                "printable ASCII characters, no spaces)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1133,6 +1242,12 @@ int main(void)
         cmocka_unit_test(test_upstream_max_ejection_time_below_base_is_refused),
         cmocka_unit_test(test_upstream_retry_budget_is_bounded),
         cmocka_unit_test(test_upstream_traffic_errors_are_all_reported),
+        cmocka_unit_test(test_audit_sink_is_parsed),
+        cmocka_unit_test(test_audit_sink_defaults),
+        cmocka_unit_test(test_audit_sink_needs_an_address),
+        cmocka_unit_test(test_audit_sink_unknown_keys_are_refused),
+        cmocka_unit_test(test_audit_sink_tls_is_checked),
+        cmocka_unit_test(test_audit_sink_facility_and_app_name_are_checked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
