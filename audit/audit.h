@@ -19,11 +19,12 @@
  * of that producer's bounded single-producer / single-consumer ring (C11
  * atomics; no lock, no allocation, no disk I/O on that path). One writer
  * thread per log drains every ring, assigns `seq`, renders JSON and appends it
- * with write(2) in batches (group commit), calling fdatasync(2) at most every
- * `fsync_ms` and at close. The writer is the only place that serializes
+ * with write(2) in batches (group commit). A syncer thread fdatasyncs what was
+ * written every `fsync_ms` (and at close), so the writer goes on draining the
+ * rings while the disk syncs. The writer is the only place that serializes
  * records: it also links each line into the hash chain (prev/hash), rotates
- * and seals segments and writes the signed checkpoints (see "the trail on
- * disk" below), without touching producers.
+ * and seals segments and writes the signed checkpoints, each only for records
+ * already synced (see "the trail on disk" below), without touching producers.
  *
  * What a record never contains (v1): no header values at all (so no
  * Authorization, Cookie or token can leak), no query string, no bodies.
@@ -176,6 +177,10 @@ typedef struct audit_options {
                                     (and at least every second while records come) */
     const char *key_file; /* Ed25519 private key (PEM PKCS#8) signing checkpoints; NULL =
                              DIR/checkpoint.key, generated (0600) when absent */
+    /* Test hook (like audit_log_pause): every fdatasync/fsync of the trail
+     * takes this many ms longer (the syncer sleeps first), as on a busy disk.
+     * 0 (the default) in production. */
+    uint32_t sync_delay_ms;
 } audit_options;
 
 /* Zero everything, then the defaults above. */

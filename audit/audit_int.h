@@ -152,4 +152,41 @@ int audit_file_open(const char *dir, const char *name, int flags, bool narrow, i
  * and checks it against the last checkpoint (recover.c). */
 int audit_trail_open(const char *dir, audit_resume *r, ward_err *err);
 
+/* ---- sync.c: the syncer thread ------------------------------------------------------ */
+
+/* One round of syncing: the folder dir (fsync: a new segment's name; NULL
+ * skips it), fd (fsync when full, else fdatasync), then cp_fd (fdatasync; -1
+ * skips either). dir and the fds must stay valid until the job is reaped.
+ * seq, hash, segment: what fd's sync makes durable (the last record written
+ * to it before the job); carried for the writer, not used. */
+typedef struct audit_sync_job {
+    const char *dir;
+    int fd;
+    bool full;
+    int cp_fd;
+    uint64_t seq;
+    uint8_t hash[AUDIT_HASH_LEN];
+    char segment[AUDIT_SEGMENT_NAME_MAX];
+} audit_sync_job;
+
+/* Runs one job at a time on its own thread, so the writer goes on writing
+ * while the disk syncs. */
+typedef struct audit_syncer audit_syncer;
+
+/* On the syncer thread: fail for each failed call (name: the file, NULL for
+ * the folder; what: "fdatasync" or "fsync"; e: errno), done after each job (wakes the writer). */
+typedef void (*audit_sync_fail_cb)(const char *name, const char *what, int e, void *data);
+typedef void (*audit_sync_done_cb)(void *data);
+
+/* delay_ms: a test hook, each call sleeps this long first (a busy disk). */
+int audit_syncer_new(uint32_t delay_ms, audit_sync_done_cb done, audit_sync_fail_cb fail,
+                     void *data, audit_syncer **out, ward_err *err);
+/* Hands over one job; only when none is in flight (reaped). */
+void audit_syncer_submit(audit_syncer *s, const audit_sync_job *job);
+/* True, with *rc (0, or -1 when a call failed), once the job handed over is
+ * done, waiting for it when wait; false while it runs. */
+bool audit_syncer_reap(audit_syncer *s, bool wait, int *rc);
+/* Finishes the job in flight, stops the thread and frees s (NULL: nothing). */
+void audit_syncer_free(audit_syncer *s);
+
 #endif

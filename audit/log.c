@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,14 @@
 #define SEGMENT_AGE_DEFAULT_MS ((uint64_t)3600 * 1000)
 #define CHECKPOINT_RECORDS_DEFAULT 10000
 #define CHECKPOINT_MS 1000   /* a checkpoint at least this often while records come */
+#define MARKS_MAX 256        /* records awaiting their every-checkpoint_records checkpoint */
+
+/* A record that gets a checkpoint (every checkpoint_records) once it is synced. */
+typedef struct cp_mark {
+    uint64_t seq;
+    uint8_t hash[AUDIT_HASH_LEN];
+    char segment[AUDIT_SEGMENT_NAME_MAX];
+} cp_mark;
 
 /* The producer's and the writer's fields live on separate cache lines. */
 struct audit_producer {
@@ -64,6 +73,8 @@ struct audit_log {
     char key_id[AUDIT_KEY_ID_HEX + 1];
     int cp_fd, efd; /* checkpoints.jsonl (flock held), the writer's wake-up */
     pthread_t writer;
+    audit_syncer *syncer; /* fdatasyncs for the writer, one job at a time */
+    uint32_t sync_delay_ms;
     bool sync_ready;
     audit_producer **producers; /* [max_producers]; the first n_producers are set */
     _Atomic uint32_t n_producers;
@@ -71,6 +82,7 @@ struct audit_log {
     /* read by every append, written once */
     _Alignas(CACHE_LINE) _Atomic int failed; /* 0, or WARD_EIO for the rest of the log's life */
     char fail_msg[sizeof(((ward_err *)0)->msg)]; /* written once, before failed is set */
+    _Atomic bool fail_claimed; /* by the thread (writer or syncer) that writes fail_msg */
     /* the writer's naps (read by appends only when a ring is half full) */
     _Alignas(CACHE_LINE) _Atomic bool sleeping;
     _Atomic bool kicked;
@@ -84,24 +96,45 @@ struct audit_log {
     /* the writer's own */
     uint64_t seq;                 /* of the next record */
     uint8_t head[AUDIT_HASH_LEN]; /* hash of record seq - 1: the next prev */
-    ward_buf out;                 /* rendered lines, all for the active segment */
+    ward_buf out;                 /* rendered lines, all for the active segment (or, while
+                                     one is sealed, for the next) */
     size_t out_off;               /* bytes of out already written */
-    bool dirty;                   /* segment written since the last fdatasync */
-    bool sync_broken;             /* an fsync failed: nothing is vouched for any more */
-    int64_t last_sync_ms, next_retry_ms;
+    int64_t next_retry_ms;
+    /* written: the last record whose line (and every one before it) is in a segment */
+    uint64_t wr_seq;
+    uint8_t wr_hash[AUDIT_HASH_LEN];
+    char wr_segment[AUDIT_SEGMENT_NAME_MAX];
+    /* synced: the last record the syncer made durable; checkpoints vouch for no more */
+    uint64_t synced_seq;
+    uint8_t synced_hash[AUDIT_HASH_LEN];
+    char synced_segment[AUDIT_SEGMENT_NAME_MAX];
+    /* syncing: a job in flight (sync_busy), what is written since the last one */
+    bool sync_busy;
+    audit_sync_job sync_job;
+    bool seg_dirty, cp_dirty; /* written since the last job handed over */
+    bool dir_dirty;           /* a segment created since then */
+    bool sync_broken;         /* an fsync failed: nothing is vouched for any more */
+    int64_t last_sync_ms;     /* when the last job was handed over */
     /* the active segment (seg_fd -1: the next write starts one at next_first) */
     int seg_fd;
     char seg_name[AUDIT_SEGMENT_NAME_MAX];
-    uint64_t seg_bytes, seg_records, next_first;
+    uint64_t seg_first, seg_bytes, seg_records, next_first;
     int64_t seg_born_ns;
     bool seal_due;
+    /* the segment being sealed (seal.fd -1: none): its fsync, then its
+     * checkpoint and 0400; the next segment's lines wait in out meanwhile */
+    audit_sync_job seal;
     char head_segment[AUDIT_SEGMENT_NAME_MAX]; /* the sealed segment holding seq - 1 */
     /* checkpoints */
     ward_buf cp_out; /* rendered, not yet written */
     size_t cp_off;
-    bool cp_dirty;
     uint64_t cp_seq; /* the last record vouched for */
     int64_t cp_last_ms;
+    cp_mark marks[MARKS_MAX]; /* due every checkpoint_records, waiting to be synced */
+    size_t n_marks;
+    uint64_t mark_seq; /* the last record marked (or vouched for) */
+    /* flushes: the last request taken, the record it waits for, the last one answered */
+    uint64_t flush_taken, flush_seq, flush_answered;
     int close_rc;
     char close_msg[sizeof(((ward_err *)0)->msg)];
     _Atomic uint64_t written, write_errors, bytes, checkpoints, sealed;
@@ -421,16 +454,26 @@ void audit_log_unreserve(audit_producer *p)
 
 /* ---- the writer ------------------------------------------------------------------------ */
 
-/* The first failure is kept (sticky); later ones only count. name: a file
- * of the trail (NULL: the folder). */
-static void set_failed(audit_log *l, const char *name, const char *what, int e)
+/* The first failure is kept (sticky); later ones only count. Called by the
+ * writer and, for a failed sync, by the syncer: the first to claim the
+ * message writes it. */
+static void fail(audit_log *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(audit_log *l, const char *fmt, ...)
 {
     atomic_fetch_add(&l->write_errors, 1);
-    if (atomic_load(&l->failed) == 0) {
-        snprintf(l->fail_msg, sizeof(l->fail_msg), "%s%s%s: %s: %s", l->dir, name ? "/" : "",
-                 name ? name : "", what, strerror(e));
-        atomic_store_explicit(&l->failed, WARD_EIO, memory_order_release);
-    }
+    if (atomic_exchange(&l->fail_claimed, true))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->fail_msg, sizeof(l->fail_msg), fmt, ap);
+    va_end(ap);
+    atomic_store_explicit(&l->failed, WARD_EIO, memory_order_release);
+}
+
+/* name: a file of the trail (NULL: the folder). */
+static void set_failed(audit_log *l, const char *name, const char *what, int e)
+{
+    fail(l, "%s%s%s: %s: %s", l->dir, name ? "/" : "", name ? name : "", what, strerror(e));
 }
 
 static uint64_t count_lines(const char *p, size_t n)
@@ -452,13 +495,15 @@ static int segment_start(audit_log *l)
         set_failed(l, l->seg_name, "creating the segment", errno);
         return -1;
     }
-    if (fchmod(fd, 0600) < 0 || ward_dir_fsync(l->dir) < 0) { /* whatever the umask */
+    if (fchmod(fd, 0600) < 0) { /* whatever the umask */
         set_failed(l, l->seg_name, "creating the segment", errno);
         close(fd);
         (void)unlink(path);
         return -1;
     }
     l->seg_fd = fd;
+    l->seg_first = l->next_first;
+    l->dir_dirty = true; /* its name is durable with the next sync, before any checkpoint */
     l->seg_bytes = l->seg_records = 0;
     l->seg_born_ns = audit_now_ns();
     return 0;
@@ -498,10 +543,11 @@ static bool retry_wait(audit_log *l, bool force)
     return atomic_load(&l->failed) != 0 && !force && mono_ms() < l->next_retry_ms;
 }
 
-/* Writes the rendered records to the active segment (starting one if needed). */
+/* Writes the rendered records to the active segment (starting one if
+ * needed); not while a segment is being sealed: they are the next one's. */
 static void write_out(audit_log *l, bool force)
 {
-    if (l->out_off == l->out.len || retry_wait(l, force))
+    if (l->out_off == l->out.len || l->seal.fd >= 0 || retry_wait(l, force))
         return;
     if (l->seg_fd < 0 && segment_start(l) < 0) {
         l->next_retry_ms = mono_ms() + RETRY_MS;
@@ -514,7 +560,12 @@ static void write_out(audit_log *l, bool force)
         atomic_fetch_add(&l->bytes, (uint64_t)w);
         l->seg_records += lines;
         l->seg_bytes += w;
-        l->dirty = true;
+        l->seg_dirty = true;
+    }
+    if (l->out_off == l->out.len) { /* everything rendered is in the segment */
+        l->wr_seq = l->seq - 1;
+        memcpy(l->wr_hash, l->head, sizeof(l->wr_hash));
+        memcpy(l->wr_segment, l->seg_name, sizeof(l->wr_segment));
     }
 }
 
@@ -531,102 +582,218 @@ static void write_checkpoints(audit_log *l, bool force)
     }
 }
 
-/* fdatasync of the segment; 0 when what was written is on disk. */
-static int sync_segment(audit_log *l)
-{
-    if (l->sync_broken)
-        return -1;
-    if (!l->dirty)
-        return 0;
-    l->dirty = false;
-    l->last_sync_ms = mono_ms();
-    if (fdatasync(l->seg_fd) < 0) {
-        set_failed(l, l->seg_name, "fdatasync", errno);
-        l->sync_broken = true; /* the kernel may have dropped the pages: vouch for nothing more */
-        return -1;
-    }
-    return 0;
-}
+/* ---- checkpoints: only ever for synced records ---- */
 
-static void sync_out(audit_log *l)
+/* A checkpoint for record seq (its hash, the segment holding it), which the
+ * syncer made durable. */
+static void checkpoint_at(audit_log *l, uint64_t seq, const uint8_t hash[AUDIT_HASH_LEN],
+                          const char *segment)
 {
-    (void)sync_segment(l);
-    if (l->cp_dirty) {
-        l->cp_dirty = false;
-        if (fdatasync(l->cp_fd) < 0)
-            set_failed(l, AUDIT_CHECKPOINTS_FILE, "fdatasync", errno);
-    }
-}
-
-/* A checkpoint for the last record: only when every record is written and
- * fdatasynced. */
-static void checkpoint(audit_log *l, bool force)
-{
-    uint64_t last = l->seq - 1;
-    if (last == l->cp_seq || l->sync_broken)
-        return;
-    write_out(l, force);
-    if (l->out_off != l->out.len || sync_segment(l) < 0)
+    if (seq <= l->cp_seq || seq > l->synced_seq || l->sync_broken)
         return;
     ward_err err;
-    const char *seg = l->seg_fd >= 0 && l->seg_records > 0 ? l->seg_name : l->head_segment;
-    if (audit_checkpoint_render(&l->cp_out, l->key, l->key_id, l->node, l->node_len, last, l->head,
-                                audit_now_ns(), seg, &err) < 0) {
-        atomic_fetch_add(&l->write_errors, 1);
-        if (atomic_load(&l->failed) == 0) {
-            snprintf(l->fail_msg, sizeof(l->fail_msg), "%.200s/%s: %.700s", l->dir,
-                     AUDIT_CHECKPOINTS_FILE, err.msg);
-            atomic_store_explicit(&l->failed, WARD_EIO, memory_order_release);
-        }
+    if (audit_checkpoint_render(&l->cp_out, l->key, l->key_id, l->node, l->node_len, seq, hash,
+                                audit_now_ns(), segment, &err) < 0) {
+        fail(l, "%.200s/%s: %.700s", l->dir, AUDIT_CHECKPOINTS_FILE, err.msg);
         return; /* the next checkpoint vouches for these records too */
     }
-    l->cp_seq = last;
+    l->cp_seq = seq;
     l->cp_last_ms = mono_ms();
-    write_checkpoints(l, force);
+    if (l->mark_seq < seq)
+        l->mark_seq = seq;
 }
 
-/* Due: checkpoint_records records or a second since the last checkpoint. */
+/* The segment holding record seq - 1 (the last rendered). */
+static void last_segment(const audit_log *l, char out[AUDIT_SEGMENT_NAME_MAX])
+{
+    if (l->seg_fd >= 0 && l->seq - 1 >= l->seg_first)
+        memcpy(out, l->seg_name, AUDIT_SEGMENT_NAME_MAX);
+    else if (l->seg_fd < 0 && l->seq - 1 >= l->next_first) /* the next write starts its segment */
+        audit_segment_name(out, l->next_first);
+    else
+        memcpy(out, l->head_segment, AUDIT_SEGMENT_NAME_MAX);
+}
+
+/* Every checkpoint_records records, the last one rendered gets a checkpoint
+ * once it is synced. */
+static void mark_if_due(audit_log *l)
+{
+    uint64_t last = l->seq - 1;
+    if (last - l->mark_seq < l->checkpoint_records ||
+        atomic_load_explicit(&l->failed, memory_order_relaxed) != 0)
+        return;
+    l->mark_seq = last;
+    if (l->n_marks == MARKS_MAX)
+        return; /* far behind the disk: a later checkpoint vouches for these records too */
+    cp_mark *m = &l->marks[l->n_marks++];
+    m->seq = last;
+    memcpy(m->hash, l->head, sizeof(m->hash));
+    last_segment(l, m->segment);
+}
+
+/* The marked checkpoints a sync let through. */
+static void checkpoint_marks(audit_log *l)
+{
+    size_t k = 0;
+    for (; k < l->n_marks && l->marks[k].seq <= l->synced_seq; k++)
+        checkpoint_at(l, l->marks[k].seq, l->marks[k].hash, l->marks[k].segment);
+    memmove(l->marks, l->marks + k, (l->n_marks - k) * sizeof(l->marks[0]));
+    l->n_marks -= k;
+}
+
+/* Every second while records come: one for the last record synced. */
 static void checkpoint_if_due(audit_log *l)
 {
-    uint64_t uncovered = l->seq - 1 - l->cp_seq;
-    if (uncovered > 0 &&
-        (uncovered >= l->checkpoint_records || mono_ms() - l->cp_last_ms >= CHECKPOINT_MS))
-        checkpoint(l, false);
+    if (l->synced_seq > l->cp_seq && mono_ms() - l->cp_last_ms >= CHECKPOINT_MS)
+        checkpoint_at(l, l->synced_seq, l->synced_hash, l->synced_segment);
 }
 
-/* Seals the active segment once every record is written: fsync, a
- * checkpoint for its last record, then read-only. The next record starts
- * the next segment. */
-static void seal(audit_log *l)
+/* ---- syncing: the syncer thread fdatasyncs, the writer goes on ---- */
+
+static void on_sync_fail(const char *name, const char *what, int e, void *data)
 {
+    set_failed(data, name, what, e);
+}
+
+static void on_sync_done(void *data)
+{
+    kick(data);
+}
+
+/* Is a sync of what was written due? Every fsync_ms, or sooner when a
+ * flush, a marked checkpoint or the checkpoint of the second waits for it. */
+static bool sync_due(const audit_log *l)
+{
+    int64_t now = mono_ms();
+    return now - l->last_sync_ms >= l->fsync_ms ||
+           (l->flush_taken != l->flush_answered && l->flush_seq > l->synced_seq) ||
+           (l->n_marks > 0 && l->marks[0].seq <= l->wr_seq) ||
+           (l->wr_seq > l->cp_seq && now - l->cp_last_ms >= CHECKPOINT_MS);
+}
+
+/* Hands the syncer its next job when it is idle: a segment being sealed
+ * first (fsync); else, when due (or now), the active segment up to the
+ * last record written and checkpoints.jsonl, whichever was written since. */
+static void sync_start(audit_log *l, bool now)
+{
+    if (l->sync_busy || l->sync_broken)
+        return;
+    audit_sync_job j = {.fd = -1, .cp_fd = -1};
+    if (l->seal.fd >= 0) {
+        j = l->seal;
+    } else if ((l->seg_dirty || l->cp_dirty || l->dir_dirty) && (now || sync_due(l))) {
+        if (l->seg_dirty) {
+            j.fd = l->seg_fd;
+            j.seq = l->wr_seq;
+            memcpy(j.hash, l->wr_hash, sizeof(j.hash));
+            memcpy(j.segment, l->wr_segment, sizeof(j.segment));
+        }
+    } else {
+        return;
+    }
+    l->seg_dirty = false; /* a seal's fsync covers the active segment's writes: there are none */
+    if (l->cp_dirty)
+        j.cp_fd = l->cp_fd;
+    l->cp_dirty = false;
+    if (l->dir_dirty)
+        j.dir = l->dir;
+    l->dir_dirty = false;
+    l->sync_job = j;
+    l->sync_busy = true;
+    l->last_sync_ms = mono_ms();
+    audit_syncer_submit(l->syncer, &j);
+}
+
+static void seal_finish(audit_log *l);
+
+/* Takes the result of the job in flight (waiting for it when wait): what it
+ * made durable, the checkpoints that waited for it, the end of a seal. */
+static void sync_reap(audit_log *l, bool wait)
+{
+    int rc;
+    if (!l->sync_busy || !audit_syncer_reap(l->syncer, wait, &rc))
+        return;
+    l->sync_busy = false;
+    const audit_sync_job *j = &l->sync_job;
+    if (rc < 0) {
+        l->sync_broken = true; /* the kernel may have dropped the pages: vouch for nothing more */
+    } else if (j->fd >= 0 && j->seq > l->synced_seq) {
+        l->synced_seq = j->seq;
+        memcpy(l->synced_hash, j->hash, sizeof(l->synced_hash));
+        memcpy(l->synced_segment, j->segment, sizeof(l->synced_segment));
+    }
+    checkpoint_marks(l);
+    if (l->seal.fd >= 0 && (j->full || l->sync_broken))
+        seal_finish(l);
+}
+
+/* Between two steps of the writer: results in, the next job out. */
+static void sync_poll(audit_log *l)
+{
+    sync_reap(l, false);
+    sync_start(l, false);
+}
+
+/* Waits for the job in flight and for a seal under way (close). */
+static void sync_settle(audit_log *l)
+{
+    sync_reap(l, true);
+    if (l->seal.fd >= 0) {
+        sync_start(l, true);
+        sync_reap(l, true);
+    }
+}
+
+/* Syncs everything written, and waits (close). */
+static void sync_now(audit_log *l)
+{
+    sync_settle(l);
+    sync_start(l, true);
+    sync_reap(l, true);
+}
+
+/* ---- segments ---- */
+
+/* Starts sealing the active segment once every record rendered for it is
+ * written: the syncer fsyncs it (the next segment's records wait in out
+ * meanwhile), then seal_finish. False when it cannot start: a seal is still
+ * under way, or the records are not all written (a failing disk: the
+ * segment then goes on). */
+static bool seal_begin(audit_log *l)
+{
+    if (l->seal.fd >= 0)
+        return false;
     write_out(l, false);
     if (l->out_off != l->out.len)
-        return; /* the seal waits until the segment's records are written */
+        return false;
     l->seal_due = false;
     if (l->seg_fd < 0 || l->seg_records == 0)
-        return;
-    if (!l->sync_broken) {
-        l->last_sync_ms = mono_ms();
-        l->dirty = false;
-        if (fsync(l->seg_fd) < 0) {
-            set_failed(l, l->seg_name, "fsync", errno);
-            l->sync_broken = true;
-        }
-    }
-    checkpoint(l, false);
-    write_checkpoints(l, false);
-    if (l->cp_dirty) {
-        l->cp_dirty = false;
-        if (fdatasync(l->cp_fd) < 0)
-            set_failed(l, AUDIT_CHECKPOINTS_FILE, "fdatasync", errno);
-    }
-    if (fchmod(l->seg_fd, 0400) < 0)
-        set_failed(l, l->seg_name, "sealing (chmod 0400)", errno);
-    close(l->seg_fd);
+        return true;
+    l->seal = (audit_sync_job){.fd = l->seg_fd, .full = true, .cp_fd = -1, .seq = l->wr_seq};
+    memcpy(l->seal.hash, l->wr_hash, sizeof(l->seal.hash));
+    memcpy(l->seal.segment, l->seg_name, sizeof(l->seal.segment));
+    memcpy(l->head_segment, l->seg_name, sizeof(l->head_segment));
     l->seg_fd = -1;
-    memcpy(l->head_segment, l->seg_name, sizeof(l->seg_name));
+    l->seg_dirty = false;
     l->next_first = l->seq;
     l->seg_bytes = l->seg_records = 0;
+    if (l->sync_broken) /* no more syncs (so none in flight): sealed as it is */
+        seal_finish(l);
+    else
+        sync_start(l, true);
+    return true;
+}
+
+/* After the sealed segment's fsync: a checkpoint for its last record, then
+ * read-only. The next segment can start. */
+static void seal_finish(audit_log *l)
+{
+    checkpoint_at(l, l->seal.seq, l->seal.hash, l->seal.segment);
+    write_checkpoints(l, false);
+    if (fchmod(l->seal.fd, 0400) < 0)
+        set_failed(l, l->seal.segment, "sealing (chmod 0400)", errno);
+    close(l->seal.fd);
+    l->seal.fd = -1;
     atomic_fetch_add(&l->sealed, 1);
 }
 
@@ -672,30 +839,35 @@ static void check_size(audit_log *l)
 }
 
 /* Moves every queued record into out (writing each full batch, sealing each
- * full segment, checkpointing every checkpoint_records); returns how many. */
-static size_t drain(audit_log *l)
+ * full segment, marking every checkpoint_records); returns how many, *all
+ * false when some are left: out of memory, or the next segment is full
+ * while the last one is still being sealed (rare: the disk is slower than
+ * a whole segment). */
+static size_t drain(audit_log *l, bool *all)
 {
     size_t n = 0;
+    *all = false;
     uint32_t np = atomic_load_explicit(&l->n_producers, memory_order_acquire);
     for (uint32_t i = 0; i < np; i++) {
         audit_producer *p = l->producers[i];
         uint64_t tail = atomic_load_explicit(&p->tail, memory_order_relaxed);
         uint64_t head = atomic_load_explicit(&p->head, memory_order_acquire);
         for (; tail != head; tail++) {
-            if (l->seal_due)
-                seal(l);
-            if (l->seq - 1 - l->cp_seq >= l->checkpoint_records &&
-                atomic_load_explicit(&l->failed, memory_order_relaxed) == 0)
-                checkpoint(l, false);
+            if (l->seal_due && !seal_begin(l) && l->seal.fd >= 0)
+                return n;
+            mark_if_due(l);
             if (render_slot(l, p, &p->slots[tail & p->mask]) < 0)
                 return n; /* out of memory: the slot stays queued */
             atomic_store_explicit(&p->tail, tail + 1, memory_order_release);
             n++;
             check_size(l);
-            if (l->out.len - l->out_off >= BATCH_BYTES)
+            if (l->out.len - l->out_off >= BATCH_BYTES) {
                 write_out(l, false);
+                sync_poll(l);
+            }
         }
     }
+    *all = true;
     return n;
 }
 
@@ -708,8 +880,8 @@ static void write_trailing_gaps(audit_log *l)
         uint64_t dropped = atomic_load(&p->dropped);
         if (dropped <= p->gaps_written)
             continue;
-        if (l->seal_due)
-            seal(l);
+        if (l->seal_due && seal_begin(l))
+            sync_settle(l);
         size_t at = l->out.len;
         if (audit_render_gap(&l->out, l->seq, audit_now_ns(), l->node, l->node_len,
                              dropped - p->gaps_written) < 0 ||
@@ -724,15 +896,23 @@ static void write_trailing_gaps(audit_log *l)
     }
 }
 
-static void writer_finish(audit_log *l)
+/* Close: every record drained, written, synced, then a checkpoint for the
+ * last one, itself synced. all: the last drain left none behind. */
+static void writer_finish(audit_log *l, bool all)
 {
+    while (!all && l->seal.fd >= 0) { /* the rest waited for a seal */
+        sync_settle(l);
+        (void)drain(l, &all);
+    }
+    sync_settle(l);
     write_trailing_gaps(l);
     write_out(l, true);
-    if (l->seal_due)
-        seal(l);
-    checkpoint(l, true);
+    if (l->seal_due && seal_begin(l))
+        sync_settle(l);
+    sync_now(l);
+    checkpoint_at(l, l->synced_seq, l->synced_hash, l->synced_segment);
     write_checkpoints(l, true);
-    sync_out(l);
+    sync_now(l);
     if (l->out_off < l->out.len || l->cp_off < l->cp_out.len) {
         l->close_rc = WARD_EIO;
         snprintf(l->close_msg, sizeof(l->close_msg),
@@ -747,11 +927,23 @@ static void writer_finish(audit_log *l)
     }
 }
 
+/* Answers the flush taken once the record it waits for is synced (or the log failed). */
+static void flush_answer(audit_log *l)
+{
+    if (l->flush_taken == l->flush_answered ||
+        (l->synced_seq < l->flush_seq && atomic_load(&l->failed) == 0))
+        return;
+    l->flush_answered = l->flush_taken;
+    pthread_mutex_lock(&l->mu);
+    l->flush_done = l->flush_answered;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
 static void *writer_main(void *arg)
 {
     audit_log *l = arg;
     int nap = 1;
-    uint64_t flush_done = 0;
     for (;;) {
         pthread_mutex_lock(&l->mu);
         bool closing = l->closing, pause = l->pause_req && !closing;
@@ -762,32 +954,34 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_unlock(&l->mu);
 
-        size_t n = pause ? 0 : drain(l);
+        sync_reap(l, false);
+        bool all = true;
+        size_t n = pause ? 0 : drain(l, &all);
         if (closing) {
-            writer_finish(l);
+            writer_finish(l, all);
             break;
         }
         write_out(l, false);
         if (l->seal_due || seal_by_age(l))
-            seal(l);
+            (void)seal_begin(l);
+        mark_if_due(l);
+        if (!pause && (all || atomic_load(&l->failed) != 0) && flush_req != l->flush_taken) {
+            l->flush_taken = flush_req; /* every record appended before it is rendered */
+            l->flush_seq = l->seq - 1;
+        }
         checkpoint_if_due(l);
         write_checkpoints(l, false);
-        bool flushing = !pause && flush_req != flush_done;
-        if ((l->dirty || l->cp_dirty) && (flushing || mono_ms() - l->last_sync_ms >= l->fsync_ms))
-            sync_out(l);
-        if (flushing) {
-            pthread_mutex_lock(&l->mu);
-            l->flush_done = flush_done = flush_req;
-            pthread_cond_broadcast(&l->cv);
-            pthread_mutex_unlock(&l->mu);
-        }
+        sync_start(l, false);
+        flush_answer(l);
 
         nap = n > 0 ? 1 : (nap * 2 > IDLE_MAX_MS ? IDLE_MAX_MS : nap * 2);
         int64_t ms = pause ? PAUSED_NAP_MS : nap, now = mono_ms();
-        if ((l->dirty || l->cp_dirty) && l->last_sync_ms + l->fsync_ms - now < ms)
-            ms = l->last_sync_ms + l->fsync_ms - now;
-        if ((l->out_off < l->out.len || l->cp_off < l->cp_out.len) && l->next_retry_ms - now < ms)
-            ms = l->next_retry_ms - now;
+        if (!l->sync_busy && !l->sync_broken && (l->seg_dirty || l->cp_dirty || l->dir_dirty) &&
+            l->last_sync_ms + l->fsync_ms - now < ms)
+            ms = l->last_sync_ms + l->fsync_ms - now; /* a job done wakes the writer itself */
+        if (((l->out_off < l->out.len && l->seal.fd < 0) || l->cp_off < l->cp_out.len) &&
+            atomic_load(&l->failed) != 0 && l->next_retry_ms - now < ms)
+            ms = l->next_retry_ms - now; /* (lines held for a seal wait for its job) */
         writer_nap(l, ms < 0 ? 0 : (int)ms);
     }
     return NULL;
@@ -797,6 +991,7 @@ static void *writer_main(void *arg)
 
 static void log_free(audit_log *l)
 {
+    audit_syncer_free(l->syncer); /* before the files it syncs are closed */
     uint32_t n = atomic_load(&l->n_producers);
     for (uint32_t i = 0; i < n; i++) {
         free(l->producers[i]->slots);
@@ -809,6 +1004,8 @@ static void log_free(audit_log *l)
     }
     if (l->seg_fd >= 0)
         close(l->seg_fd);
+    if (l->seal.fd >= 0)
+        close(l->seal.fd);
     if (l->cp_fd >= 0)
         close(l->cp_fd); /* and with it the lock */
     if (l->efd >= 0)
@@ -860,11 +1057,12 @@ int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
     if ((l = aligned_alloc(CACHE_LINE, sizeof(*l))) == NULL) /* sizeof: a multiple of 64 */
         return WARD_ENOMEM;
     memset(l, 0, sizeof(*l));
-    l->cp_fd = l->seg_fd = l->efd = -1;
+    l->cp_fd = l->seg_fd = l->seal.fd = l->efd = -1;
     ward_buf_init(&l->out);
     ward_buf_init(&l->cp_out);
     l->overflow = opts->overflow;
     l->fsync_ms = opts->fsync_ms != 0 ? opts->fsync_ms : FSYNC_DEFAULT_MS;
+    l->sync_delay_ms = opts->sync_delay_ms;
     l->max_producers = opts->max_producers != 0 ? opts->max_producers : PRODUCERS_DEFAULT;
     l->segment_bytes = opts->segment_bytes != 0 ? opts->segment_bytes : SEGMENT_BYTES_DEFAULT;
     l->segment_age_ns = (int64_t)(opts->segment_age_ms != 0 ? opts->segment_age_ms
@@ -888,15 +1086,26 @@ int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
     WARD_TRY(audit_key_setup(l->dir, opts->key_file, &l->key, l->key_id, err));
     l->seq = r.next_seq;
     memcpy(l->head, r.head, sizeof(l->head));
-    l->cp_seq = r.cp_seq;
+    l->cp_seq = l->mark_seq = r.cp_seq;
     memcpy(l->head_segment, r.head_segment, sizeof(l->head_segment));
     l->next_first = r.next_seq;
+    l->wr_seq = l->synced_seq = r.next_seq - 1;
+    memcpy(l->wr_hash, r.head, sizeof(l->wr_hash));
+    memcpy(l->synced_hash, r.head, sizeof(l->synced_hash));
+    memcpy(l->wr_segment, r.head_segment, sizeof(l->wr_segment));
+    memcpy(l->synced_segment, r.head_segment, sizeof(l->synced_segment));
     if (l->seg_fd >= 0) {
         audit_segment_name(l->seg_name, r.seg_first);
+        l->seg_first = r.seg_first;
         l->seg_bytes = r.seg_bytes;
         l->seg_records = r.seg_records;
         l->seg_born_ns = r.seg_born_ns;
         check_size(l); /* a segment left full by a crash is sealed before the next record */
+        if (l->seg_records > 0 && l->wr_seq > l->cp_seq) {
+            /* records a crash left in the page cache: vouched for once synced */
+            l->seg_dirty = l->dir_dirty = true;
+            l->synced_seq = l->cp_seq;
+        }
     }
     l->torn_bytes = r.torn_bytes;
     if ((l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
@@ -912,6 +1121,7 @@ int audit_log_open(const audit_options *opts, audit_log **out, ward_err *err)
     pthread_condattr_destroy(&ca);
     l->sync_ready = true;
     l->last_sync_ms = l->cp_last_ms = mono_ms();
+    WARD_TRY(audit_syncer_new(l->sync_delay_ms, on_sync_done, on_sync_fail, l, &l->syncer, err));
 
     /* the writer takes no signals: they stay with the threads that handle them */
     sigset_t all, old;
