@@ -167,7 +167,8 @@ typedef struct audit_options {
                          bytes; NULL = null */
     audit_overflow overflow;
     uint32_t ring_slots;    /* per producer, rounded up to a power of two (2..2^20);
-                               0 = 512 (AUDIT_SLOT_SIZE bytes each: 2 MiB) */
+                               0 = 1024 (AUDIT_SLOT_SIZE bytes each: 4 MiB,
+                               resident only as far as traffic has used it) */
     uint32_t fsync_ms;      /* fdatasync at most this often; 0 = 100 */
     uint32_t max_producers; /* 0 = 512 */
     /* the trail on disk (see below) */

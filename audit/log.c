@@ -20,7 +20,7 @@
 #include "audit/audit_int.h"
 
 #define CACHE_LINE 64
-#define RING_DEFAULT 512
+#define RING_DEFAULT 1024 /* ~140 ms of slack at 7,000 requests/s per worker */
 #define RING_MAX (1u << 20)
 #define PRODUCERS_DEFAULT 512
 #define FSYNC_DEFAULT_MS 100
