@@ -496,6 +496,16 @@ static int days_in_month(int64_t y, int64_t m)
 }
 
 /* "YYYY-MM-DD" alone, or with [Tt ]hh:mm:ss[.fraction](Z|z|+hh:mm|-hh:mm). */
+/* Seconds and nanoseconds since the epoch as ns; false beyond what int64 holds
+ * (years before 1678 or after 2261). */
+static bool secs_to_ns(int64_t secs, int64_t frac, int64_t *out)
+{
+    if (secs > INT64_MAX / 1000000000 - 1 || secs < INT64_MIN / 1000000000 + 1)
+        return false;
+    *out = secs * 1000000000 + frac;
+    return true;
+}
+
 static bool parse_rfc3339(const char *s, size_t n, int64_t *out_ns)
 {
     int64_t y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, off = 0;
@@ -550,8 +560,7 @@ static bool parse_rfc3339(const char *s, size_t n, int64_t *out_ns)
     if (i != n)
         return false;
     int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
-    *out_ns = secs * 1000000000 + frac;
-    return true;
+    return secs_to_ns(secs, frac, out_ns);
 }
 
 int audit_view_time(const audit_view *v, int64_t *ns)
@@ -567,8 +576,8 @@ int audit_view_time(const audit_view *v, int64_t *ns)
         digits(p + 8, 2, &d) && digits(p + 11, 2, &h) && digits(p + 14, 2, &mi) &&
         digits(p + 17, 2, &s) && digits(p + 20, 6, &us) && mo >= 1 && mo <= 12 && d >= 1 &&
         d <= 31 && h < 24 && mi < 60 && s < 61) {
-        *ns = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * 1000000000 + us * 1000;
-        return 0;
+        int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s;
+        return secs_to_ns(secs, us * 1000, ns) ? 0 : WARD_EINVAL;
     }
     return parse_rfc3339(p, t->len, ns) ? 0 : WARD_EINVAL;
 }
