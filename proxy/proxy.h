@@ -248,8 +248,24 @@ void proxy_stream_set_timeout(proxy_stream *s, uint64_t ms);
  * input is read and discarded until the peer closes or linger_ms pass (so a
  * response is not destroyed by a reset); then the stream closes. */
 void proxy_stream_shutdown(proxy_stream *s, uint64_t linger_ms);
+/* Half-close: after what is queued (and, on a stream not open yet, after it
+ * opens and its held bytes are sent), close_notify (TLS) and FIN; reading goes
+ * on as before (on_read, on_eof) and writes fail with WARD_EIO. The stream
+ * stays until closed; a later proxy_stream_shutdown only lingers (it closes
+ * once the FIN is out and the peer has finished, or at linger_ms). */
+void proxy_stream_shutdown_write(proxy_stream *s);
+/* TLS client streams, right after proxy_stream_connect (before the handshake
+ * starts): the server name (SNI) to send. WARD_EINVAL otherwise. */
+int proxy_stream_set_server_name(proxy_stream *s, const char *name);
+/* Accepted TLS streams, once the handshake is done: the server name the client
+ * sent (SNI; OpenSSL refuses one holding NUL or longer than 255 bytes; its
+ * bytes are otherwise not checked), valid while the stream lives; else NULL. */
+const char *proxy_stream_server_name(const proxy_stream *s);
 /* Closes now; queued bytes are dropped. */
 void proxy_stream_close(proxy_stream *s);
+/* Closes now with a TCP reset, so that the peer sees an error rather than an
+ * end (a plain close on a Unix socket, or while a FIN waits to be sent). */
+void proxy_stream_reset(proxy_stream *s);
 bool proxy_stream_is_closing(const proxy_stream *s);
 bool proxy_stream_handshake_done(const proxy_stream *s); /* always true without TLS */
 const proxy_peer *proxy_stream_peer(const proxy_stream *s);
@@ -1088,5 +1104,192 @@ int proxy_cluster_render_json(proxy_cluster *const *cs, size_t n, uint64_t now_m
  * labels service and endpoint), to append to /metrics. */
 int proxy_cluster_render_metrics(proxy_cluster *const *cs, size_t n, uint64_t now_ms,
                                  ward_buf *out);
+
+/* ==== local rate limits (ratelimit.c) ============================================
+ * Token buckets: a limiter allows `requests` per `per_ms` milliseconds with
+ * bursts of up to `burst` (default: requests), as one bucket (a route's) or
+ * one bucket per key (a source principal, a header value). Time is the
+ * caller's: now_ms from any monotonic millisecond clock (uv_now), so tests are
+ * exact. The arithmetic is in integers and never drifts: a token is
+ * per_ms * workers units, a bucket gains `requests` units per millisecond and
+ * holds burst * per_ms units (at least one token). A new bucket starts full;
+ * a denied take costs nothing.
+ *
+ * Workers: a limiter belongs to ONE worker thread (no locks, no atomics), and
+ * the proxy's rate is split evenly among the workers: each of a route's
+ * `workers` limiters allows requests / workers per per_ms with a burst of
+ * burst / workers (but at least one token, so the proxy-wide burst is at
+ * least `workers`). The proxy never allows more than the configured rate
+ * overall; it allows all of it when the traffic spreads over the workers, as
+ * the kernel spreads connections (SO_REUSEPORT). The cost: a client whose
+ * requests all ride one connection lands on one worker and gets 1/workers of
+ * its rate. A bucket shared by the workers (atomics) would be exact, but
+ * bounces a cache line between cores on every request and, keyed, needs a
+ * table shared under locks; the split is the simpler of the two correct ones.
+ *
+ * Keyed limiters keep at most max_keys buckets (default 10,000): the table
+ * grows on demand up to there, then a new key takes over the bucket of the
+ * least recently used key, so memory stays bounded whatever keys arrive (at
+ * most about 48 bytes per key). The cost: under a flood of more distinct keys
+ * than max_keys, a key seen again after its eviction starts with a full
+ * bucket. Keys are not stored, only their 64-bit SipHash-2-4 under a random
+ * secret per limiter: two keys that collide (about 1 in 2^64 per pair, not
+ * steerable without the secret) would share one bucket, which only makes
+ * both stricter. Key bytes are compared as given: callers lowercase what is
+ * case-insensitive. */
+
+#define PROXY_RATELIMIT_REQUESTS_MAX 1000000000u /* requests and burst */
+#define PROXY_RATELIMIT_PER_MAX_MS   86400000u   /* 24 h */
+#define PROXY_RATELIMIT_WORKERS_MAX  65536u
+#define PROXY_RATELIMIT_KEYS_DEFAULT 10000u
+#define PROXY_RATELIMIT_KEYS_MAX     (1u << 24)
+
+typedef struct proxy_ratelimit_options {
+    uint64_t requests; /* for the whole proxy: 1..PROXY_RATELIMIT_REQUESTS_MAX ... */
+    uint64_t per_ms;   /* ... per this many ms: 1..PROXY_RATELIMIT_PER_MAX_MS */
+    uint64_t burst;    /* the bucket's size, for the whole proxy: 0 = requests */
+    unsigned workers;  /* requests and burst are split among this many limiters: 0 = 1 */
+    bool keyed;        /* one bucket per key (else one for every take) */
+    size_t max_keys;   /* keyed: buckets kept, 0 = PROXY_RATELIMIT_KEYS_DEFAULT */
+} proxy_ratelimit_options;
+
+typedef struct proxy_ratelimit proxy_ratelimit;
+
+/* Values out of range: WARD_EINVAL, err says which. */
+int proxy_ratelimit_new(const proxy_ratelimit_options *o, proxy_ratelimit **out, ward_err *err);
+void proxy_ratelimit_free(proxy_ratelimit *l);
+/* Takes a token at now_ms from the limiter's bucket or, keyed, from key's
+ * (any bytes; absent and empty are the same key). true: allowed. false:
+ * denied, and *retry_after_s (may be NULL) gets the seconds until a token is
+ * there, rounded up (at least 1): the Retry-After of the 429. Never fails
+ * (a new key that finds no room evicts the least recently used one). */
+bool proxy_ratelimit_take(proxy_ratelimit *l, proxy_slice key, uint64_t now_ms,
+                          uint64_t *retry_after_s);
+/* Keyed: buckets in use (at most max_keys). */
+size_t proxy_ratelimit_keys(const proxy_ratelimit *l);
+/* Bytes the limiter holds (its struct, buckets and hash slots). */
+size_t proxy_ratelimit_memory(const proxy_ratelimit *l);
+
+/* ==== TCP mode (tcp.c) =============================================================
+ * A listener for non-HTTP services (databases, caches): each connection is
+ * authorized ONCE, when it opens, from what is known then (the client's
+ * verified SPIFFE ID, its address, the port it came to, the TLS server name
+ * it asked for), then connected to an upstream and relayed opaquely both ways.
+ *
+ * Plaintext, or TLS with a REQUIRED-mode server context: the client's
+ * X509-SVID is checked during the handshake, as on the relay's inbound side,
+ * and a TLS connection without a verified ID, or whose SNI is not a DNS name,
+ * is denied without reaching the callback. The authorize callback runs on the
+ * loop and decides at once: it fills the target and returns true, or returns
+ * false; a target without an address is a denial too (fail closed). A denied
+ * connection is never connected to any upstream. Bytes the client sends while
+ * the upstream is being connected are held (bounded as below) and sent once
+ * it is open.
+ *
+ * Relaying: what one side sends is written to the other; a side with more
+ * than PROXY_TCP_QUEUE_HIGH bytes queued stops the other side's reading until
+ * its queue drains, so a slow reader holds at most about that much (plus one
+ * read) per direction. Half-close: a clean end from one side (FIN; under TLS
+ * close_notify then FIN) is passed on as a FIN to the other
+ * (proxy_stream_shutdown_write) while the other direction goes on; the
+ * connection ends when both directions have ended, once the last bytes and
+ * FINs are out (a peer that does not take them within idle_timeout_ms is
+ * cut). Any other end (denied; the client's handshake, the upstream's connect
+ * or TLS failing; a reset, a TLS stream cut without close_notify or a write
+ * error on either side; a timeout; the listener closing) RESETS both sides
+ * at once, so that neither ever takes a cut for a complete stream. Deadlines:
+ * the client's TLS handshake (handshake_timeout_ms); connecting to the
+ * upstream, its TLS handshake included (connect_timeout_ms); no byte either
+ * way, a queue draining counting as traffic (idle_timeout_ms).
+ *
+ * Every accepted connection (but those over max_connections, closed at once)
+ * ends with one call of the done callback, after both sides are closed: bytes
+ * each way, duration, why it ended (the per-connection audit record). One loop
+ * only: nothing here is thread-safe; each worker has its own listener
+ * (SO_REUSEPORT). */
+
+#define PROXY_TCP_QUEUE_HIGH ((size_t)256 << 10)
+
+typedef struct proxy_tcp proxy_tcp;
+typedef struct proxy_tcp_conn proxy_tcp_conn;
+
+/* What the authorization sees (valid during the callbacks only). */
+typedef struct proxy_tcp_info {
+    const proxy_peer *peer;  /* addr; TLS: spiffe_id (verified), chain, cert_sha256 */
+    int dest_port;           /* the listener's port the client connected to */
+    const char *server_name; /* TLS: the SNI the client sent, lowercased: a DNS name
+                                (labels of 1..63 letters, digits, '-' or '_', joined by
+                                dots, at most 253 bytes); NULL when none was sent */
+} proxy_tcp_info;
+
+/* Where an allowed connection goes (everything is copied). */
+typedef struct proxy_tcp_target {
+    const struct sockaddr *addr; /* required */
+    proxy_tls_ctx *tls;          /* NULL: plaintext; else a client context (a reference is taken) */
+    const char *expected_id;     /* with tls (REQUIRED mode): the SPIFFE ID the upstream must
+                                    present, byte for byte; NULL: any of the bundle's */
+    const char *server_name;     /* with tls: the SNI to send; NULL: none */
+} proxy_tcp_target;
+
+/* Why a connection ended. */
+typedef enum proxy_tcp_end {
+    PROXY_TCP_END_DONE,           /* "done": both directions finished cleanly */
+    PROXY_TCP_END_DENIED,         /* "denied": by the callback, or before it (no ID, bad SNI) */
+    PROXY_TCP_END_HANDSHAKE,      /* "handshake": the client's TLS handshake failed or timed out */
+    PROXY_TCP_END_CONNECT,        /* "connect": the upstream refused, or timed out */
+    PROXY_TCP_END_UPSTREAM_TLS,   /* "upstream_tls": the upstream's TLS or identity failed */
+    PROXY_TCP_END_IDLE,           /* "idle": no byte either way for idle_timeout_ms */
+    PROXY_TCP_END_CLIENT_ERROR,   /* "client_error": reset, cut, or a write to it failed */
+    PROXY_TCP_END_UPSTREAM_ERROR, /* "upstream_error": the same on the upstream side */
+    PROXY_TCP_END_SHUTDOWN,       /* "shutdown": cut when the listener closed */
+    PROXY_TCP_END_INTERNAL,       /* "internal": out of memory and the like */
+} proxy_tcp_end;
+
+typedef struct proxy_tcp_result {
+    proxy_tcp_end end;
+    const char *reason;   /* a detail for logs ("" if none) */
+    bool authorized;      /* the callback allowed it */
+    uint64_t bytes_in;    /* read from the client and handed to the upstream */
+    uint64_t bytes_out;   /* read from the upstream and handed to the client */
+    uint64_t duration_ns; /* accepted .. ended */
+} proxy_tcp_result;
+
+/* Fills *target and returns true to allow; false denies. */
+typedef bool (*proxy_tcp_authorize_cb)(proxy_tcp_conn *c, const proxy_tcp_info *info,
+                                       proxy_tcp_target *target, void *data);
+/* Once per connection, after both sides are closed. */
+typedef void (*proxy_tcp_done_cb)(proxy_tcp_conn *c, const proxy_tcp_info *info,
+                                  const proxy_tcp_result *res, void *data);
+
+typedef struct proxy_tcp_options {
+    uint64_t handshake_timeout_ms;    /* the client's TLS handshake: 0 = 10 s */
+    uint64_t connect_timeout_ms;      /* the upstream's connect and TLS handshake: 0 = 5 s */
+    uint64_t idle_timeout_ms;         /* no byte either way: 0 = 1 h (database pools idle long) */
+    size_t max_connections;           /* 0 = 16384; beyond, new ones are closed at once */
+    proxy_tcp_authorize_cb authorize; /* required */
+    proxy_tcp_done_cb done;           /* optional */
+    void *data;
+} proxy_tcp_options;
+
+int proxy_tcp_new(uv_loop_t *loop, const proxy_tcp_options *opts, proxy_tcp **out);
+/* Listens on addr; reuseport sets SO_REUSEPORT so that several loops can share it. */
+int proxy_tcp_listen(proxy_tcp *t, const struct sockaddr *addr, bool reuseport, ward_err *err);
+int proxy_tcp_port(const proxy_tcp *t);
+/* TLS for connections accepted from now on: a server context in REQUIRED mode
+ * (else WARD_EINVAL); a reference is taken; NULL = plaintext. */
+int proxy_tcp_set_tls(proxy_tcp *t, proxy_tls_ctx *tls);
+size_t proxy_tcp_connections(const proxy_tcp *t);
+/* Bytes queued for writing on every connection's two sides (both ways). */
+size_t proxy_tcp_queued(const proxy_tcp *t);
+/* Stops accepting; open connections go on for drain_ms (0: cut at once) and
+ * are then cut (PROXY_TCP_END_SHUTDOWN). cb runs once all is closed and the
+ * listener freed. */
+void proxy_tcp_close(proxy_tcp *t, uint64_t drain_ms, proxy_done_cb cb, void *data);
+
+/* A pointer of the caller's, from the authorize callback to the done callback. */
+void proxy_tcp_conn_set_data(proxy_tcp_conn *c, void *data);
+void *proxy_tcp_conn_data(const proxy_tcp_conn *c);
+/* "done", "denied", ... */
+const char *proxy_tcp_end_name(proxy_tcp_end e);
 
 #endif

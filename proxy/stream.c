@@ -32,6 +32,9 @@ struct proxy_stream {
     bool open_reported; /* on_open has run */
     bool reading, paused, eof_seen, closing, shutting, lingering, in_pump;
     bool drain_wanted;
+    bool wr_shut;      /* proxy_stream_shutdown_write: no more writes */
+    bool wr_shut_sent; /* ... its close_notify and FIN are queued */
+    bool fin_sent;     /* the FIN went out (the uv_shutdown completed) */
     ward_buf early; /* plaintext written before the stream was open */
     unsigned corked; /* proxy_stream_cork depth */
     ward_buf cork;   /* small writes gathered while corked */
@@ -76,6 +79,21 @@ void proxy_stream_close(proxy_stream *s)
         return;
     s->closing = true;
     uv_close(&s->h.handle, close_cb);
+    uv_close((uv_handle_t *)&s->timer, close_cb);
+}
+
+void proxy_stream_reset(proxy_stream *s)
+{
+    if (s->closing)
+        return;
+    if (s->h.handle.type != UV_TCP) {
+        proxy_stream_close(s);
+        return;
+    }
+    s->closing = true;
+    /* libuv refuses while a FIN waits to be sent (uv_shutdown): then a plain close */
+    if (uv_tcp_close_reset(&s->h.tcp, close_cb) < 0)
+        uv_close(&s->h.handle, close_cb);
     uv_close((uv_handle_t *)&s->timer, close_cb);
 }
 
@@ -240,7 +258,7 @@ void proxy_stream_uncork(proxy_stream *s)
 
 int proxy_stream_write(proxy_stream *s, const void *buf, size_t len)
 {
-    if (s->closing || s->shutting)
+    if (s->closing || s->shutting || s->wr_shut)
         return WARD_EIO;
     if (len == 0)
         return 0;
@@ -269,16 +287,25 @@ size_t proxy_stream_pending(const proxy_stream *s)
 
 /* ---- opening ---------------------------------------------------------------------------- */
 
+static void write_side_shutdown(proxy_stream *s);
+
 static void now_open(proxy_stream *s)
 {
     s->open = true;
     report_open(s, 0);
-    if (s->closing || s->early.len == 0)
+    if (s->closing)
         return;
-    ward_buf early = s->early;
-    ward_buf_init(&s->early);
-    proxy_stream_write(s, early.ptr, early.len);
-    ward_buf_dispose(&early);
+    if (s->early.len > 0) {
+        ward_buf early = s->early;
+        ward_buf_init(&s->early);
+        bool wr_shut = s->wr_shut; /* what was written before the half-close goes first */
+        s->wr_shut = false;
+        proxy_stream_write(s, early.ptr, early.len);
+        s->wr_shut = wr_shut;
+        ward_buf_dispose(&early);
+    }
+    if (s->wr_shut && !s->closing)
+        write_side_shutdown(s);
 }
 
 static void handshake_done(proxy_stream *s)
@@ -637,17 +664,65 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
     proxy_stream *s = req->data;
     if (s->closing)
         return;
-    if (status < 0 || s->eof_seen) {
+    if (status < 0) {
+        set_error(s, "shutdown", uv_strerror(status));
+        proxy_stream_close(s);
+        return;
+    }
+    s->fin_sent = true;
+    if (!s->shutting)
+        return; /* a half-close: reading goes on */
+    if (s->eof_seen) {
         proxy_stream_close(s);
         return;
     }
     s->lingering = true; /* read and discard until EOF or the deadline */
 }
 
+/* Queues close_notify (TLS) and the FIN after what is queued; reading goes on. */
+static void write_side_shutdown(proxy_stream *s)
+{
+    if (s->ssl != NULL) {
+        ERR_clear_error();
+        SSL_shutdown(s->ssl);
+        flush_wbio(s);
+        ERR_clear_error();
+    }
+    if (s->closing)
+        return;
+    s->wr_shut_sent = true;
+    s->shutdown_req.data = s;
+    if (uv_shutdown(&s->shutdown_req, &s->h.stream, shutdown_cb) < 0)
+        proxy_stream_close(s);
+}
+
+void proxy_stream_shutdown_write(proxy_stream *s)
+{
+    if (s->closing || s->shutting || s->wr_shut)
+        return;
+    cork_flush(s); /* what was gathered goes out before the FIN (and before writes are refused) */
+    s->wr_shut = true;
+    if (s->open && !s->closing)
+        write_side_shutdown(s); /* else when the stream opens, after its early bytes */
+}
+
 void proxy_stream_shutdown(proxy_stream *s, uint64_t linger_ms)
 {
     if (s->closing || s->shutting)
         return;
+    if (s->wr_shut_sent) { /* the FIN is queued or sent: only the lingering is left */
+        s->shutting = true;
+        if (s->fin_sent && s->eof_seen) {
+            proxy_stream_close(s);
+            return;
+        }
+        s->lingering = s->fin_sent;
+        s->paused = false;
+        start_reading(s);
+        uv_timer_start(&s->timer, timer_cb, linger_ms ? linger_ms : 1, 0);
+        return;
+    }
+    s->wr_shut = false; /* a half-close still waiting for the stream to open: done below */
     cork_flush(s); /* what was gathered goes out before the FIN */
     if (!s->open && !(s->ssl != NULL && s->reading)) {
         proxy_stream_close(s);
@@ -674,6 +749,23 @@ void proxy_stream_shutdown(proxy_stream *s, uint64_t linger_ms)
 
 /* ---- accessors
  * ------------------------------------------------------------------------------------ */
+
+int proxy_stream_set_server_name(proxy_stream *s, const char *name)
+{
+    if (s->ssl == NULL || SSL_is_server(s->ssl) || !SSL_in_before(s->ssl) || name == NULL ||
+        SSL_set_tlsext_host_name(s->ssl, name) != 1) {
+        ERR_clear_error();
+        return WARD_EINVAL;
+    }
+    return 0;
+}
+
+const char *proxy_stream_server_name(const proxy_stream *s)
+{
+    if (s->ssl == NULL || !SSL_is_server(s->ssl) || !SSL_is_init_finished(s->ssl))
+        return NULL;
+    return SSL_get_servername(s->ssl, TLSEXT_NAMETYPE_host_name);
+}
 
 bool proxy_stream_handshake_done(const proxy_stream *s)
 {
