@@ -85,9 +85,18 @@ typedef struct series_table {
     uint64_t seed;
 } series_table;
 
+/* What a route series counts beside its requests (after its series struct). */
+typedef struct route_stats {
+    ctr classes[6]; /* responses: none, 1xx .. 5xx */
+    ctr retries, rate_limited;
+    histo latency;
+} route_stats;
+
 struct proxy_metrics {
     series_table requests;  /* labels: all three values */
     series_table upstreams; /* labels: v[1] = the service */
+    series_table routes;    /* labels: v[0] = the Route, v[1] = its entry; a route_stats each */
+    route_stats routes_other[2];
     ctr requests_other[2][2][N_CODES];
     ctr upstreams_other[2];
     histo decision[2];
@@ -167,14 +176,15 @@ static bool key_eq(const series *a, const series *b)
 }
 
 /* A new series holding a copy of the key's values, its count already 1 (a
- * reader never sees a series at 0). */
-static series *series_new(const series *k)
+ * reader never sees a series at 0), and `extra` zeroed bytes right after the
+ * struct (a route's stats). */
+static series *series_new(const series *k, size_t extra)
 {
     size_t total = k->len[0] + k->len[1] + k->len[2] + 3;
-    series *s = malloc(sizeof(*s) + total);
+    series *s = calloc(1, sizeof(*s) + extra + total);
     if (s == NULL)
         return NULL;
-    char *p = (char *)(s + 1);
+    char *p = (char *)(s + 1) + extra;
     s->hash = k->hash;
     s->dir = k->dir;
     s->allow = k->allow;
@@ -190,9 +200,9 @@ static series *series_new(const series *k)
     return s;
 }
 
-/* Counts one more for key: false when the key is new and the table is full
- * (or memory ran out): the caller counts it elsewhere. */
-static bool table_add(series_table *t, series *k)
+/* Counts one more for key and returns its series: NULL when the key is new
+ * and the table is full (or memory ran out): the caller counts it elsewhere. */
+static series *table_count(series_table *t, series *k, size_t extra)
 {
     k->hash = key_hash(t, k);
     size_t n = atomic_load_explicit(&t->n, memory_order_relaxed);
@@ -201,18 +211,23 @@ static bool table_add(series_table *t, series *k)
         series *s = t->items[t->index[i] - 1];
         if (key_eq(s, k)) {
             ctr_add(&s->count, 1);
-            return true;
+            return s;
         }
     }
     if (n >= t->cap)
-        return false;
-    series *s = series_new(k);
+        return NULL;
+    series *s = series_new(k, extra);
     if (s == NULL)
-        return false;
+        return NULL;
     t->items[n] = s;
     t->index[i] = (uint32_t)(n + 1);
     atomic_store_explicit(&t->n, n + 1, memory_order_release);
-    return true;
+    return s;
+}
+
+static bool table_add(series_table *t, series *k)
+{
+    return table_count(t, k, 0) != NULL;
 }
 
 static void key_value(series *k, int i, const char *s)
@@ -238,7 +253,8 @@ int proxy_metrics_new(proxy_metrics **out)
     if (m == NULL)
         return WARD_ENOMEM;
     if (table_init(&m->requests, PROXY_METRICS_SERIES_MAX) < 0 ||
-        table_init(&m->upstreams, PROXY_METRICS_UPSTREAMS_MAX) < 0) {
+        table_init(&m->upstreams, PROXY_METRICS_UPSTREAMS_MAX) < 0 ||
+        table_init(&m->routes, PROXY_METRICS_ROUTES_MAX) < 0) {
         proxy_metrics_free(m);
         return WARD_ENOMEM;
     }
@@ -252,6 +268,7 @@ void proxy_metrics_free(proxy_metrics *m)
         return;
     table_dispose(&m->requests);
     table_dispose(&m->upstreams);
+    table_dispose(&m->routes);
     free(m);
 }
 
@@ -294,6 +311,25 @@ void proxy_metrics_upstream_failure(proxy_metrics *m, bool inbound, const char *
     key_value(&k, 2, NULL);
     if (!table_add(&m->upstreams, &k))
         ctr_add(&m->upstreams_other[k.dir], 1);
+}
+
+void proxy_metrics_route(proxy_metrics *m, const proxy_metrics_route_info *info)
+{
+    series k;
+    memset(&k, 0, sizeof(k));
+    k.dir = info->inbound ? 0 : 1;
+    key_value(&k, 0, info->route);
+    key_value(&k, 1, info->entry);
+    key_value(&k, 2, NULL);
+    series *s = table_count(&m->routes, &k, sizeof(route_stats));
+    route_stats *st = s != NULL ? (route_stats *)(s + 1) : &m->routes_other[k.dir];
+    int status = info->status;
+    ctr_add(&st->classes[status >= 100 && status < 600 ? status / 100 : 0], 1);
+    if (info->retries > 0)
+        ctr_add(&st->retries, info->retries);
+    if (info->rate_limited)
+        ctr_add(&st->rate_limited, 1);
+    histo_observe(&st->latency, info->request_ns);
 }
 
 /* ---- TLS failure classes --------------------------------------------------------------------- */
@@ -632,6 +668,146 @@ fail:
     return rc;
 }
 
+/* The route series of every worker (their stats summed per label set), and
+ * the overflow under "_other_". */
+typedef struct route_row {
+    const series *s; /* labels */
+    route_stats sum; /* plain sums (not shared) */
+} route_row;
+
+static void stats_add(route_stats *to, route_stats *from)
+{
+    for (int c = 0; c < 6; c++)
+        ctr_add(&to->classes[c], ctr_get(&from->classes[c]));
+    ctr_add(&to->retries, ctr_get(&from->retries));
+    ctr_add(&to->rate_limited, ctr_get(&from->rate_limited));
+    for (int b = 0; b <= N_BUCKETS; b++)
+        ctr_add(&to->latency.b[b], ctr_get(&from->latency.b[b]));
+    ctr_add(&to->latency.sum_ns, ctr_get(&from->latency.sum_ns));
+}
+
+static uint64_t stats_requests(route_stats *st)
+{
+    uint64_t v = 0;
+    for (int c = 0; c < 6; c++)
+        v += ctr_get(&st->classes[c]);
+    return v;
+}
+
+/* other: two label sets for the overflow, other_sum their stats. */
+static int route_rows(proxy_metrics *const *w, size_t n, series *other, route_stats *other_sum,
+                      route_row **out, size_t *n_out)
+{
+    int rc = 0;
+    rows rs = {0};
+    *out = NULL;
+    *n_out = 0;
+    static const size_t olen = sizeof(PROXY_METRICS_OTHER) - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t cnt = atomic_load_explicit(&w[i]->routes.n, memory_order_acquire);
+        for (size_t j = 0; j < cnt; j++)
+            WARD_TRY(rows_push(&rs, w[i]->routes.items[j], 0));
+    }
+    for (unsigned d = 0; d < 2; d++) {
+        memset(&other[d], 0, sizeof(other[d]));
+        other[d].dir = (uint8_t)d;
+        other[d].v[0] = other[d].v[1] = PROXY_METRICS_OTHER;
+        other[d].len[0] = other[d].len[1] = olen;
+        other[d].v[2] = "";
+        for (size_t i = 0; i < n; i++)
+            stats_add(&other_sum[d], &w[i]->routes_other[d]);
+        if (stats_requests(&other_sum[d]) > 0)
+            WARD_TRY(rows_push(&rs, &other[d], 0));
+    }
+    if (rs.n > 1)
+        qsort(rs.r, rs.n, sizeof(row), row_cmp);
+    route_row *rr = calloc(rs.n ? rs.n : 1, sizeof(*rr));
+    if (rr == NULL) {
+        rc = WARD_ENOMEM;
+        goto fail;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < rs.n;) {
+        rr[k].s = rs.r[i].s;
+        for (; i < rs.n && same_labels(rs.r[i].s, rr[k].s); i++) {
+            const series *s = rs.r[i].s;
+            route_stats *st = s == &other[0] || s == &other[1] ? &other_sum[s->dir]
+                                                               : (route_stats *)((series *)s + 1);
+            stats_add(&rr[k].sum, st);
+        }
+        k++;
+    }
+    *out = rr;
+    *n_out = k;
+fail:
+    free(rs.r);
+    return rc;
+}
+
+static int route_labels(ward_buf *out, const char *name, const series *s)
+{
+    int rc = 0;
+    WARD_TRY(ward_buf_printf(out, "%s{", name));
+    WARD_TRY(put_label(out, true, "direction", dir_name[s->dir], strlen(dir_name[s->dir])));
+    WARD_TRY(put_label(out, false, "route", s->v[0], s->len[0]));
+    WARD_TRY(put_label(out, false, "entry", s->v[1], s->len[1]));
+fail:
+    return rc;
+}
+
+static int render_routes(proxy_metrics *const *w, size_t n, ward_buf *out)
+{
+    static const char *const classes[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    int rc = 0;
+    series other[2];
+    route_stats other_sum[2];
+    memset(other_sum, 0, sizeof(other_sum));
+    route_row *rr = NULL;
+    size_t nr = 0;
+    WARD_TRY(route_rows(w, n, other, other_sum, &rr, &nr));
+    WARD_TRY(put_family(out, "ward_route_requests_total", "counter",
+                        "Requests a Route entry served, by response class."));
+    for (size_t i = 0; i < nr; i++)
+        for (int c = 0; c < 6; c++) {
+            uint64_t v = ctr_get(&rr[i].sum.classes[c]);
+            if (v == 0)
+                continue;
+            WARD_TRY(route_labels(out, "ward_route_requests_total", rr[i].s));
+            WARD_TRY(ward_buf_printf(out, ",code_class=\"%s\"} %" PRIu64 "\n", classes[c], v));
+        }
+    WARD_TRY(put_family(out, "ward_route_retries_total", "counter",
+                        "Retries of the requests a Route entry served."));
+    for (size_t i = 0; i < nr; i++) {
+        WARD_TRY(route_labels(out, "ward_route_retries_total", rr[i].s));
+        WARD_TRY(ward_buf_printf(out, "} %" PRIu64 "\n", ctr_get(&rr[i].sum.retries)));
+    }
+    WARD_TRY(put_family(out, "ward_route_rate_limited_total", "counter",
+                        "Requests a Route entry's rate limit refused (429)."));
+    for (size_t i = 0; i < nr; i++) {
+        WARD_TRY(route_labels(out, "ward_route_rate_limited_total", rr[i].s));
+        WARD_TRY(ward_buf_printf(out, "} %" PRIu64 "\n", ctr_get(&rr[i].sum.rate_limited)));
+    }
+    static const char hname[] = "ward_route_request_duration_seconds";
+    WARD_TRY(put_family(out, hname, "histogram",
+                        "Time from a request's head to its response, per Route entry."));
+    for (size_t i = 0; i < nr; i++) {
+        uint64_t cum = 0;
+        for (size_t b = 0; b <= N_BUCKETS; b++) {
+            cum += ctr_get(&rr[i].sum.latency.b[b]);
+            WARD_TRY(route_labels(out, "ward_route_request_duration_seconds_bucket", rr[i].s));
+            WARD_TRY(ward_buf_printf(out, ",le=\"%s\"} %" PRIu64 "\n", bucket_le[b], cum));
+        }
+        WARD_TRY(route_labels(out, "ward_route_request_duration_seconds_sum", rr[i].s));
+        WARD_TRY(ward_buf_puts(out, "} "));
+        WARD_TRY(put_seconds(out, ctr_get(&rr[i].sum.latency.sum_ns)));
+        WARD_TRY(route_labels(out, "\nward_route_request_duration_seconds_count", rr[i].s));
+        WARD_TRY(ward_buf_printf(out, "} %" PRIu64 "\n", cum));
+    }
+fail:
+    free(rr);
+    return rc;
+}
+
 static int render_histo(proxy_metrics *const *w, size_t n, ward_buf *out, bool decision,
                         const char *name, const char *help)
 {
@@ -717,6 +893,7 @@ int proxy_metrics_render(proxy_metrics *const *w, size_t n, proxy_admin_state *s
                                  dir_name[d], v));
     }
     WARD_TRY(render_upstreams(w, n, out, other));
+    WARD_TRY(render_routes(w, n, out));
     if (st != NULL)
         WARD_TRY(render_state(st, out));
 fail:

@@ -674,6 +674,10 @@ int proxy_http_response_parser_feed(proxy_http_response_parser *p, const char *b
  * destination_service,destination_principal}, ward_decision_duration_seconds
  * and ward_request_duration_seconds{direction} (histograms, buckets 1us..10s),
  * ward_tls_handshake_failures_total{direction,reason},
+ * per Route entry (labels direction, route "ns/name", entry: its name, or
+ * "http[i]") ward_route_requests_total{code_class}, ward_route_retries_total,
+ * ward_route_rate_limited_total and ward_route_request_duration_seconds (at
+ * most PROXY_METRICS_ROUTES_MAX entries per worker, later ones as "_other_"),
  * ward_connections_active{listener}, ward_upstream_connect_failures_total
  * {direction,service}, and from the admin state ward_svid_expiry_timestamp_seconds,
  * ward_policy_info{revision}, ward_policy_reloads_total,
@@ -681,6 +685,7 @@ int proxy_http_response_parser_feed(proxy_http_response_parser *p, const char *b
 
 #define PROXY_METRICS_SERIES_MAX    1024 /* request label sets per worker */
 #define PROXY_METRICS_UPSTREAMS_MAX 256  /* services with connect failures per worker */
+#define PROXY_METRICS_ROUTES_MAX    1024 /* Route entries per worker */
 #define PROXY_METRICS_LABEL_MAX     2048 /* bytes of one label value (a SPIFFE ID's maximum) */
 #define PROXY_METRICS_OTHER         "_other_"
 #define PROXY_METRICS_CONTENT_TYPE  "text/plain; version=0.0.4; charset=utf-8"
@@ -722,6 +727,18 @@ int proxy_metrics_new(proxy_metrics **out);
 void proxy_metrics_free(proxy_metrics *m);
 void proxy_metrics_request(proxy_metrics *m, const proxy_metrics_request_info *info);
 void proxy_metrics_tls_failure(proxy_metrics *m, bool inbound, const char *reason);
+
+/* One finished request that a Route entry served (or refused: rate limited). */
+typedef struct proxy_metrics_route_info {
+    bool inbound;
+    const char *route; /* "ns/name", borrowed */
+    const char *entry; /* the entry's name or "http[i]", borrowed */
+    int status;        /* the response status; 0: none */
+    unsigned retries;  /* retries the request took */
+    bool rate_limited;
+    uint64_t request_ns;
+} proxy_metrics_route_info;
+void proxy_metrics_route(proxy_metrics *m, const proxy_metrics_route_info *info);
 /* A connection of the inbound or outbound listener opened (+1) or closed (-1). */
 void proxy_metrics_connections(proxy_metrics *m, bool inbound, int delta);
 /* Connecting failed: inbound = to our workload (service: ours), outbound = to

@@ -19,6 +19,9 @@ typedef struct wp_req {
     bool idempotent;
     authz_route_retries retry; /* when to retry (a route's, or the default) */
     bool reserved; /* an allowed request's audit slot, filled when the response is known */
+    char *route_label; /* the Route entry that served it: "ns/name" NUL "entry" NUL, or NULL */
+    bool rate_limited;
+    unsigned retries_done;
     uint64_t decision_ns;
     audit_record rec; /* its strings point into strings */
     char *strings;
@@ -213,14 +216,87 @@ static void unavailable(proxy_relay_request *r, const char *why)
 }
 
 /* Answers a denial: the policy's status and body, the decision id to quote to
- * an operator, nothing about policies or internals. */
-static void deny(proxy_relay_request *r, int status, const char *body, const audit_id *id)
+ * an operator, nothing about policies or internals; a rate limit's refusal
+ * says when to come back (retry_after_s > 0). */
+static void deny(proxy_relay_request *r, int status, const char *body, const audit_id *id,
+                 uint64_t retry_after_s)
 {
     if (body == NULL)
         body = DENY_BODY;
-    proxy_header h[2] = {{{"Content-Type", 12}, {"text/plain", 10}},
-                         {{"X-Ward-Decision-Id", 18}, {id->hex, strlen(id->hex)}}};
-    proxy_relay_respond(r, status, h, id->hex[0] ? 2 : 1, body, strlen(body));
+    char ra[24];
+    size_t n = 1;
+    proxy_header h[3] = {{{"Content-Type", 12}, {"text/plain", 10}}};
+    if (id->hex[0])
+        h[n++] = (proxy_header){{"X-Ward-Decision-Id", 18}, {id->hex, strlen(id->hex)}};
+    if (retry_after_s > 0) {
+        int len = snprintf(ra, sizeof(ra), "%llu", (unsigned long long)retry_after_s);
+        h[n++] = (proxy_header){{"Retry-After", 11}, {ra, (size_t)len}};
+    }
+    proxy_relay_respond(r, status, h, n, body, strlen(body));
+}
+
+/* The first field of a header (names are case-insensitive); empty if none. */
+static proxy_slice header_value(const proxy_http_request *h, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < h->n_headers; i++)
+        if (h->headers[i].name.len == len && strncasecmp(h->headers[i].name.ptr, name, len) == 0)
+            return h->headers[i].value;
+    return (proxy_slice){"", 0};
+}
+
+/* Keeps the labels of the Route entry that serves q, for its metrics. */
+static void route_label_keep(wp_req *q, const authz_route *rt)
+{
+    char entry[32];
+    const char *name = rt->name;
+    if (name == NULL || name[0] == '\0') {
+        snprintf(entry, sizeof(entry), "http[%d]", rt->index);
+        name = entry;
+    }
+    size_t a = strlen(rt->policy), b = strlen(name);
+    if ((q->route_label = malloc(a + b + 2)) == NULL)
+        return; /* not counted per route; the request goes on */
+    memcpy(q->route_label, rt->policy, a + 1);
+    memcpy(q->route_label + a + 1, name, b + 1);
+}
+
+/* Inbound: the rate limit of the Route entry that matched, where the caller's
+ * identity is verified (a caller cannot go around it). Refused: the decision
+ * becomes a denial by the Route (429, audited like any denial). */
+static void rate_limit(wp_worker *w, wp_req *q, const proxy_http_request *h, authz_str principal,
+                       authz_decision *d, char *reason, size_t size, uint64_t *retry_after_s)
+{
+    const authz_route *rt = d->route;
+    const authz_rate_limit *rl = &rt->rate_limit;
+    proxy_slice key = {"", 0};
+    if (rl->key == AUTHZ_RATE_KEY_PRINCIPAL)
+        key = (proxy_slice){principal.ptr, principal.len};
+    else if (rl->key == AUTHZ_RATE_KEY_HEADER)
+        key = header_value(h, rl->header);
+    int rc = wp_limits_take(w->limits, rt, key, uv_now(&w->loop), retry_after_s);
+    if (rc == 1)
+        return;
+    const char *per = rl->key == AUTHZ_RATE_KEY_PRINCIPAL ? " per source.principal"
+                      : rl->key == AUTHZ_RATE_KEY_HEADER  ? " per request.headers["
+                                                          : "";
+    if (rc < 0)
+        snprintf(reason, size, "rate limit of Route %s http[%d] unavailable: %s", rt->policy,
+                 rt->index, ward_strerror(rc));
+    else
+        snprintf(reason, size, "rate limited by Route %s http[%d]: %u per %u ms%s%s%s", rt->policy,
+                 rt->index, rl->requests, rl->per_ms, per,
+                 rl->key == AUTHZ_RATE_KEY_HEADER ? rl->header : "",
+                 rl->key == AUTHZ_RATE_KEY_HEADER ? "]" : "");
+    if (rc < 0)
+        *retry_after_s = 1;
+    q->rate_limited = true;
+    d->decision = AUTHZ_DENY;
+    d->policy = rt->policy;
+    d->rule = rt->index;
+    d->reason = reason;
+    d->deny_status = 429;
+    d->deny_body = "too many requests\n";
 }
 
 /* The request attributes of DESIGN.md, the decision, its audit record, and
@@ -243,7 +319,7 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     audit_id id = {{0}};
     audit_producer_id_next(w->audit, &id);
     if (q == NULL || hs == NULL) {
-        deny(r, 503, "service unavailable\n", &id);
+        deny(r, 503, "service unavailable\n", &id, 0);
         goto out;
     }
     proxy_relay_request_set_data(r, q);
@@ -295,6 +371,16 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
         d.deny_status = 403;
         d.deny_body = NULL;
     }
+
+    char limit_reason[512];
+    uint64_t retry_after_s = 0;
+    bool limited = inbound && d.decision == AUTHZ_ALLOW && d.route != NULL &&
+                   d.route->has_rate_limit;
+    if (limited)
+        rate_limit(w, q, h, a.source_principal, &d, limit_reason, sizeof(limit_reason),
+                   &retry_after_s);
+    if (d.route != NULL && (!inbound || limited))
+        route_label_keep(q, d.route);
 
     if (!inbound && up == NULL && d.route == NULL) {
         /* neither an upstream nor a Route has this name: nothing to decide about */
@@ -348,10 +434,10 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     }
 
     if (d.decision != AUTHZ_ALLOW) {
-        deny(r, d.deny_status ? d.deny_status : 403, d.deny_body, &id);
+        deny(r, d.deny_status ? d.deny_status : 403, d.deny_body, &id, retry_after_s);
     } else if (!audit_ok) {
         /* the trail cannot take the record: nothing is served unrecorded */
-        deny(r, 503, "service unavailable: audit trail unavailable\n", &id);
+        deny(r, 503, "service unavailable: audit trail unavailable\n", &id, 0);
     } else {
         q->allow = true;
         char xfcc[2 * IDENT_ID_MAX + 16];
@@ -440,6 +526,7 @@ static bool retry_outbound(proxy_relay_request *r, int status, bool from_upstrea
     }
     proxy_cluster_request_start(q->cluster, ep, true);
     q->retries_left--;
+    q->retries_done++;
     q->is_retry = true;
     q->ep = ep;
     proxy_relay_target t = {
@@ -498,8 +585,22 @@ static void on_done(proxy_relay_request *r, const proxy_relay_result *res, bool 
         .request_ns = res->duration_ns,
     };
     proxy_metrics_request(w->metrics, &info);
-    if (q != NULL)
+    if (q != NULL && q->route_label != NULL) {
+        proxy_metrics_route_info ri = {
+            .inbound = inbound,
+            .route = q->route_label,
+            .entry = q->route_label + strlen(q->route_label) + 1,
+            .status = res->status,
+            .retries = q->retries_done,
+            .rate_limited = q->rate_limited,
+            .request_ns = res->duration_ns,
+        };
+        proxy_metrics_route(w->metrics, &ri);
+    }
+    if (q != NULL) {
         free(q->strings);
+        free(q->route_label);
+    }
     free(q);
 }
 
@@ -650,7 +751,7 @@ static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
             ward_err_set(err, "upstream %s: %s", cfg->upstreams[i].service, ward_strerror(rc));
             return rc;
         }
-    if ((rc = proxy_metrics_new(&w->metrics)) < 0 ||
+    if ((rc = proxy_metrics_new(&w->metrics)) < 0 || (rc = wp_limits_new(px->n_workers, &w->limits)) < 0 ||
         (rc = audit_log_producer_new(px->audit, &w->audit)) < 0 ||
         (rc = proxy_relay_pool_new(&w->loop, 0, 0, &w->pool)) < 0) {
         ward_err_set(err, "worker %u: %s", w->index, ward_strerror(rc));
@@ -758,6 +859,7 @@ void wp_workers_free(wp_proxy *px)
             ident_svid_unref(w->svid);
         if (w->metrics)
             proxy_metrics_free(w->metrics);
+        wp_limits_free(w->limits);
         for (size_t k = 0; w->clusters != NULL && k < px->cfg->n_upstreams; k++)
             proxy_cluster_free(w->clusters[k]);
         free(w->clusters);

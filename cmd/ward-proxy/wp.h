@@ -21,6 +21,7 @@ typedef struct wp_tls {
 } wp_tls;
 
 typedef struct wp_proxy wp_proxy;
+typedef struct wp_limits wp_limits;
 
 typedef struct wp_worker {
     wp_proxy *px;
@@ -37,7 +38,8 @@ typedef struct wp_worker {
     audit_producer *audit;
     proxy_metrics *metrics;
     proxy_cluster **clusters; /* per upstream (cfg->upstreams order) */
-    proxy_rng rng; /* traffic splits */
+    proxy_rng rng;     /* traffic splits */
+    wp_limits *limits; /* Route rate limits (inbound) */
     int relays_open;
     bool stopping;
 } wp_worker;
@@ -95,6 +97,15 @@ void wp_policy_unwatch(wp_proxy *px);
 /* Route warnings and route destinations that are no upstream, each to report. */
 void wp_policy_route_problems(const proxy_config *cfg, const policy_set *set,
                               void (*report)(const char *msg));
+
+/* limits.c: a worker's Route rate limits. The rate of each entry is split
+ * among the workers (see proxy_ratelimit_options). */
+int wp_limits_new(unsigned workers, wp_limits **out);
+void wp_limits_free(wp_limits *l);
+/* Takes a token from the limiter of the entry rt (made on first use) for
+ * key: 1 allowed; 0 refused, *retry_after_s set; WARD_ENOMEM (refuse). */
+int wp_limits_take(wp_limits *l, const authz_route *rt, proxy_slice key, uint64_t now_ms,
+                   uint64_t *retry_after_s);
 
 /* worker.c: the workers, each with its loop, engine and relays */
 int wp_workers_start(wp_proxy *px, ward_err *err);
