@@ -15,7 +15,8 @@ TEST_PKGS := cmocka
 # Debian packages the build and the tests need (make deps installs missing ones).
 DEB_BUILD := build-essential pkg-config libssl-dev libuv1-dev liblua5.4-dev libcjson-dev \
              libpcre2-dev libyaml-dev libcmocka-dev
-DEB_TEST  := curl openssl python3 python3-cryptography clang libclang-rt-14-dev wrk rsyslog rsyslog-gnutls
+DEB_TEST  := curl openssl python3 python3-cryptography clang libclang-rt-14-dev wrk rsyslog rsyslog-gnutls \
+             redis-server redis-tools
 # Peers the benchmarks compare against (make bench installs them).
 DEB_BENCH := nginx libnginx-mod-http-lua haproxy
 

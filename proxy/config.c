@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #define CONNECTIONS_MAX  1000000
 #define UPSTREAMS_MAX    10000
 #define ENDPOINTS_MAX    1000
+#define TCP_LISTENERS_MAX 64
 #define POLICY_PATHS_MAX 1000
 #define SERVICE_NAME_MAX 63
 
@@ -709,6 +711,66 @@ static void parse_outlier_detection(cctx *c, const ward_node *n, proxy_config_up
     }
 }
 
+/* The map's "endpoints": a list of ADDR:PORT (required). */
+static void parse_endpoints(cctx *c, const ward_node *n, char ***endpoints,
+                            struct sockaddr_storage **addrs, size_t *count)
+{
+    const ward_node *v = field(n, "endpoints");
+    if (v == NULL) {
+        missing(c, n, "endpoints", " (a list of ADDR:PORT)");
+        return;
+    }
+    size_t old = push(c, "endpoints");
+    if (expect_list(c, v)) {
+        if (v->n == 0) {
+            cerr(c, v, "at least one endpoint is needed");
+        } else if (v->n > ENDPOINTS_MAX) {
+            cerr(c, v, "too many endpoints (at most %d)", ENDPOINTS_MAX);
+        } else {
+            *endpoints = calloc(v->n, sizeof(**endpoints));
+            *addrs = calloc(v->n, sizeof(**addrs));
+            if (*endpoints == NULL || *addrs == NULL) {
+                c->v.rc = WARD_ENOMEM;
+            } else {
+                *count = v->n;
+                for (size_t i = 0; i < v->n; i++) {
+                    size_t o2 = push_idx(c, i);
+                    (*endpoints)[i] = parse_addr(c, v->items[i], ADDR_CONNECT, NULL, &(*addrs)[i]);
+                    pop(c, o2);
+                }
+            }
+        }
+    }
+    pop(c, old);
+}
+
+/* The map's "spiffe_id": the workload ID every endpoint must present (required). */
+static char *parse_endpoint_id(cctx *c, const ward_node *n)
+{
+    const ward_node *v = field(n, "spiffe_id");
+    if (v == NULL) {
+        missing(c, n, "spiffe_id", " (the SPIFFE ID its endpoints must present)");
+        return NULL;
+    }
+    size_t old = push(c, "spiffe_id");
+    const char *s;
+    char *out = NULL;
+    if (get_str(c, v, &s)) {
+        ward_spiffe_id id;
+        ward_err e;
+        char q[256];
+        if (ward_spiffe_id_parse(s, v->len, &id, &e) < 0)
+            cerr(c, v, "invalid SPIFFE ID %s: %s", ward_quote(q, sizeof(q), s, v->len), e.msg);
+        else if (id.path_len == 0)
+            cerr(c, v, "%s names a trust domain, not a workload (add a path)",
+                 ward_quote(q, sizeof(q), s, v->len));
+        else
+            out = cdup(c, s);
+    }
+    pop(c, old);
+    return out;
+}
+
 static void parse_upstream(cctx *c, const ward_node *n, proxy_config_upstream *u)
 {
     static const char *const keys[] = {"service",           "endpoints",    "spiffe_id",
@@ -728,52 +790,8 @@ static void parse_upstream(cctx *c, const ward_node *n, proxy_config_upstream *u
         u->service = parse_service(c, v);
         pop(c, old);
     }
-    if ((v = field(n, "endpoints")) == NULL) {
-        missing(c, n, "endpoints", " (a list of ADDR:PORT)");
-    } else {
-        old = push(c, "endpoints");
-        if (expect_list(c, v)) {
-            if (v->n == 0) {
-                cerr(c, v, "at least one endpoint is needed");
-            } else if (v->n > ENDPOINTS_MAX) {
-                cerr(c, v, "too many endpoints (at most %d)", ENDPOINTS_MAX);
-            } else {
-                u->endpoints = calloc(v->n, sizeof(*u->endpoints));
-                u->addrs = calloc(v->n, sizeof(*u->addrs));
-                if (u->endpoints == NULL || u->addrs == NULL) {
-                    c->v.rc = WARD_ENOMEM;
-                } else {
-                    u->n_endpoints = v->n;
-                    for (size_t i = 0; i < v->n; i++) {
-                        size_t o2 = push_idx(c, i);
-                        u->endpoints[i] =
-                            parse_addr(c, v->items[i], ADDR_CONNECT, NULL, &u->addrs[i]);
-                        pop(c, o2);
-                    }
-                }
-            }
-        }
-        pop(c, old);
-    }
-    if ((v = field(n, "spiffe_id")) == NULL) {
-        missing(c, n, "spiffe_id", " (the SPIFFE ID its endpoints must present)");
-    } else {
-        old = push(c, "spiffe_id");
-        const char *s;
-        if (get_str(c, v, &s)) {
-            ward_spiffe_id id;
-            ward_err e;
-            char q[256];
-            if (ward_spiffe_id_parse(s, v->len, &id, &e) < 0)
-                cerr(c, v, "invalid SPIFFE ID %s: %s", ward_quote(q, sizeof(q), s, v->len), e.msg);
-            else if (id.path_len == 0)
-                cerr(c, v, "%s names a trust domain, not a workload (add a path)",
-                     ward_quote(q, sizeof(q), s, v->len));
-            else
-                u->spiffe_id = cdup(c, s);
-        }
-        pop(c, old);
-    }
+    parse_endpoints(c, n, &u->endpoints, &u->addrs, &u->n_endpoints);
+    u->spiffe_id = parse_endpoint_id(c, n);
     bool balance_ok = true; /* a bad balance is reported once, not again at hash_key */
     if ((v = field(n, "balance")) != NULL) {
         old = push(c, "balance");
@@ -835,6 +853,115 @@ static void parse_upstreams(cctx *c, const ward_node *n, proxy_config *cfg)
                 break;
             }
         }
+        pop(c, old);
+    }
+}
+
+/* A TCP listener: inbound (mTLS from other proxies to `app`) or outbound (the
+ * workload's plaintext connections, on loopback, to `endpoints` over mTLS). */
+static void parse_tcp_listener(cctx *c, const ward_node *n, proxy_config_tcp *t)
+{
+    static const char *const keys[] = {"name",      "listen",          "app",
+                                       "service",   "endpoints",       "spiffe_id",
+                                       "server_name", "connect_timeout", "idle_timeout", NULL};
+    if (!expect_map(c, n))
+        return;
+    check_keys(c, n, keys);
+    t->line = n->line;
+    const ward_node *v;
+    size_t old;
+    if ((v = field(n, "name")) == NULL) {
+        missing(c, n, "name", " (names the listener in audit records and logs)");
+    } else {
+        old = push(c, "name");
+        t->name = parse_service(c, v);
+        pop(c, old);
+    }
+    const ward_node *app = field(n, "app"), *eps = field(n, "endpoints");
+    t->inbound = app != NULL;
+    if ((app == NULL) == (eps == NULL)) {
+        cerr(c, n, "give either app (an inbound listener: mTLS from other proxies to the local "
+                   "workload) or endpoints (an outbound one: the workload's connections to a "
+                   "remote service)");
+        return;
+    }
+    if ((v = field(n, "listen")) == NULL) {
+        missing(c, n, "listen", " (ADDR:PORT)");
+    } else {
+        old = push(c, "listen");
+        t->listen = t->inbound ? parse_addr(c, v, ADDR_LISTEN, NULL, &t->listen_addr)
+                               : parse_addr(c, v, ADDR_LISTEN_LOOPBACK,
+                                            "an outbound listener is plaintext and lends this "
+                                            "workload's identity to whoever connects",
+                                            &t->listen_addr);
+        pop(c, old);
+    }
+    if (t->inbound) {
+        static const char *const outbound_only[] = {"service", "spiffe_id", "server_name", NULL};
+        for (size_t i = 0; outbound_only[i] != NULL; i++)
+            if ((v = field(n, outbound_only[i])) != NULL) {
+                old = push(c, outbound_only[i]);
+                cerr(c, v, "%s is for outbound listeners (with endpoints)", outbound_only[i]);
+                pop(c, old);
+            }
+        old = push(c, "app");
+        t->app = parse_addr(c, app, ADDR_CONNECT, NULL, &t->app_addr);
+        pop(c, old);
+    } else {
+        if ((v = field(n, "service")) == NULL) {
+            missing(c, n, "service", " (the remote service: destination.service to policies)");
+        } else {
+            old = push(c, "service");
+            t->service = parse_service(c, v);
+            pop(c, old);
+        }
+        parse_endpoints(c, n, &t->endpoints, &t->addrs, &t->n_endpoints);
+        t->spiffe_id = parse_endpoint_id(c, n);
+        if ((v = field(n, "server_name")) != NULL) {
+            old = push(c, "server_name");
+            t->server_name = parse_service(c, v);
+            pop(c, old);
+        }
+    }
+    static const struct {
+        const char *key;
+        size_t off;
+    } timeouts[] = {{"connect_timeout", offsetof(proxy_config_tcp, connect_timeout_ms)},
+                    {"idle_timeout", offsetof(proxy_config_tcp, idle_timeout_ms)}};
+    for (size_t i = 0; i < 2; i++)
+        if ((v = field(n, timeouts[i].key)) != NULL) {
+            old = push(c, timeouts[i].key);
+            parse_timeout(c, v, (uint64_t *)((char *)t + timeouts[i].off));
+            pop(c, old);
+        }
+}
+
+static void parse_tcp(cctx *c, const ward_node *n, proxy_config *cfg)
+{
+    if (!expect_list(c, n) || n->n == 0)
+        return;
+    if (n->n > TCP_LISTENERS_MAX) {
+        cerr(c, n, "too many TCP listeners (at most %d)", TCP_LISTENERS_MAX);
+        return;
+    }
+    if ((cfg->tcp = calloc(n->n, sizeof(*cfg->tcp))) == NULL) {
+        c->v.rc = WARD_ENOMEM;
+        return;
+    }
+    cfg->n_tcp = n->n;
+    for (size_t i = 0; i < n->n; i++) {
+        size_t old = push_idx(c, i);
+        proxy_config_tcp *t = &cfg->tcp[i];
+        parse_tcp_listener(c, n->items[i], t);
+        for (size_t j = 0; t->name != NULL && j < i; j++)
+            if (cfg->tcp[j].name != NULL && strcmp(cfg->tcp[j].name, t->name) == 0) {
+                size_t o2 = push(c, "name");
+                cerr(c, ward_node_get(n->items[i], "name"),
+                     "duplicate TCP listener \"%s\" (first defined at line %d)", t->name,
+                     cfg->tcp[j].line);
+                pop(c, o2);
+                break;
+            }
         pop(c, old);
     }
 }
@@ -1197,6 +1324,35 @@ static void check_listeners(cctx *c, const ward_node *root, proxy_config *cfg)
     }
 }
 
+/* A TCP listener's address is no other listener's. */
+static void check_tcp_listeners(cctx *c, const ward_node *root, proxy_config *cfg)
+{
+    const ward_node *list = ward_node_get(root, "tcp");
+    for (size_t i = 0; list != NULL && i < cfg->n_tcp && i < list->n; i++) {
+        const proxy_config_tcp *t = &cfg->tcp[i];
+        if (t->listen == NULL)
+            continue;
+        const char *other = NULL;
+        if (cfg->inbound.listen && same_addr(&t->listen_addr, &cfg->inbound.listen_addr))
+            other = "inbound.listen";
+        else if (cfg->outbound.listen && same_addr(&t->listen_addr, &cfg->outbound.listen_addr))
+            other = "outbound.listen";
+        else if (cfg->admin.listen && same_addr(&t->listen_addr, &cfg->admin.listen_addr))
+            other = "admin.listen";
+        for (size_t j = 0; other == NULL && j < i; j++)
+            if (cfg->tcp[j].listen && same_addr(&t->listen_addr, &cfg->tcp[j].listen_addr))
+                other = cfg->tcp[j].name;
+        if (other == NULL)
+            continue;
+        size_t old = push(c, "tcp");
+        push_idx(c, i);
+        push(c, "listen");
+        cerr(c, ward_node_get(list->items[i], "listen"), "\"%s\" is also used by %s", t->listen,
+             other);
+        pop(c, old);
+    }
+}
+
 static const proxy_config_timeouts default_timeouts = {
     .header_read_ms = 10000,
     .idle_ms = 60000,
@@ -1229,7 +1385,7 @@ static void parse_root(cctx *c, const ward_node *root, proxy_config *cfg)
 {
     static const char *const keys[] = {"service", "identity", "inbound", "outbound", "upstreams",
                                        "policy",  "audit",    "admin",   "workers",  "timeouts",
-                                       "limits",  "tls",      NULL};
+                                       "limits",  "tls",      "tcp",      NULL};
     if (root->kind != WARD_NODE_MAP) {
         cerr(c, root, "expected a map of settings, got %s", ward_node_describe(root));
         return;
@@ -1266,6 +1422,7 @@ static void parse_root(cctx *c, const ward_node *root, proxy_config *cfg)
         {"workers", parse_workers, NULL},
         {"limits", parse_limits, NULL},
         {"tls", parse_tls, NULL},
+        {"tcp", parse_tcp, NULL},
     };
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
         if ((v = field(root, sections[i].key)) == NULL) {
@@ -1292,6 +1449,7 @@ static void parse_root(cctx *c, const ward_node *root, proxy_config *cfg)
     if (cfg->workers_auto)
         cfg->workers = online_cores();
     check_listeners(c, root, cfg);
+    check_tcp_listeners(c, root, cfg);
 }
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -1311,6 +1469,20 @@ void proxy_config_free(proxy_config *cfg)
     free(cfg->inbound.listen);
     free(cfg->inbound.app);
     free(cfg->outbound.listen);
+    for (size_t i = 0; i < cfg->n_tcp; i++) {
+        proxy_config_tcp *t = &cfg->tcp[i];
+        free(t->name);
+        free(t->listen);
+        free(t->app);
+        free(t->service);
+        for (size_t j = 0; j < t->n_endpoints; j++)
+            free(t->endpoints[j]);
+        free(t->endpoints);
+        free(t->addrs);
+        free(t->spiffe_id);
+        free(t->server_name);
+    }
+    free(cfg->tcp);
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         proxy_config_upstream *u = &cfg->upstreams[i];
         free(u->service);

@@ -419,6 +419,26 @@ typedef struct proxy_config_upstream {
     } retry_budget;
 } proxy_config_upstream;
 
+/* A TCP listener (tcp.c): inbound (app set: mTLS from other proxies to the
+ * local workload) or outbound (endpoints set: the workload's plaintext
+ * connections, on loopback, to a remote service over mTLS). */
+typedef struct proxy_config_tcp {
+    char *name; /* unique; names it in audit records (request.host) and logs */
+    char *listen;
+    struct sockaddr_storage listen_addr;
+    bool inbound;
+    char *app; /* inbound */
+    struct sockaddr_storage app_addr;
+    char *service;                  /* outbound: destination.service */
+    char **endpoints;               /* outbound: tried in turn */
+    struct sockaddr_storage *addrs;
+    size_t n_endpoints;
+    char *spiffe_id;   /* outbound: what every endpoint must present */
+    char *server_name; /* outbound: the SNI sent; NULL = the service */
+    uint64_t connect_timeout_ms, idle_timeout_ms; /* 0 = the defaults of proxy_tcp_options */
+    int line;
+} proxy_config_tcp;
+
 typedef enum proxy_config_identity_mode {
     PROXY_IDENTITY_WARDD,  /* attest to wardd with a join token, renew from it */
     PROXY_IDENTITY_STATIC, /* certificate, key and bundle read from files */
@@ -451,6 +471,8 @@ typedef struct proxy_config {
     } outbound;
     proxy_config_upstream *upstreams;
     size_t n_upstreams;
+    proxy_config_tcp *tcp; /* TCP listeners */
+    size_t n_tcp;
     struct {
         char **paths; /* files or folders of policies */
         size_t n_paths;

@@ -237,6 +237,9 @@ int main(int argc, char **argv)
     wp_log("%s as %s: inbound %d (app %s), outbound %s, admin %d, %u worker(s), audit %s",
            cfg->service, ident_svid_id(px->tls.svid), px->inbound_port, cfg->inbound.app,
            outbound, proxy_admin_port(px->admin), px->n_workers, cfg->audit.dir);
+    for (size_t i = 0; i < cfg->n_tcp; i++)
+        wp_log("tcp %s: %s %d -> %s", cfg->tcp[i].name, cfg->tcp[i].inbound ? "inbound" : "outbound",
+               px->tcp_ports[i], cfg->tcp[i].inbound ? cfg->tcp[i].app : cfg->tcp[i].service);
 
     uv_run(px->loop, UV_RUN_DEFAULT);
 
@@ -252,6 +255,7 @@ int main(int argc, char **argv)
         wp_log("audit sink: %s", err.msg);
     wp_workers_free(px);
     free(px->admin_metrics);
+    free(px->tcp_ports);
     free(px->admin_clusters);
     free(px->watches);
     if (px->bundle)

@@ -27,20 +27,19 @@ typedef struct wp_req {
     char *strings;
 } wp_req;
 
-/* The record's borrowed strings, copied so that it can be completed later. */
-static int record_keep(wp_req *q)
+int wp_record_keep(audit_record *rec, char **strings)
 {
-    audit_str *f[] = {&q->rec.policy,           &q->rec.reason,      &q->rec.dry_run_policy,
-                      &q->rec.source_principal, &q->rec.source_ip,   &q->rec.destination_service,
-                      &q->rec.destination_principal, &q->rec.method, &q->rec.host,
-                      &q->rec.path,             &q->rec.protocol,    &q->rec.bundle,
-                      &q->rec.trace_id,         &q->rec.peer_cert_sha256};
+    audit_str *f[] = {&rec->policy,           &rec->reason,      &rec->dry_run_policy,
+                      &rec->source_principal, &rec->source_ip,   &rec->destination_service,
+                      &rec->destination_principal, &rec->method, &rec->host,
+                      &rec->path,             &rec->protocol,    &rec->bundle,
+                      &rec->trace_id,         &rec->peer_cert_sha256};
     size_t n = sizeof(f) / sizeof(f[0]), total = 0;
     for (size_t i = 0; i < n; i++)
         total += f[i]->ptr ? f[i]->len + 1 : 0;
-    if ((q->strings = malloc(total + 1)) == NULL)
+    if ((*strings = malloc(total + 1)) == NULL)
         return WARD_ENOMEM;
-    char *p = q->strings;
+    char *p = *strings;
     for (size_t i = 0; i < n; i++) {
         if (f[i]->ptr == NULL)
             continue;
@@ -79,8 +78,7 @@ static audit_str aud(authz_str s)
     return (audit_str){s.ptr, s.len};
 }
 
-/* "10.0.0.7:41234" / "[::1]:41234" -> ip slice and port. */
-static void split_addr(const char *a, authz_str *ip, int *port)
+void wp_split_addr(const char *a, authz_str *ip, int *port)
 {
     *ip = (authz_str){NULL, 0};
     *port = -1;
@@ -330,18 +328,18 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     const char *path = proxy_relay_request_path(r, &path_len);
     if (inbound) {
         a.source_principal = cstr(peer->spiffe_id);
-        split_addr(peer->addr, &a.source_ip, &a.source_port);
+        wp_split_addr(peer->addr, &a.source_ip, &a.source_port);
         a.destination_service = cstr(cfg->service);
         a.destination_principal = cstr(self);
         a.destination_port = px->inbound_port;
         a.mtls = 1;
     } else {
         a.source_principal = cstr(self);
-        split_addr(peer->addr, &a.source_ip, &a.source_port);
+        wp_split_addr(peer->addr, &a.source_ip, &a.source_port);
         if (up != NULL) {
             a.destination_service = cstr(up->service);
             a.destination_principal = cstr(up->spiffe_id);
-            split_addr(up->endpoints[0], &(authz_str){0}, &a.destination_port);
+            wp_split_addr(up->endpoints[0], &(authz_str){0}, &a.destination_port);
         } else { /* a name only a Route can serve (a split between versions) */
             proxy_slice name = host_name(h->host);
             a.destination_service = (authz_str){name.ptr, name.len};
@@ -422,7 +420,7 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     /* a denial is recorded now (its answer is known); an allowed request gets
      * its place in the trail now and is recorded with its response status */
     *rec_p = rec;
-    bool kept = record_keep(q) == 0, audit_ok;
+    bool kept = wp_record_keep(&q->rec, &q->strings) == 0, audit_ok;
     if (!kept)
         q->rec = (audit_record){0};
     if (d.decision != AUTHZ_ALLOW) {
@@ -677,6 +675,7 @@ static void on_wake(uv_async_t *a)
     if (t.server != NULL) {
         if (w->inbound)
             proxy_relay_set_tls(w->inbound, t.server);
+        wp_tcp_set_tls(w, t.server);
         proxy_tls_ctx_unref(t.server);
         proxy_tls_ctx_unref(w->client_tls);
         w->client_tls = t.client;
@@ -690,6 +689,7 @@ static void on_wake(uv_async_t *a)
         if (w->outbound)
             proxy_relay_close(w->outbound, px->cfg->drain_ms, relay_closed, w);
         w->inbound = w->outbound = NULL;
+        wp_tcp_close(w, px->cfg->drain_ms, relay_closed);
     }
 }
 
@@ -722,13 +722,12 @@ static proxy_relay_options relay_options(const proxy_config *cfg, wp_worker *w, 
     return o;
 }
 
-static int set_port(struct sockaddr_storage *ss, int port)
+void wp_set_port(struct sockaddr_storage *ss, int port)
 {
     if (ss->ss_family == AF_INET6)
         ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
     else
         ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-    return 0;
 }
 
 static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
@@ -783,12 +782,14 @@ static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
         proxy_relay_set_tls(w->inbound, server);
         struct sockaddr_storage addr = cfg->inbound.listen_addr;
         if (px->inbound_port > 0)
-            set_port(&addr, px->inbound_port);
+            wp_set_port(&addr, px->inbound_port);
         rc = proxy_relay_listen(w->inbound, (struct sockaddr *)&addr, reuse, err);
         if (rc == 0)
             px->inbound_port = proxy_relay_port(w->inbound);
         w->relays_open++;
     }
+    if (rc == 0)
+        rc = wp_tcp_start(w, server, err);
     proxy_tls_ctx_unref(server);
     if (rc < 0 || cfg->outbound.listen == NULL)
         return rc;
@@ -797,7 +798,7 @@ static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
     if (rc == 0) {
         struct sockaddr_storage addr = cfg->outbound.listen_addr;
         if (px->outbound_port > 0)
-            set_port(&addr, px->outbound_port);
+            wp_set_port(&addr, px->outbound_port);
         rc = proxy_relay_listen(w->outbound, (struct sockaddr *)&addr, reuse, err);
         if (rc == 0)
             px->outbound_port = proxy_relay_port(w->outbound);
@@ -809,7 +810,8 @@ static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
 int wp_workers_start(wp_proxy *px, ward_err *err)
 {
     px->workers = calloc(px->n_workers, sizeof(*px->workers));
-    if (px->workers == NULL)
+    px->tcp_ports = calloc(px->cfg->n_tcp + 1, sizeof(*px->tcp_ports));
+    if (px->workers == NULL || px->tcp_ports == NULL)
         return WARD_ENOMEM;
     for (unsigned i = 0; i < px->n_workers; i++) {
         wp_worker *w = &px->workers[i];
@@ -860,6 +862,7 @@ void wp_workers_free(wp_proxy *px)
         if (w->metrics)
             proxy_metrics_free(w->metrics);
         wp_limits_free(w->limits);
+        wp_tcp_free(w);
         for (size_t k = 0; w->clusters != NULL && k < px->cfg->n_upstreams; k++)
             proxy_cluster_free(w->clusters[k]);
         free(w->clusters);

@@ -22,6 +22,7 @@ typedef struct wp_tls {
 
 typedef struct wp_proxy wp_proxy;
 typedef struct wp_limits wp_limits;
+typedef struct wp_tcp_listener wp_tcp_listener;
 
 typedef struct wp_worker {
     wp_proxy *px;
@@ -40,6 +41,8 @@ typedef struct wp_worker {
     proxy_cluster **clusters; /* per upstream (cfg->upstreams order) */
     proxy_rng rng;     /* traffic splits */
     wp_limits *limits; /* Route rate limits (inbound) */
+    proxy_tcp **tcp;   /* TCP listeners (cfg->tcp order) */
+    wp_tcp_listener *tcp_listeners;
     int relays_open;
     bool stopping;
 } wp_worker;
@@ -57,6 +60,7 @@ struct wp_proxy {
     wp_worker *workers;
     unsigned n_workers;
     int inbound_port, outbound_port;
+    int *tcp_ports; /* per cfg->tcp: the port the first worker bound, the others share */
 
     /* snapshots published to workers: take the lock, compare the generation */
     pthread_mutex_t lock;
@@ -107,8 +111,22 @@ void wp_limits_free(wp_limits *l);
 int wp_limits_take(wp_limits *l, const authz_route *rt, proxy_slice key, uint64_t now_ms,
                    uint64_t *retry_after_s);
 
+/* tcp.c: a worker's TCP listeners */
+int wp_tcp_start(wp_worker *w, proxy_tls_ctx *server, ward_err *err);
+/* A renewed SVID: the server context for connections accepted from now on. */
+void wp_tcp_set_tls(wp_worker *w, proxy_tls_ctx *server);
+/* Stops accepting; cb(w) once per listener when it is closed. */
+void wp_tcp_close(wp_worker *w, uint64_t drain_ms, proxy_done_cb cb);
+void wp_tcp_free(wp_worker *w);
+
 /* worker.c: the workers, each with its loop, engine and relays */
 int wp_workers_start(wp_proxy *px, ward_err *err);
+/* The record's borrowed strings, copied into *strings (one allocation) so
+ * that it can be completed later. */
+int wp_record_keep(audit_record *rec, char **strings);
+/* "10.0.0.7:41234" / "[::1]:41234" -> ip slice and port (-1: none). */
+void wp_split_addr(const char *a, authz_str *ip, int *port);
+void wp_set_port(struct sockaddr_storage *ss, int port);
 /* Wakes every worker to pick up new snapshots. */
 void wp_workers_notify(wp_proxy *px);
 /* Stops accepting, drains up to cfg->drain_ms, joins the threads. */
