@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """app.py - one small shop service of the Ward demo (Python standard library only).
 
-    python3 app.py NAME PORT [OUTBOUND]
+    python3 app.py NAME PORT [OUTBOUND] [--version V]
 
 NAME is frontend, checkout, payments or inventory; the app listens in plaintext
 on 127.0.0.1:PORT, which only its own ward-proxy reaches (`inbound.app`), and
@@ -9,6 +9,11 @@ answers JSON. OUTBOUND (HOST:PORT) is its sidecar's outbound listener: to call
 another service the app sends plain HTTP there with `Host: <service>`, and the
 proxy decides, originates mutual TLS with the app's SPIFFE identity and checks
 the callee's. The app holds no certificate, no key and no policy.
+
+--version (default v1) names the build: the demo runs checkout and payments
+twice, v1 and v2 (the canary that examples/policies/routes.yaml sends some
+calls to), each build with its own ward-proxy and SPIFFE identity. Every
+answer carries "version", so a client sees which build served it.
 
 Every answer says who called (the verified SPIFFE ID the proxy put in
 X-Forwarded-Client-Cert) and the W3C trace id, which the app passes on to the
@@ -24,12 +29,20 @@ import secrets
 import sys
 import time
 
-NAME, PORT = sys.argv[1], int(sys.argv[2])
-OUTBOUND = sys.argv[3] if len(sys.argv) > 3 else None
+ARGS = sys.argv[1:]
+VERSION = "v1"
+if "--version" in ARGS:
+    i = ARGS.index("--version")
+    VERSION = ARGS[i + 1] if i + 1 < len(ARGS) else sys.exit("app.py: --version needs a value")
+    del ARGS[i:i + 2]
+if len(ARGS) not in (2, 3):
+    sys.exit("usage: app.py NAME PORT [OUTBOUND] [--version V]")
+NAME, PORT = ARGS[0], int(ARGS[1])
+OUTBOUND = ARGS[2] if len(ARGS) > 2 else None
 
 
 def log(msg):
-    print("%s %s: %s" % (time.strftime("%H:%M:%S"), NAME, msg), flush=True)
+    print("%s %s %s: %s" % (time.strftime("%H:%M:%S"), NAME, VERSION, msg), flush=True)
 
 
 class Upstream(Exception):
@@ -42,7 +55,7 @@ class Upstream(Exception):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "shop-" + NAME
+    server_version = "shop-%s/%s" % (NAME, VERSION)
 
     def log_message(self, *args):  # the default goes to stderr; we log in serve()
         pass
@@ -87,8 +100,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             cart = req.get("cart", "c-42")
             # which checkout flow a tenant is on is checkout's policy (a `when` on x-tenant)
             tenant = self.headers.get("x-tenant", "acme")
+            hdrs = {"x-tenant": tenant}
+            # testers opt in to checkout's canary build (routes.yaml: canary-by-header)
+            if self.headers.get("x-canary"):
+                hdrs["x-canary"] = self.headers["x-canary"]
             order = self.call("checkout", "POST", "/v1/carts/%s/checkout" % cart,
-                              {"items": req.get("items", ["sku-123"])}, {"x-tenant": tenant})
+                              {"items": req.get("items", ["sku-123"])}, hdrs)
             return 200, {"order": order}
         return None
 
@@ -110,7 +127,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if m == "POST" and path == "/v1/charges":
             return 200, {"charge_id": "ch_" + secrets.token_hex(6), "amount": req.get("amount"),
                          "status": "succeeded"}
-        if m == "GET" and path.startswith("/v1/charges/"):
+        if m in ("GET", "HEAD") and re.fullmatch(r"/v[12]/charges/[^/]+", path):
+            # both builds serve the v2 API; routes.yaml sends 10% of its reads to v2
             return 200, {"charge_id": path.rsplit("/", 1)[1], "status": "succeeded"}
         if path.startswith("/admin"):
             # would hand out secrets; the mesh-wide DENY keeps every caller but ops away
@@ -153,7 +171,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except Exception as e:  # noqa: BLE001 - a demo app answers 502 and keeps serving
             res = (502, {"error": "%s: %s" % (type(e).__name__, e)})
         status, doc = res
-        out = {"service": NAME, "caller": self.caller(), "trace_id": self.trace_id()}
+        out = {"service": NAME, "version": VERSION, "caller": self.caller(),
+               "trace_id": self.trace_id()}
         out.update(doc)
         body = (json.dumps(out) + "\n").encode()
         self.send_response(status)

@@ -10,17 +10,20 @@
 # `make demo` builds first and runs the first form. The mesh:
 #
 #   you ──curl──► gateway ══mTLS══► frontend ══mTLS══► checkout ══mTLS══► payments
+#                                      ║     ╲            ║   ╲══mTLS══════► payments-v2 (canary, 10% of /v2 reads)
+#                                      ║      ╲══mTLS══► checkout-v2 (canary: x-canary: 1, beta tenants)
 #                                      ║                   ╚══════mTLS═════► inventory
 #                                      ╚═══════════════mTLS════════════════► inventory
 #
-# one wardd (the CA), four Python apps (examples/demo/app.py), five ward-proxy
-# sidecars (examples/demo/*.yaml) enforcing examples/policies. Everything lives in
+# one wardd (the CA), six Python apps (examples/demo/app.py: four services, and a
+# v2 build of checkout and of payments), seven ward-proxy sidecars
+# (examples/demo/*.yaml) enforcing examples/policies. Everything lives in
 # DEMO_DIR (default BUILD/demo: configs, tokens, SVIDs, audit trails, logs) and
 # every process started is listed in DEMO_DIR/pids, which --stop and the exit
 # trap use to stop exactly those processes.
 #
 # Environment: BUILD (default build: binaries in BUILD/bin), DEMO_DIR,
-# DEMO_PORT_BASE (default 18000: the configs' ports are 18000..18499; another
+# DEMO_PORT_BASE (default 18000: the configs' ports are 18000..18699; another
 # base shifts them all; busy ports make the script pick a free base itself).
 set -uo pipefail
 
@@ -34,8 +37,8 @@ case "$DEMO_DIR" in /*) ;; *) DEMO_DIR="$ROOT/$DEMO_DIR" ;; esac
 DEMO_DIR="${DEMO_DIR%/}"
 PIDFILE="$DEMO_DIR/pids"
 TD=example.org
-SERVICES=(frontend checkout payments inventory)   # the apps
-PROXIES=(gateway frontend checkout payments inventory)
+SERVICES=(frontend checkout payments inventory checkout-v2 payments-v2) # the apps
+PROXIES=(gateway frontend checkout payments inventory checkout-v2 payments-v2)
 PY=/usr/bin/python3 # Debian's; a pyenv shim would add ~100 ms to every start
 [ -x "$PY" ] || PY=python3
 
@@ -230,8 +233,8 @@ count() { # PATTERN FILE: lines with PATTERN (fixed string)
 
 # ---- ports -----------------------------------------------------------------------------------
 
-# The configs in examples/demo use 127.0.0.1:18000..18499; DEMO_PORT_BASE moves them all.
-CFG_PORTS=$(grep -ohE '127\.0\.0\.1:18[0-4][0-9][0-9]' "$EX"/*.yaml | cut -d: -f2 | sort -u)
+# The configs in examples/demo use 127.0.0.1:18000..18699; DEMO_PORT_BASE moves them all.
+CFG_PORTS=$(grep -ohE '127\.0\.0\.1:18[0-6][0-9][0-9]' "$EX"/*.yaml | cut -d: -f2 | sort -u)
 free_base() { # PREFERRED ANY: the preferred base if all ports are free there, else (ANY=1) another
     # shellcheck disable=SC2086 # one argument per port
     "$PY" - "$1" "$2" $CFG_PORTS <<'EOF'
@@ -287,7 +290,7 @@ if [ -f "$PIDFILE" ]; then
     stop_all # leftovers of a demo that was killed
 fi
 if [ -z "$PORT_BASE" ]; then
-    echo "run.sh: the demo's ports ($(port 18000)..$(port 18499)) are busy, and no free range was found" >&2
+    echo "run.sh: the demo's ports ($(port 18000)..$(port 18699)) are busy, and no free range was found" >&2
     [ -n "$PORT_BASE_ASKED" ] && echo "(DEMO_PORT_BASE=$PORT_BASE_ASKED; unset it to let the demo pick)" >&2
     exit 1
 fi
@@ -336,7 +339,7 @@ trap 'exit 143' TERM
 # Configs: examples/demo/*.yaml with the ports shifted to PORT_BASE; policies: a copy of
 # examples/policies that the proxies watch (edit it: every proxy reloads within a second).
 for f in "$EX"/*.yaml; do
-    BASE=$PORT_BASE perl -pe 's/127\.0\.0\.1:18([0-4]\d\d)/"127.0.0.1:" . ($ENV{BASE} + $1)/ge' \
+    BASE=$PORT_BASE perl -pe 's/127\.0\.0\.1:18([0-6]\d\d)/"127.0.0.1:" . ($ENV{BASE} + $1)/ge' \
         "$f" >"$DEMO_DIR/$(basename "$f")"
 done
 cp -r examples/policies "$DEMO_DIR/policies"
@@ -344,10 +347,19 @@ cp -r examples/policies "$DEMO_DIR/policies"
 GW_OUT=$(port 18001)
 CK_OUT=$(port 18201)
 declare -A ADMIN=([gateway]=$(port 18000) [frontend]=$(port 18100) [checkout]=$(port 18200)
-    [payments]=$(port 18300) [inventory]=$(port 18400))
+    [payments]=$(port 18300) [inventory]=$(port 18400) [payments-v2]=$(port 18500)
+    [checkout-v2]=$(port 18600))
 declare -A APP=([frontend]=$(port 18180) [checkout]=$(port 18280) [payments]=$(port 18380)
-    [inventory]=$(port 18480))
-declare -A OUTB=([frontend]=127.0.0.1:$(port 18101) [checkout]=127.0.0.1:$CK_OUT)
+    [inventory]=$(port 18480) [payments-v2]=$(port 18580) [checkout-v2]=$(port 18680))
+declare -A OUTB=([frontend]=127.0.0.1:$(port 18101) [checkout]=127.0.0.1:$CK_OUT
+    [checkout-v2]=127.0.0.1:$(port 18601))
+app_args() { # app -> app.py's arguments: NAME PORT [OUTBOUND] [--version v2]
+    local name=${1%-v2}
+    printf '%s\n' "$name" "${APP[$1]}"
+    [ -n "${OUTB[$1]:-}" ] && printf '%s\n' "${OUTB[$1]}"
+    [ "$name" != "$1" ] && printf '%s\n' --version v2
+    return 0
+}
 sid() { # service -> SPIFFE ID
     case "$1" in
     gateway) echo "spiffe://$TD/ns/edge/sa/gateway" ;;
@@ -378,10 +390,11 @@ for s in "${PROXIES[@]}"; do
         abort "wardctl creates a join token for $s" "$(cat "$DEMO_DIR/logs/token.err")"
 done
 
-step "Four apps (plain HTTP on loopback) and a ward-proxy beside each, plus the edge gateway"
+step "Six apps (plain HTTP on loopback: four services, a v2 build of checkout and of payments), a ward-proxy beside each, and the edge gateway"
 for s in "${SERVICES[@]}"; do
-    cmdline "python3 $EX/app.py $s ${APP[$s]} ${OUTB[$s]:+${OUTB[$s]} }&"
-    spawn "app-$s" "$PY" -u "$EX/app.py" "$s" "${APP[$s]}" ${OUTB[$s]:+"${OUTB[$s]}"}
+    mapfile -t args < <(app_args "$s")
+    cmdline "python3 $EX/app.py ${args[*]} &"
+    spawn "app-$s" "$PY" -u "$EX/app.py" "${args[@]}"
 done
 for s in "${PROXIES[@]}"; do
     cmdline "ward-proxy --config $DD/$s.yaml &"
@@ -401,19 +414,21 @@ for s in "${PROXIES[@]}"; do
     # an auditor's copy of the key that signs this trail's checkpoints (out of band)
     cp "$DEMO_DIR/audit/$s/checkpoint.pub" "$DEMO_DIR/keys/$s-audit.pub" 2>/dev/null
 done
-pass "wardd, 4 apps and 5 proxies are up ($(elapsed) s)"
+pass "wardd, ${#SERVICES[@]} apps and ${#PROXIES[@]} proxies are up ($(elapsed) s)"
 cat <<EOF
 
    you ──curl──► gateway :$GW_OUT ══mTLS══► frontend ══mTLS══► checkout ══mTLS══► payments
-                                             ║                   ╚═══════mTLS═════► inventory
-                                             ╚════════════mTLS══════════════════► inventory
+                                             ║      ╲             ║  ╲═══mTLS═════► payments-v2 (canary)
+                                             ║       ╲══mTLS══► checkout-v2 (canary)
+                                             ║                    ╚═══════mTLS═════► inventory
+                                             ╚════════════mTLS═══════════════════► inventory
 EOF
 
 # ---- the tour -----------------------------------------------------------------------------------
 
 # shellcheck disable=SC2016 # wait_for ... eval '...': expanded when evaluated, each time
 tour() {
-    local code trace n s rec id i ok calls exp0 exp1 line
+    local code trace n s rec id i ok calls exp0 exp1 line n1 n2
 
     step "1. An allowed call across the mesh: gateway → frontend → checkout → payments (+ inventory)"
     say "The frontend app calls checkout through its sidecar, and checkout calls inventory and"
@@ -460,7 +475,36 @@ tour() {
         '"decision":"allow","policy":"shop/inventory-access",.*"dry_run":\{"decision":"deny","policy":"shop/inventory-no-deletes","rule":0\}' \
         "$OUT"
 
-    step "4. SVID rotation in progress: the proxies renew at about half-life, traffic keeps flowing"
+    step "4. A canary route: payments' v2 build gets 10% of the v2 reads, checkout's v2 the testers"
+    say "examples/policies/routes.yaml is a Route: on the caller's side, the outbound proxy picks the"
+    say "build. GET/HEAD on payments' /v2/* go 10% to payments-v2, 90% to payments; each build is its"
+    say "own workload (app, ward-proxy, SPIFFE ID) and every answer says which one served it."
+    say "200 reads of a charge from checkout, on one keep-alive connection (curl's [001-200] range):"
+    run "curl -s -H 'Host: payments' 'http://127.0.0.1:$CK_OUT/v2/charges/ch_canary[001-200]' | python3 $EX/show.py version | sort | uniq -c"
+    n1=$(printf '%s\n' "$OUT" | awk '/"version":"v1"/ {print $1}')
+    n2=$(printf '%s\n' "$OUT" | awk '/"version":"v2"/ {print $1}')
+    n1=${n1:-0} n2=${n2:-0}
+    expect "all 200 reads answered, by one build or the other" 200 $((n1 + n2))
+    # 200 draws at 10%: 20 expected, standard deviation 4.2; 5..40 fails about once in 10^4 runs
+    if [ "$n2" -ge 5 ] && [ "$n2" -le 40 ]; then
+        pass "payments-v2 served $n2 of 200 ($((n2 / 2)).$((n2 % 2 * 5))%, configured weight 10%; v1 $((n1 / 2)).$((n1 % 2 * 5))%, configured 90%)"
+    else
+        fail "payments-v2 served about 10% of the reads (5..40 of 200)" "it served $n2, v1 $n1"
+    fi
+    say "" "payments-v2's own audit trail holds those reads, each decided for checkout's identity:"
+    wait_for 5 eval '[ "$(wardctl audit query "$DEMO_DIR/audit/payments-v2" --where request.method=GET --count 2>/dev/null)" = "$n2" ]'
+    run "wardctl audit query $DD/audit/payments-v2 --where request.method=GET --count-by source.principal"
+    expect_match "... $n2 allowed reads from checkout in payments-v2's trail" \
+        "^ *$n2 +$(sid checkout)|$(sid checkout) +$n2\$" "$OUT"
+    say "" "checkout's Route pins testers to checkout-v2: \"x-canary: 1\" (which the frontend passes on)."
+    say "20 orders with it, through the gateway:"
+    run "for i in \$(seq 20); do curl -s -X POST -H 'Host: frontend' -H 'x-canary: 1' http://127.0.0.1:$GW_OUT/checkout -d '{}'; done | python3 $EX/show.py order.version order.charge.version | sort | uniq -c"
+    expect_match "every order with x-canary: 1 was placed by checkout v2 (which charged through payments v1)" \
+        '^ *20 \{"order.version":"v2","order.charge.version":"v1"\}$' "$OUT"
+    run "curl -s -X POST -H 'Host: frontend' -H 'x-canary: 0' http://127.0.0.1:$GW_OUT/checkout -d '{}' | python3 $EX/show.py order.version"
+    expect "an order with x-canary: 0 stays on checkout v1" '{"order.version":"v1"}' "$OUT"
+
+    step "5. SVID rotation in progress: the proxies renew at about half-life, traffic keeps flowing"
     s=payments
     exp0=$(metric "${ADMIN[$s]}" ward_svid_expiry_timestamp_seconds)
     run "curl -s http://127.0.0.1:${ADMIN[$s]}/metrics | grep '^ward_svid_expiry'"
@@ -486,9 +530,9 @@ tour() {
     done
     printf ' %d orders, %d answered 200\n' "$calls" "$ok"
     if renewed_all; then
-        pass "all five proxies renewed their SVID (at $(elapsed) s)"
+        pass "all ${#PROXIES[@]} proxies renewed their SVID (at $(elapsed) s)"
     else
-        fail "all five proxies renewed their SVID" "$(grep -h 'identity:' "$DEMO_DIR"/logs/*.log | tail -5)"
+        fail "all ${#PROXIES[@]} proxies renewed their SVID" "$(grep -h 'identity:' "$DEMO_DIR"/logs/*.log | tail -5)"
     fi
     expect "every order during the rotation answered 200" "$calls" "$ok"
     say "${D}# the latest five (each proxy also logs its first SVID, at start)${R}"
@@ -503,14 +547,14 @@ tour() {
     code=$(http_code POST "http://127.0.0.1:$GW_OUT/checkout" frontend -d '{"cart": "c-43"}')
     expect "an order after the rotation goes through, on the new SVIDs: HTTP 200" 200 "$code"
 
-    step "5. wardctl audit verify: the payments trail is intact"
+    step "6. wardctl audit verify: the payments trail is intact"
     say "Each record carries the hash of the one before; checkpoints sign the chain's head with"
     say "Ed25519. An auditor checks them with the public key obtained out of band (copied at start):"
     run "wardctl audit verify $DD/audit/payments --key $DD/keys/payments-audit.pub"
     expect "verify exits 0" 0 "$RC"
     expect_match "... and says verified" '^verified: [0-9]+ records' "$OUT"
 
-    step "6. Export to OCSF for a SIEM: the denied admin call as an API Activity event"
+    step "7. Export to OCSF for a SIEM: the denied admin call as an API Activity event"
     run "wardctl audit export $DD/audit/checkout --format ocsf --where decision=deny -o $DD/denials.ocsf.jsonl"
     expect "export exits 0" 0 "$RC"
     run "head -1 $DD/denials.ocsf.jsonl | python3 $EX/show.py --pack"
@@ -520,11 +564,11 @@ tour() {
         "6003 Failure mesh/deny-admin /admin/users" \
         "$(json "$DEMO_DIR/ocsf1.json" '"%s %s %s %s" % (d["class_uid"], d["status"], d["authorizations"][0]["policy"]["name"], d["http_request"]["url"]["path"])')"
 
-    step "7. Tampering: one byte changed in a copy of the trail, and verify names the record"
+    step "8. Tampering: one byte changed in a copy of the trail, and verify names the record"
     mkdir -p "$DEMO_DIR/tampered"
     run "cp $DD/audit/payments/segment-*.jsonl $DD/audit/payments/checkpoints.jsonl $DD/tampered/"
     # the middle one of the records of successful charges (all of them, in this tour)
-    line=$(grep -n '"status":200' "$DEMO_DIR"/tampered/segment-*.jsonl | cut -d: -f1 |
+    line=$(grep -n '"status":200' "$DEMO_DIR"/tampered/segment-*.jsonl | grep '"path":"/v1/charges"' | cut -d: -f1 |
         awk '{l[NR] = $1} END {print l[int((NR + 1) / 2)]}')
     say "${D}# hide a successful charge: turn the 200 of record $line into a 500 (one byte)${R}"
     run "sed -i '${line}s/\"status\":200/\"status\":500/' $DD/tampered/segment-*.jsonl"
@@ -553,6 +597,7 @@ where_next() {
     say "${B}Try${R}:"
     say "  curl -H 'Host: frontend' http://127.0.0.1:$GW_OUT/products"
     say "  curl -X POST -H 'Host: frontend' -H 'x-tenant: globex' http://127.0.0.1:$GW_OUT/checkout   # 403: not on the new checkout flow"
+    say "  curl -X POST -H 'Host: frontend' -H 'x-canary: 1' http://127.0.0.1:$GW_OUT/checkout      # placed by checkout v2 (the canary)"
     say "${B}The policy engine alone${R}: examples/policy-tour.sh"
 }
 
