@@ -27,7 +27,24 @@ static void usage(FILE *f)
     fputs("\n"
           "Options:\n"
           "  -h, --help  show this help\n"
-          "\n" WCTL_EXIT_CODES_HELP,
+          "\n" WCTL_EXIT_CODES_HELP
+          "  3  (audit) the trail, the key or the output cannot be read or written\n"
+          "  (identity and svid: 1 also when wardd refused or could not be reached)\n"
+          "\n"
+          "Environment:\n"
+          "  WARD_ADMIN_SOCKET  wardd's admin socket, for 'identity token create'\n"
+          "                     (default /var/lib/ward/admin.sock)\n"
+          "\n"
+          "Examples:\n"
+          "  wardctl policy check /etc/ward/policies\n"
+          "  wardctl policy test -p /etc/ward/policies\n"
+          "  wardctl policy eval -p /etc/ward/policies --explain --input request.json\n"
+          "  wardctl identity token create --spiffe-id spiffe://example.org/ns/shop/sa/payments\n"
+          "  wardctl audit verify /var/lib/ward/audit/payments --key payments-audit.pub\n"
+          "  wardctl audit query /var/lib/ward/audit/payments --since 1h --where decision=deny\n"
+          "\n"
+          "Each command's options: 'wardctl GROUP COMMAND --help'. Manual pages:\n"
+          "wardctl(1), ward-policy(5).\n",
           f);
 }
 
