@@ -6,6 +6,9 @@
 #   make bench           run the benchmarks in bench/
 #   make demo            wardd + a shop mesh on loopback and a narrated tour (examples/demo/);
 #                        the mesh runs until Ctrl-C or `make demo-stop`
+#   make install         the binaries to $(DESTDIR)$(PREFIX)/bin, the manual pages (docs/man)
+#                        to $(DESTDIR)$(PREFIX)/share/man/man{1,5}; PREFIX=/usr/local by default
+#   make uninstall       removes what install installed (same PREFIX and DESTDIR)
 #   V=1                  show commands
 
 CC       ?= cc
@@ -16,7 +19,7 @@ TEST_PKGS := cmocka
 DEB_BUILD := build-essential pkg-config libssl-dev libuv1-dev liblua5.4-dev libcjson-dev \
              libpcre2-dev libyaml-dev libcmocka-dev
 DEB_TEST  := curl openssl python3 python3-cryptography clang libclang-rt-14-dev wrk rsyslog rsyslog-gnutls \
-             redis-server redis-tools
+             redis-server redis-tools groff-base man-db
 # Peers the benchmarks compare against (make bench installs them).
 DEB_BENCH := nginx libnginx-mod-http-lua haproxy
 
@@ -55,7 +58,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 UNIT_HELPERS := $(sort $(wildcard tests/unit/helpers/*.c))
 
-.PHONY: all deps test unit integration fuzz bench demo demo-stop clean format
+.PHONY: all deps test unit integration fuzz bench demo demo-stop install uninstall clean format
 all: $(BINS)
 
 # Per-binary sources: cmd/<name>/*.c
@@ -112,6 +115,25 @@ demo: deps
 
 demo-stop:
 	$(Q)BUILD=$(BUILD) ./examples/demo/run.sh --stop
+
+# Installation (GNU conventions: PREFIX, DESTDIR for staging, BINDIR, MANDIR).
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+MAN1     := $(sort $(wildcard docs/man/*.1))
+MAN5     := $(sort $(wildcard docs/man/*.5))
+INSTALL  ?= install
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	$(INSTALL) -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(CMDS)) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

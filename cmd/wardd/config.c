@@ -31,7 +31,7 @@ void wardd_usage(FILE *out)
           "  --upstream-key FILE      ... and key (both or neither)\n"
           "  -h, --help               this help\n"
           "\n"
-          "Each flag also takes the form --flag=VALUE.\n"
+          "An option's value may also follow an '=': --svid-ttl=30m.\n"
           "\n"
           "config file keys (one YAML mapping; unknown keys are errors): trust_domain,\n"
           "  data_dir, listen, admin_socket, ca_ttl, svid_ttl, svid_ttl_max (24h: the\n"
