@@ -584,7 +584,7 @@ where_next() {
     step "Where to look next"
     say "${D}# the commands below need Ward's binaries on PATH: export PATH=$BIN:\$PATH${R}"
     say "${B}Admin endpoints${R} (loopback; also /ready /config /policy /clusters):"
-    for s in "${PROXIES[@]}"; do printf '  %-10s curl http://127.0.0.1:%s/metrics\n' "$s" "${ADMIN[$s]}"; done
+    for s in "${PROXIES[@]}"; do printf '  %-12s curl http://127.0.0.1:%s/metrics\n' "$s" "${ADMIN[$s]}"; done
     say "${B}Audit trails${R} (one per proxy; checkpoint keys copied to $DD/keys/):"
     say "  $DD/audit/<service>/"
     say "  wardctl audit query $DD/audit/checkout --where decision=deny"
