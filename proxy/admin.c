@@ -423,7 +423,8 @@ static void serve_metrics(proxy_admin *a, proxy_http_exchange *ex)
     ward_buf_init(&b);
     if (proxy_metrics_render(a->o.metrics, a->o.n_metrics, a->o.state, &b) < 0 ||
         (a->o.n_clusters > 0 &&
-         proxy_cluster_render_metrics(a->o.clusters, a->o.n_clusters, uv_now(&a->loop), &b) < 0))
+         proxy_cluster_render_metrics(a->o.clusters, a->o.n_clusters, uv_now(&a->loop), &b) < 0) ||
+        (a->o.more_metrics != NULL && a->o.more_metrics(&b, a->o.more_metrics_data) < 0))
         reply_text(ex, 500, "out of memory\n");
     else
         reply(ex, 200, PROXY_METRICS_CONTENT_TYPE, b.ptr, b.len, false);

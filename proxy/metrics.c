@@ -88,7 +88,7 @@ typedef struct series_table {
 /* What a route series counts beside its requests (after its series struct). */
 typedef struct route_stats {
     ctr classes[6]; /* responses: none, 1xx .. 5xx */
-    ctr retries, rate_limited;
+    ctr retries, rate_limited, mirrored;
     histo latency;
 } route_stats;
 
@@ -329,6 +329,8 @@ void proxy_metrics_route(proxy_metrics *m, const proxy_metrics_route_info *info)
         ctr_add(&st->retries, info->retries);
     if (info->rate_limited)
         ctr_add(&st->rate_limited, 1);
+    if (info->mirrored)
+        ctr_add(&st->mirrored, 1);
     histo_observe(&st->latency, info->request_ns);
 }
 
@@ -681,6 +683,7 @@ static void stats_add(route_stats *to, route_stats *from)
         ctr_add(&to->classes[c], ctr_get(&from->classes[c]));
     ctr_add(&to->retries, ctr_get(&from->retries));
     ctr_add(&to->rate_limited, ctr_get(&from->rate_limited));
+    ctr_add(&to->mirrored, ctr_get(&from->mirrored));
     for (int b = 0; b <= N_BUCKETS; b++)
         ctr_add(&to->latency.b[b], ctr_get(&from->latency.b[b]));
     ctr_add(&to->latency.sum_ns, ctr_get(&from->latency.sum_ns));
@@ -786,6 +789,12 @@ static int render_routes(proxy_metrics *const *w, size_t n, ward_buf *out)
     for (size_t i = 0; i < nr; i++) {
         WARD_TRY(route_labels(out, "ward_route_rate_limited_total", rr[i].s));
         WARD_TRY(ward_buf_printf(out, "} %" PRIu64 "\n", ctr_get(&rr[i].sum.rate_limited)));
+    }
+    WARD_TRY(put_family(out, "ward_route_mirrored_total", "counter",
+                        "Requests a Route entry copied to its mirror."));
+    for (size_t i = 0; i < nr; i++) {
+        WARD_TRY(route_labels(out, "ward_route_mirrored_total", rr[i].s));
+        WARD_TRY(ward_buf_printf(out, "} %" PRIu64 "\n", ctr_get(&rr[i].sum.mirrored)));
     }
     static const char hname[] = "ward_route_request_duration_seconds";
     WARD_TRY(put_family(out, hname, "histogram",

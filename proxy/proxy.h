@@ -698,7 +698,7 @@ int proxy_http_response_parser_feed(proxy_http_response_parser *p, const char *b
  * ward_tls_handshake_failures_total{direction,reason},
  * per Route entry (labels direction, route "ns/name", entry: its name, or
  * "http[i]") ward_route_requests_total{code_class}, ward_route_retries_total,
- * ward_route_rate_limited_total and ward_route_request_duration_seconds (at
+ * ward_route_rate_limited_total, ward_route_mirrored_total and ward_route_request_duration_seconds (at
  * most PROXY_METRICS_ROUTES_MAX entries per worker, later ones as "_other_"),
  * ward_connections_active{listener}, ward_upstream_connect_failures_total
  * {direction,service}, and from the admin state ward_svid_expiry_timestamp_seconds,
@@ -758,6 +758,7 @@ typedef struct proxy_metrics_route_info {
     int status;        /* the response status; 0: none */
     unsigned retries;  /* retries the request took */
     bool rate_limited;
+    bool mirrored; /* a copy went to the entry's mirror */
     uint64_t request_ns;
 } proxy_metrics_route_info;
 void proxy_metrics_route(proxy_metrics *m, const proxy_metrics_route_info *info);
@@ -829,6 +830,9 @@ typedef struct proxy_admin_options {
     proxy_admin_state *state;   /* required */
     struct proxy_cluster *const *clusters; /* every worker's upstream clusters (/clusters) */
     size_t n_clusters;
+    /* more families for /metrics (may be NULL), called on the admin thread */
+    int (*more_metrics)(ward_buf *out, void *data);
+    void *more_metrics_data;
     /* all borrowed: they must outlive the admin (until proxy_admin_stop returns) */
 } proxy_admin_options;
 
@@ -885,7 +889,20 @@ typedef struct proxy_relay_target {
     size_t n_response_add;
     const char *const *response_remove; /* response fields not passed on (copied) */
     size_t n_response_remove;
+    /* A copy of the request sent fire-and-forget (shadow traffic; its answer
+     * is read and dropped, its failures only end it): only for a request
+     * without a body, with the head as forwarded but for Host (mirror_host)
+     * and two fields added, "X-Ward-Mirror: 1" and "Connection: close"; over
+     * tls to mirror_addr, the server's SPIFFE ID must be mirror_expected_id.
+     * At most PROXY_RELAY_MIRRORS_MAX copies are in flight per thread (more
+     * are not sent); each is cut after PROXY_RELAY_MIRROR_TIMEOUT_MS. */
+    const struct sockaddr *mirror_addr; /* NULL: no copy */
+    const char *mirror_expected_id;
+    const char *mirror_host;
 } proxy_relay_target;
+
+#define PROXY_RELAY_MIRRORS_MAX       256
+#define PROXY_RELAY_MIRROR_TIMEOUT_MS 5000
 
 /* How a request ended (for metrics and audit). */
 typedef struct proxy_relay_result {
@@ -894,6 +911,7 @@ typedef struct proxy_relay_result {
     bool upstream_reused; /* went over a pooled connection */
     const char *error;    /* what failed (static), or NULL */
     unsigned attempts;    /* retries made (proxy_relay_retarget) */
+    bool mirrored;        /* a copy was sent (proxy_relay_target.mirror_addr) */
     uint64_t bytes_in;    /* request body bytes forwarded */
     uint64_t bytes_out;   /* response body bytes sent */
     uint64_t duration_ns; /* from the complete head to the end of the response */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -867,6 +868,80 @@ static int upstream_start(proxy_relay_request *r)
     return 0;
 }
 
+/* ---- mirror copies: sent, their answers read and dropped, then closed ---- */
+
+static _Thread_local unsigned mirrors_in_flight;
+
+static void mirror_opened(proxy_stream *s, int status, void *data)
+{
+    (void)data;
+    if (status < 0)
+        proxy_stream_close(s);
+}
+
+static void mirror_read(proxy_stream *s, const char *buf, size_t len, void *data)
+{
+    (void)s, (void)buf, (void)len, (void)data;
+}
+
+static void mirror_end(proxy_stream *s, int status, void *data)
+{
+    (void)status, (void)data;
+    proxy_stream_close(s);
+}
+
+static void mirror_timeout(proxy_stream *s, void *data)
+{
+    (void)data;
+    proxy_stream_close(s);
+}
+
+static void mirror_closed(proxy_stream *s, void *data)
+{
+    (void)s, (void)data;
+    mirrors_in_flight--;
+}
+
+/* The forwarded head with Host replaced: the copy's. */
+static int mirror_send(proxy_relay_request *r, const proxy_relay_target *t)
+{
+    static const proxy_stream_cbs cbs = {.on_open = mirror_opened,
+                                         .on_read = mirror_read,
+                                         .on_eof = mirror_end,
+                                         .on_timeout = mirror_timeout,
+                                         .on_close = mirror_closed};
+    if (mirrors_in_flight >= PROXY_RELAY_MIRRORS_MAX)
+        return WARD_ELIMIT;
+    ward_buf copy;
+    ward_buf_init(&copy);
+    const char *p = r->head_out.ptr, *end = p + r->head_out.len;
+    bool first = true;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *next = eol != NULL ? eol + 1 : end;
+        if (next - p <= 2) /* the empty line */
+            break;
+        if (first || !(next - p > 5 && strncasecmp(p, "host:", 5) == 0))
+            ward_buf_append(&copy, p, (size_t)(next - p));
+        first = false;
+        p = next;
+    }
+    ward_buf_printf(&copy, "Host: %s\r\nX-Ward-Mirror: 1\r\nConnection: close\r\n\r\n",
+                    t->mirror_host);
+    proxy_stream *st = NULL;
+    int rc = copy.ptr == NULL ? WARD_ENOMEM
+                              : proxy_stream_connect(r->d->rl->loop, t->mirror_addr, t->tls,
+                                                     t->mirror_expected_id, &cbs, NULL, &st);
+    if (rc == 0) {
+        mirrors_in_flight++;
+        proxy_stream_set_timeout(st, PROXY_RELAY_MIRROR_TIMEOUT_MS);
+        if (proxy_stream_write(st, copy.ptr, copy.len) < 0)
+            proxy_stream_close(st);
+    }
+    ward_buf_dispose(&copy);
+    return rc;
+}
+
 int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t)
 {
     if (r->answered || r->head == NULL)
@@ -884,6 +959,11 @@ int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t)
         return WARD_ENOMEM;
     if (build_head(r, r->head, t) < 0)
         return WARD_ENOMEM;
+    bool bodyless = r->head->body_kind == PROXY_BODY_NONE ||
+                    (r->head->body_kind == PROXY_BODY_LENGTH && r->head->content_length == 0);
+    if (t->mirror_addr != NULL && t->mirror_host != NULL && bodyless && !r->upgrade &&
+        (t->mirror_expected_id == NULL || t->tls != NULL))
+        r->res.mirrored = mirror_send(r, t) == 0;
     r->timeout_ms = t->timeout_ms ? t->timeout_ms : r->d->rl->o.timeouts.request_ms;
     for (size_t i = 0; i < t->n_response_remove; i++) {
         ward_buf_putc(&r->resp_ops, '-');

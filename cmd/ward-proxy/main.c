@@ -1,6 +1,7 @@
 /* main.c - ward-proxy: load the configuration, start identity, policy, audit, workers and admin; stop on signals */
 #include "cmd/ward-proxy/wp.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,35 @@ static const char USAGE[] =
 
 static wp_proxy the;
 static audit_sink *sink; /* audit.sink: ships the trail to a syslog collector */
+
+/* The sink's families for /metrics (none without a sink): a collector that is
+ * down does not make the proxy unready (the local trail is the source of
+ * truth and the sink catches up), so it shows here and in the log. */
+static int sink_metrics(ward_buf *out, void *data)
+{
+    (void)data;
+    if (sink == NULL)
+        return 0;
+    audit_sink_stats st;
+    audit_sink_stats_get(sink, &st);
+    return ward_buf_printf(
+        out,
+        "# HELP ward_audit_sink_connected Whether the syslog sink is connected to its collector.\n"
+        "# TYPE ward_audit_sink_connected gauge\nward_audit_sink_connected %d\n"
+        "# HELP ward_audit_sink_messages_total Records sent to the collector (re-sent ones "
+        "included).\n"
+        "# TYPE ward_audit_sink_messages_total counter\nward_audit_sink_messages_total %" PRIu64 "\n"
+        "# HELP ward_audit_sink_resent_total Records sent again after a reconnect or restart.\n"
+        "# TYPE ward_audit_sink_resent_total counter\nward_audit_sink_resent_total %" PRIu64 "\n"
+        "# HELP ward_audit_sink_failures_total Connections to the collector refused, failed or "
+        "broken.\n"
+        "# TYPE ward_audit_sink_failures_total counter\nward_audit_sink_failures_total %" PRIu64 "\n"
+        "# HELP ward_audit_sink_delivered_seq The last record the collector acknowledged.\n"
+        "# TYPE ward_audit_sink_delivered_seq gauge\nward_audit_sink_delivered_seq %" PRIu64 "\n"
+        "# HELP ward_audit_sink_read_seq The last record the sink read from the trail.\n"
+        "# TYPE ward_audit_sink_read_seq gauge\nward_audit_sink_read_seq %" PRIu64 "\n",
+        st.connected ? 1 : 0, st.sent, st.resent, st.failures, st.delivered_seq, st.read_seq);
+}
 
 static void on_sink_log(const char *msg, void *data)
 {
@@ -159,7 +189,8 @@ static int start(wp_proxy *px, ward_err *err)
         for (size_t k = 0; k < cfg->n_upstreams; k++)
             cs[i * cfg->n_upstreams + k] = px->workers[i].clusters[k];
     }
-    proxy_admin_options adm = {.metrics = ms,
+    proxy_admin_options adm = {.more_metrics = sink_metrics,
+                               .metrics = ms,
                                .n_metrics = px->n_workers,
                                .config = cfg,
                                .state = px->admin_state,

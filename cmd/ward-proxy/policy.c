@@ -35,21 +35,6 @@ void wp_policy_route_problems(const proxy_config *cfg, const policy_set *set,
     for (size_t i = 0; i < d.n; i++)
         report(d.msgs[i]);
     ward_diag_dispose(&d);
-    /* said plainly rather than silently skipped */
-    for (size_t i = 0; i < policy_set_route_count(set); i++) {
-        const policy_route *r = policy_set_route(set, i);
-        for (size_t j = 0; j < r->n_http; j++) {
-            if (r->http[j].mirror_service == NULL)
-                continue;
-            char msg[512];
-            snprintf(msg, sizeof(msg),
-                     "%s:%d:%d: warning: Route %s spec.http[%zu].mirror: ward-proxy does not "
-                     "send mirror copies yet; the entry routes as if it had no mirror",
-                     r->http[j].mirror_pos.file, r->http[j].mirror_pos.line,
-                     r->http[j].mirror_pos.col, r->id, j);
-            report(msg);
-        }
-    }
 }
 
 static void log_problem(const char *msg)

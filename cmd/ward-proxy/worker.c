@@ -192,6 +192,20 @@ static bool apply_route(wp_worker *w, wp_req *q, const authz_route *rt, proxy_re
                                                                        : rt->timeout_ms;
     if (rt->has_retries)
         q->retry = rt->retries;
+    /* shadow traffic: a share of the requests copied to the mirror service's
+     * healthiest endpoint (its load is not counted: nobody waits for it) */
+    size_t m;
+    if (rt->mirror_service != NULL && proxy_rng_next(&w->rng) % 100 < rt->mirror_percent &&
+        find_upstream(cfg, (proxy_slice){rt->mirror_service, strlen(rt->mirror_service)}, &m) !=
+            NULL) {
+        size_t ep;
+        if (proxy_cluster_pick(w->clusters[m], (proxy_slice){NULL, 0}, PROXY_CLUSTER_NONE,
+                               uv_now(&w->loop), &ep) == 0) {
+            t->mirror_addr = proxy_cluster_endpoint_addr(w->clusters[m], ep);
+            t->mirror_expected_id = cfg->upstreams[m].spiffe_id;
+            t->mirror_host = cfg->upstreams[m].service;
+        }
+    }
     return true;
 }
 
@@ -591,6 +605,7 @@ static void on_done(proxy_relay_request *r, const proxy_relay_result *res, bool 
             .status = res->status,
             .retries = q->retries_done,
             .rate_limited = q->rate_limited,
+            .mirrored = res->mirrored,
             .request_ns = res->duration_ns,
         };
         proxy_metrics_route(w->metrics, &ri);

@@ -376,6 +376,13 @@ expect_match "300 live requests are answered (200 allowed, 403 denied)" '^200:20
     "$codes $(tail -3 "$TMP/load.err" 2>/dev/null)"
 read -r got want _ <<<"$(python3 "$PY" wait "$TMP/rs.out.*" "$AUD" 15)"
 expect_eq "the live records follow the backlog into rsyslog" "$want" "$got"
+ADMIN1=$(grep -o 'admin [0-9]*' "$TMP/p1.log" | head -1 | awk '{print $2}')
+metric() { curl -s "http://127.0.0.1:$ADMIN1/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+sleep 0.5
+expect_eq "/metrics: ward_audit_sink_connected 1" "1" "$(metric ward_audit_sink_connected)"
+check "/metrics: ward_audit_sink_delivered_seq reaches the last record ($want)" \
+    '[ "$(metric ward_audit_sink_delivered_seq)" -ge $((want - 300)) ] 2>/dev/null' \
+    "$(curl -s "http://127.0.0.1:$ADMIN1/metrics" | grep ward_audit_sink)"
 
 # rsyslog killed (SIGKILL) in the middle of a stream of requests, then started again
 requests "$IN1" 900 >"$TMP/load2.out" &
@@ -391,6 +398,11 @@ codes=$(requests "$IN1" 150)
 sleep 1
 read -r got want _ <<<"$(python3 "$PY" wait "$TMP/rs.out.*" "$AUD" 0)"
 check "while rsyslog is down, records wait in the trail ($got of $want received)" "[ $got -lt $want ]"
+expect_eq "/metrics: ward_audit_sink_connected 0 while rsyslog is down" "0" "$(metric ward_audit_sink_connected)"
+check "/metrics: ward_audit_sink_failures_total counts the broken connection" \
+    '[ "$(metric ward_audit_sink_failures_total)" -ge 1 ] 2>/dev/null'
+expect_eq "a collector that is down does not make ward-proxy unready (/ready 200)" "200" \
+    "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN1/ready")"
 if ! start_rsyslog rs "$PORT"; then
     fail "rsyslogd starts again" "$(tail -5 "$TMP/rs.log")"
     finish

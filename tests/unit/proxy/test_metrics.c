@@ -239,6 +239,10 @@ static const char golden[] =
     "# TYPE ward_route_rate_limited_total counter\n"
     "ward_route_rate_limited_total{direction=\"inbound\",route=\"shop/payments\",entry=\"http[1]\"} 1\n"
     "ward_route_rate_limited_total{direction=\"outbound\",route=\"shop/payments\",entry=\"v2-canary\"} 0\n"
+    "# HELP ward_route_mirrored_total Requests a Route entry copied to its mirror.\n"
+    "# TYPE ward_route_mirrored_total counter\n"
+    "ward_route_mirrored_total{direction=\"inbound\",route=\"shop/payments\",entry=\"http[1]\"} 0\n"
+    "ward_route_mirrored_total{direction=\"outbound\",route=\"shop/payments\",entry=\"v2-canary\"} 1\n"
     "# HELP ward_route_request_duration_seconds Time from a request's head to its response, per Route entry.\n"
     "# TYPE ward_route_request_duration_seconds histogram\n"
     "ward_route_request_duration_seconds_bucket{direction=\"inbound\",route=\"shop/payments\",entry=\"http[1]\",le=\"1e-06\"} 0\n"
@@ -335,12 +339,23 @@ static void test_render_golden(void **state)
     proxy_metrics_upstream_failure(w[1], false, "inventory");
     proxy_metrics_upstream_failure(w[1], true, "payments");
     /* a Route entry on both workers (summed), one rate limited inbound */
-    proxy_metrics_route(w[0], &(proxy_metrics_route_info){false, "shop/payments", "v2-canary", 200,
-                                                          1, false, 3000000});
-    proxy_metrics_route(w[1], &(proxy_metrics_route_info){false, "shop/payments", "v2-canary", 503,
-                                                          2, false, 600000000});
-    proxy_metrics_route(w[1], &(proxy_metrics_route_info){true, "shop/payments", "http[1]", 429, 0,
-                                                          true, 50000});
+    proxy_metrics_route(w[0], &(proxy_metrics_route_info){.route = "shop/payments",
+                                                          .entry = "v2-canary",
+                                                          .status = 200,
+                                                          .retries = 1,
+                                                          .mirrored = true,
+                                                          .request_ns = 3000000});
+    proxy_metrics_route(w[1], &(proxy_metrics_route_info){.route = "shop/payments",
+                                                          .entry = "v2-canary",
+                                                          .status = 503,
+                                                          .retries = 2,
+                                                          .request_ns = 600000000});
+    proxy_metrics_route(w[1], &(proxy_metrics_route_info){.inbound = true,
+                                                          .route = "shop/payments",
+                                                          .entry = "http[1]",
+                                                          .status = 429,
+                                                          .rate_limited = true,
+                                                          .request_ns = 50000});
 
     proxy_admin_state *st;
     assert_int_equal(proxy_admin_state_new(&st), 0);
