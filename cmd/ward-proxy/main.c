@@ -15,14 +15,26 @@ static const char USAGE[] =
     "The Ward sidecar: mTLS between proxies with SPIFFE identities, every request\n"
     "authorized by the policy engine and recorded in the audit trail.\n"
     "\n"
-    "  --config FILE   the configuration (YAML; docs/proxy-config.md)\n"
-    "  --check         validate the configuration and the policies, then exit\n"
-    "  --help          this text\n"
+    "  --config FILE   the configuration (YAML; every key: ward-proxy.yaml(5),\n"
+    "                  docs/proxy-config.md); relative paths in it are resolved\n"
+    "                  against the file's folder\n"
+    "  --check         validate the configuration and the policies (and the Routes'\n"
+    "                  destinations against the upstreams), print \"FILE: ok (N\n"
+    "                  policies)\", then exit; nothing is started\n"
+    "  -h, --help      this text\n"
+    "\n"
+    "Admin endpoint (admin.listen, loopback): /ready /healthz /metrics /config\n"
+    "/policy /clusters.\n"
     "\n"
     "Signals: SIGHUP reloads the policies (and static identity files); SIGTERM or\n"
     "SIGINT stop accepting, let in-flight requests finish (timeouts.drain), exit.\n"
     "Exit status: 0 stopped cleanly or the check passed, 1 invalid configuration or\n"
-    "policies, 2 usage, 3 could not start (identity, listeners, audit).\n";
+    "policies, 2 usage, 3 could not start (identity, listeners, audit).\n"
+    "\n"
+    "Examples:\n"
+    "  ward-proxy --config /etc/ward/proxy/payments.yaml --check\n"
+    "  ward-proxy --config /etc/ward/proxy/payments.yaml\n"
+    "  curl http://127.0.0.1:15000/metrics\n";
 
 static wp_proxy the;
 static audit_sink *sink; /* audit.sink: ships the trail to a syslog collector */
