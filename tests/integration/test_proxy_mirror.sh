@@ -197,5 +197,9 @@ expect_eq "with the shadow's proxy gone, requests are still answered" "200:10" "
 check "... promptly (slowest ${slowest}s)" \
     "python3 -c 'import sys; sys.exit(0 if float(\"$slowest\") < 1.0 else 1)'"
 check "orders's proxy is still running" "kill -0 $LPID"
+kill -TERM "$LPID"
+wait "$LPID"
+expect_eq "orders's proxy stops cleanly on SIGTERM (exit 0; sanitizer builds: no leak, no error)" \
+    "0" "$?"
 
 finish

@@ -264,7 +264,12 @@ expect_eq "redis saw none of the refused connections (only redis-cli info's own)
 
 # ward-proxy writes a connection's record when it ends: stop both proxies (drain)
 kill -TERM "$P_ORDERS" "$P_REDIS"
-wait "$P_ORDERS" "$P_REDIS" 2>/dev/null
+wait "$P_ORDERS"
+rc_orders=$?
+wait "$P_REDIS"
+rc_redis=$?
+expect_eq "both proxies stop cleanly on SIGTERM (exit 0; sanitizer builds: no leak, no error)" \
+    "0 0" "$rc_orders $rc_redis"
 R="$TMP/audit-redis"
 O="$TMP/audit-orders"
 for d in "$R" "$O"; do
