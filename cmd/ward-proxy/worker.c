@@ -502,12 +502,21 @@ out:
         free(hs);
 }
 
+/* The attempt failed before its request was sent: the TCP connect, its
+ * timeout, or the TLS handshake (proxy_stream and relay wording). */
+static bool connect_failed(const char *why)
+{
+    return why != NULL && (strncmp(why, "connect", 7) == 0 ||
+                           strncmp(why, "TLS handshake", 13) == 0 ||
+                           strcmp(why, "upstream connect timeout") == 0);
+}
+
 /* The outcome of one attempt, as outlier detection counts it. */
 static int attempt_outcome(int status, bool from_upstream, const char *why)
 {
     if (from_upstream || why == NULL)
         return status;
-    return strncmp(why, "connect", 7) == 0 ? PROXY_CLUSTER_CONNECT_FAILURE : PROXY_CLUSTER_RESET;
+    return connect_failed(why) ? PROXY_CLUSTER_CONNECT_FAILURE : PROXY_CLUSTER_RESET;
 }
 
 /* An outbound attempt failed before the app saw anything: another endpoint,
@@ -522,7 +531,7 @@ static bool retry_outbound(proxy_relay_request *r, int status, bool from_upstrea
     uint64_t now = uv_now(&w->loop);
     proxy_cluster_request_end(q->cluster, q->ep, q->is_retry,
                               attempt_outcome(status, from_upstream, why), now);
-    bool connect_failure = !from_upstream && why != NULL && strncmp(why, "connect", 7) == 0;
+    bool connect_failure = !from_upstream && connect_failed(why);
     bool wanted = from_upstream ? authz_route_retries_status(&q->retry, status)
                   : connect_failure ? (q->retry.on & AUTHZ_RETRY_CONNECT_FAILURE) != 0
                   : status == 504 ? authz_route_retries_status(&q->retry, 504)
