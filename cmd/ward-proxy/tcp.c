@@ -26,11 +26,6 @@ static authz_str cstr(const char *s)
     return (authz_str){s, s ? strlen(s) : 0};
 }
 
-static audit_str aud(authz_str s)
-{
-    return (audit_str){s.ptr, s.len};
-}
-
 static bool authorize(proxy_tcp_conn *conn, const proxy_tcp_info *info, proxy_tcp_target *target,
                       void *data)
 {
@@ -72,27 +67,9 @@ static bool authorize(proxy_tcp_conn *conn, const proxy_tcp_info *info, proxy_tc
     }
 
     audit_record rec;
-    audit_record_init(&rec);
-    rec.ts_ns = audit_now_ns();
+    wp_record_of(&rec, t->inbound, &a, &d);
     audit_producer_id_next(w->audit, &rec.id);
-    rec.direction = t->inbound ? AUDIT_INBOUND : AUDIT_OUTBOUND;
-    rec.decision = (audit_verdict)d.decision;
-    rec.policy = audit_cstr(d.policy);
-    rec.rule = d.rule;
-    rec.reason = audit_cstr(d.reason);
-    rec.audit = d.audit;
-    rec.has_dry_run = d.has_dry_run;
-    rec.dry_run_decision = (audit_verdict)d.dry_run_decision;
-    rec.dry_run_policy = audit_cstr(d.dry_run_policy);
-    rec.dry_run_rule = d.dry_run_rule;
-    rec.source_principal = aud(a.source_principal);
-    rec.source_ip = aud(a.source_ip);
-    rec.source_port = a.source_port;
-    rec.destination_service = aud(a.destination_service);
-    rec.destination_principal = aud(a.destination_principal);
-    rec.destination_port = a.destination_port;
-    rec.host = aud(a.sni);
-    rec.protocol = aud(a.protocol);
+    rec.host = (audit_str){a.sni.ptr, a.sni.len};
     rec.bundle = audit_cstr(authz_bundle_revision(px->bundle));
     rec.latency_ns = (int64_t)decision_ns;
     if (t->inbound && info->peer->cert_sha256[0])

@@ -27,6 +27,37 @@ typedef struct wp_req {
     char *strings;
 } wp_req;
 
+static audit_str aud(authz_str s)
+{
+    return (audit_str){s.ptr, s.len};
+}
+
+void wp_record_of(audit_record *rec, bool inbound, const authz_request *a, const authz_decision *d)
+{
+    audit_record_init(rec);
+    rec->ts_ns = audit_now_ns();
+    rec->direction = inbound ? AUDIT_INBOUND : AUDIT_OUTBOUND;
+    rec->decision = (audit_verdict)d->decision;
+    rec->policy = audit_cstr(d->policy);
+    rec->rule = d->rule;
+    rec->reason = audit_cstr(d->reason);
+    rec->audit = d->audit;
+    rec->has_dry_run = d->has_dry_run;
+    rec->dry_run_decision = (audit_verdict)d->dry_run_decision;
+    rec->dry_run_policy = audit_cstr(d->dry_run_policy);
+    rec->dry_run_rule = d->dry_run_rule;
+    rec->source_principal = aud(a->source_principal);
+    rec->source_ip = aud(a->source_ip);
+    rec->source_port = a->source_port;
+    rec->destination_service = aud(a->destination_service);
+    rec->destination_principal = aud(a->destination_principal);
+    rec->destination_port = a->destination_port;
+    rec->method = aud(a->method);
+    rec->host = aud(a->host);
+    rec->path = aud(a->path);
+    rec->protocol = aud(a->protocol);
+}
+
 int wp_record_keep(audit_record *rec, char **strings)
 {
     audit_str *f[] = {&rec->policy,           &rec->reason,      &rec->dry_run_policy,
@@ -73,10 +104,6 @@ static authz_str cstr(const char *s)
     return (authz_str){s, s ? strlen(s) : 0};
 }
 
-static audit_str aud(authz_str s)
-{
-    return (audit_str){s.ptr, s.len};
-}
 
 void wp_split_addr(const char *a, authz_str *ip, int *port)
 {
@@ -402,29 +429,8 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
         goto done;
     }
     audit_record *rec_p = &q->rec, rec;
-    audit_record_init(&rec);
-    rec.ts_ns = audit_now_ns();
+    wp_record_of(&rec, inbound, &a, &d);
     rec.id = id;
-    rec.direction = inbound ? AUDIT_INBOUND : AUDIT_OUTBOUND;
-    rec.decision = (audit_verdict)d.decision;
-    rec.policy = audit_cstr(d.policy);
-    rec.rule = d.rule;
-    rec.reason = audit_cstr(d.reason);
-    rec.audit = d.audit;
-    rec.has_dry_run = d.has_dry_run;
-    rec.dry_run_decision = (audit_verdict)d.dry_run_decision;
-    rec.dry_run_policy = audit_cstr(d.dry_run_policy);
-    rec.dry_run_rule = d.dry_run_rule;
-    rec.source_principal = aud(a.source_principal);
-    rec.source_ip = aud(a.source_ip);
-    rec.source_port = a.source_port;
-    rec.destination_service = aud(a.destination_service);
-    rec.destination_principal = aud(a.destination_principal);
-    rec.destination_port = a.destination_port;
-    rec.method = aud(a.method);
-    rec.host = aud(a.host);
-    rec.path = aud(a.path);
-    rec.protocol = aud(a.protocol);
     rec.status = d.decision == AUTHZ_ALLOW ? -1 : (d.deny_status ? d.deny_status : 403);
     rec.bundle = audit_cstr(authz_bundle_revision(px->bundle));
     rec.trace_id = audit_cstr(proxy_relay_request_trace_id(r));

@@ -121,6 +121,9 @@ void wp_tcp_free(wp_worker *w);
 
 /* worker.c: the workers, each with its loop, engine and relays */
 int wp_workers_start(wp_proxy *px, ward_err *err);
+/* A decision's record: its time now, the request's attributes (strings
+ * borrowed from a and d), no id, status or latency yet. */
+void wp_record_of(audit_record *rec, bool inbound, const authz_request *a, const authz_decision *d);
 /* The record's borrowed strings, copied into *strings (one allocation) so
  * that it can be completed later. */
 int wp_record_keep(audit_record *rec, char **strings);
