@@ -899,6 +899,13 @@ typedef struct proxy_relay_target {
     const struct sockaddr *mirror_addr; /* NULL: no copy */
     const char *mirror_expected_id;
     const char *mirror_host;
+    /* The cluster and endpoint of addr (NULL: none): a new connection must be
+     * admitted by its max_connections and max_pending breakers (else the
+     * request is answered 503 with X-Ward-Reason "circuit breaker: ..." and
+     * the result's error says it), and is counted while it opens (pending)
+     * and lives (connections). */
+    struct proxy_cluster *cluster;
+    size_t endpoint;
 } proxy_relay_target;
 
 #define PROXY_RELAY_MIRRORS_MAX       256

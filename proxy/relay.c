@@ -69,6 +69,10 @@ struct uconn {
     proxy_relay_request *req; /* while busy */
     int state;
     bool reused; /* carried a request before */
+    /* the cluster that counts this connection (circuit breakers), or NULL */
+    struct proxy_cluster *cluster;
+    size_t endpoint;
+    bool pending; /* counted as a request waiting for it to open */
 };
 
 enum { RS_HEAD, RS_BODY, RS_TUNNEL, RS_DONE };
@@ -101,6 +105,8 @@ struct proxy_relay_request {
     char *expected_id;
     bool retried;
     uint64_t timeout_ms; /* of each upstream attempt: timeouts.request or the target's */
+    struct proxy_cluster *cluster; /* the target's: counts new connections */
+    size_t endpoint;
     ward_buf resp_ops;   /* response header operations: "-name\0" or "+name\0value\0" */
     /* the response */
     ward_buf uin; /* response head bytes so far */
@@ -376,9 +382,18 @@ static bool pool_put(proxy_relay_pool *p, uconn *u, const struct sockaddr *sa, c
 
 /* ---- upstream connections ------------------------------------------------------------------ */
 
+/* The request no longer waits for the connection to open. */
+static void u_pending_end(uconn *u)
+{
+    if (u->pending)
+        proxy_cluster_pending_end(u->cluster);
+    u->pending = false;
+}
+
 static void u_on_open(proxy_stream *st, int status, void *data)
 {
     uconn *u = data;
+    u_pending_end(u);
     if (status < 0) {
         proxy_relay_request *r = u->req;
         if (r != NULL) {
@@ -483,6 +498,10 @@ static void u_on_close(proxy_stream *st, void *data)
     uconn *u = data;
     proxy_relay_request *r = u->req;
     pool_unlink(u);
+    if (u->cluster != NULL) {
+        u_pending_end(u);
+        proxy_cluster_connection_end(u->cluster, u->endpoint);
+    }
     free(u);
     if (r != NULL) {
         r->u = NULL;
@@ -845,6 +864,11 @@ static int upstream_start(proxy_relay_request *r)
         r->u = u;
         proxy_stream_set_timeout(u->st, r->timeout_ms);
     } else {
+        const char *why;
+        if (r->cluster != NULL && !proxy_cluster_connect_admit(r->cluster, &why)) {
+            r->res.error = why; /* a circuit breaker: max_connections or max_pending */
+            return WARD_ELIMIT;
+        }
         u = calloc(1, sizeof(*u));
         if (u == NULL)
             return WARD_ENOMEM;
@@ -856,6 +880,13 @@ static int upstream_start(proxy_relay_request *r)
         if (rc < 0) {
             free(u);
             return rc;
+        }
+        if (r->cluster != NULL) {
+            u->cluster = r->cluster;
+            u->endpoint = r->endpoint;
+            u->pending = true;
+            proxy_cluster_connection_start(u->cluster, u->endpoint);
+            proxy_cluster_pending_start(u->cluster);
         }
         r->u = u;
         proxy_stream_set_timeout(u->st, rl->o.timeouts.upstream_connect_ms);
@@ -959,6 +990,8 @@ int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t)
         return WARD_ENOMEM;
     if (build_head(r, r->head, t) < 0)
         return WARD_ENOMEM;
+    r->cluster = t->cluster;
+    r->endpoint = t->endpoint;
     bool bodyless = r->head->body_kind == PROXY_BODY_NONE ||
                     (r->head->body_kind == PROXY_BODY_LENGTH && r->head->content_length == 0);
     if (t->mirror_addr != NULL && t->mirror_host != NULL && bodyless && !r->upgrade &&
@@ -981,10 +1014,13 @@ int proxy_relay_forward(proxy_relay_request *r, const proxy_relay_target *t)
     int rc = upstream_start(r);
     if (rc < 0) { /* answered here: the caller has nothing left to do */
         r->forwarded = false;
-        r->res.error = "upstream connect failed";
+        if (rc != WARD_ELIMIT)
+            r->res.error = "upstream connect failed";
         r->close_out = !r->body_done || r->client_close;
-        proxy_header h[1] = {{{"Content-Type", 12}, {"text/plain", 10}}};
-        write_local(r->d, r, 503, h, 1, "Service Unavailable\n", 20, r->close_out);
+        proxy_header h[2] = {{{"Content-Type", 12}, {"text/plain", 10}},
+                             {{"X-Ward-Reason", 13}, {r->res.error, strlen(r->res.error)}}};
+        write_local(r->d, r, 503, h, rc == WARD_ELIMIT ? 2 : 1, "Service Unavailable\n", 20,
+                    r->close_out);
         r->res.local = true;
     }
     return rc;
@@ -1012,6 +1048,8 @@ int proxy_relay_retarget(proxy_relay_request *r, const proxy_relay_target *t)
         return WARD_ENOMEM;
     if (t->timeout_ms)
         r->timeout_ms = t->timeout_ms;
+    r->cluster = t->cluster;
+    r->endpoint = t->endpoint;
     r->res.upstream_reused = false;
     r->res.attempts++;
     return upstream_start(r);

@@ -16,6 +16,8 @@ typedef struct wp_req {
     size_t ep;
     bool is_retry;
     unsigned retries_left;
+    uint64_t deadline_ms; /* a Route's timeout: the end of every attempt (uv_now); 0 = none */
+    uint32_t per_try_ms;  /* each attempt's own limit (0: the deadline's or the proxy's) */
     bool idempotent;
     authz_route_retries retry; /* when to retry (a route's, or the default) */
     bool reserved; /* an allowed request's audit slot, filled when the response is known */
@@ -191,6 +193,19 @@ static bool header_ops(const authz_header_ops *h, const char ***rm, size_t *n_rm
     return true;
 }
 
+/* An attempt's timeout at now: the per-try limit, cut to what the Route's
+ * deadline leaves (at least 1 ms); 0 = the proxy's request timeout. */
+static uint64_t attempt_timeout(const wp_req *q, uint64_t now)
+{
+    uint64_t t = q->per_try_ms;
+    if (q->deadline_ms != 0) {
+        uint64_t left = q->deadline_ms > now ? q->deadline_ms - now : 1;
+        if (t == 0 || left < t)
+            t = left;
+    }
+    return t;
+}
+
 /* The Route entry's destination (weighted pick), rewrite, header operations,
  * timeout and retries. False: the destination is no upstream of ours. */
 static bool apply_route(wp_worker *w, wp_req *q, const authz_route *rt, proxy_relay_target *t,
@@ -215,8 +230,10 @@ static bool apply_route(wp_worker *w, wp_req *q, const authz_route *rt, proxy_re
     t->n_response_remove = ops->n_resp_remove;
     t->response_add = ops->resp_add;
     t->n_response_add = ops->n_resp_add;
-    t->timeout_ms = rt->has_retries && rt->retries.per_try_timeout_ms ? rt->retries.per_try_timeout_ms
-                                                                       : rt->timeout_ms;
+    /* the Route's timeout bounds the request, retries included; perTryTimeout each attempt */
+    q->per_try_ms = rt->has_retries ? rt->retries.per_try_timeout_ms : 0;
+    q->deadline_ms = rt->timeout_ms ? uv_now(&w->loop) + rt->timeout_ms : 0;
+    t->timeout_ms = attempt_timeout(q, uv_now(&w->loop));
     if (rt->has_retries)
         q->retry = rt->retries;
     /* shadow traffic: a share of the requests copied to the mirror service's
@@ -497,6 +514,8 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
             t.addr = proxy_cluster_endpoint_addr(c, ep);
             t.tls = w->client_tls;
             t.expected_id = up->spiffe_id;
+            t.cluster = c;
+            t.endpoint = ep;
         }
         proxy_relay_forward(r, &t);
     }
@@ -517,11 +536,19 @@ static bool connect_failed(const char *why)
                            strcmp(why, "upstream connect timeout") == 0);
 }
 
+/* Our own circuit breaker refused the attempt: not the endpoint's doing. */
+static bool breaker_refused(const char *why)
+{
+    return why != NULL && strncmp(why, "circuit breaker", 15) == 0;
+}
+
 /* The outcome of one attempt, as outlier detection counts it. */
 static int attempt_outcome(int status, bool from_upstream, const char *why)
 {
     if (from_upstream || why == NULL)
         return status;
+    if (breaker_refused(why))
+        return PROXY_CLUSTER_CANCELLED;
     return connect_failed(why) ? PROXY_CLUSTER_CONNECT_FAILURE : PROXY_CLUSTER_RESET;
 }
 
@@ -546,6 +573,8 @@ static bool retry_outbound(proxy_relay_request *r, int status, bool from_upstrea
     const char *refused;
     /* a connect failure never reached the app: safe to repeat whatever the method */
     if (q->retries_left == 0 || !wanted || !(connect_failure || q->idempotent) ||
+        (q->deadline_ms != 0 && now >= q->deadline_ms) ||
+        breaker_refused(why) ||
         !proxy_cluster_admit(q->cluster, true, &refused) ||
         proxy_cluster_pick(q->cluster, (proxy_slice){NULL, 0}, q->ep, now, &ep) < 0) {
         q->cluster = NULL; /* its end is reported */
@@ -560,6 +589,9 @@ static bool retry_outbound(proxy_relay_request *r, int status, bool from_upstrea
         .addr = proxy_cluster_endpoint_addr(q->cluster, ep),
         .tls = w->client_tls,
         .expected_id = proxy_cluster_spiffe_id(q->cluster),
+        .cluster = q->cluster,
+        .endpoint = ep,
+        .timeout_ms = attempt_timeout(q, now),
     };
     if (proxy_relay_retarget(r, &t) < 0) {
         proxy_cluster_request_end(q->cluster, ep, true, PROXY_CLUSTER_CANCELLED, now);

@@ -167,7 +167,7 @@ apiVersion: ward/v1
 kind: AuthorizationPolicy
 metadata: {name: mesh, namespace: shop}
 spec:
-  selector: {services: [payments, payments-v2, orders, ledger, inventory, dead, impostor]}
+  selector: {services: [payments, payments-v2, orders, ledger, inventory, stock, dead, impostor]}
   action: ALLOW
   rules:
     - from: [{principals: ["$FRONT_ID", "$REPORTS_ID"]}]
@@ -208,6 +208,11 @@ metadata: {name: orders, namespace: shop}
 spec:
   hosts: [orders]
   http:
+    - name: deadline
+      match: [{paths: ["/deadline/*"]}]
+      destinations: [{service: orders}]
+      timeout: 700ms
+      retries: {attempts: 5, perTryTimeout: 300ms, on: [gateway-error]}
     - name: retry
       destinations: [{service: orders}]
       timeout: 3s
@@ -299,6 +304,10 @@ upstreams:
     endpoints: [$(ep v2)]
     spiffe_id: "$(sid payments-v2)"
     circuit_breakers: {max_requests: 2}
+  - service: stock
+    endpoints: [$(ep ledger)]
+    spiffe_id: "$(sid ledger)"
+    circuit_breakers: {max_connections: 2}
   - {service: ledger, endpoints: [$(ep ledger)], spiffe_id: "$(sid ledger)"}
   - service: dead
     endpoints: [127.0.0.1:$CLOSED_PORT]
@@ -617,6 +626,17 @@ expect_eq "per-route metrics: ward_route_retries_total{route=shop/orders,entry=r
 expect_match "per-route metrics: ward_route_requests_total{route=shop/orders} has a 5xx class sample" \
     '^[1-9]' "$(metric "$FADM" '^ward_route_requests_total\{direction="outbound",route="shop/orders",entry="retry",code_class="5xx"\}$')"
 
+# the Route's timeout bounds the whole request: 5 retries of 300 ms would take 1.8 s
+mode hang ord-a ord-b
+hc orders /deadline/x
+mode ok ord-a ord-b
+ms=$(python3 -c "print(int(float('$SECS') * 1000))")
+if [ "$CODE" = 504 ] && [ "$ms" -ge 650 ] && [ "$ms" -lt 1300 ]; then
+    pass "timeout 700ms with perTryTimeout 300ms and 5 retries: 504 after the Route's timeout (${ms} ms), not 6 tries"
+else
+    fail "timeout 700ms with perTryTimeout 300ms and 5 retries: 504 after about 700 ms" "got $CODE after ${ms} ms"
+fi
+
 echo "# t=$(($(date +%s) - T_START)) s"
 # ---- 4. circuit breaker ------------------------------------------------------------------------
 
@@ -629,6 +649,19 @@ expect_eq "circuit breaker max_requests 2: of 8 concurrent slow requests 2 pass,
 expect_eq "... the app received only the 2 admitted" 2 "$(seen_prefix v2 /slow/cb)"
 expect_eq "... ward_cluster_overflows_total{service=inventory,breaker=max_requests} counts the 6" 6 \
     "$(($(metric "$FADM" '^ward_cluster_overflows_total\{service="inventory",breaker="max_requests"\}$') - ov0))"
+
+# max_connections: concurrent requests each need a connection of their own
+ov0=$(metric "$FADM" '^ward_cluster_overflows_total\{service="stock",breaker="max_connections"\}$')
+cb=$(client concurrent "$FOUT" stock 8 /slow/mc)
+n200=$(printf '%s\n' "$cb" | grep -c '^200 ')
+n503=$(printf '%s\n' "$cb" | grep -c '^503 circuit_breaker:_max_connections$')
+expect_eq "circuit breaker max_connections 2: of 8 concurrent slow requests 2 pass, 6 get 503 with X-Ward-Reason: circuit breaker: max_connections" \
+    "2 6" "$n200 $n503"
+expect_eq "... the app received only the 2 admitted" 2 "$(seen_prefix ledger /slow/mc)"
+expect_eq "... ward_cluster_overflows_total{service=stock,breaker=max_connections} counts the 6" 6 \
+    "$(($(metric "$FADM" '^ward_cluster_overflows_total\{service="stock",breaker="max_connections"\}$') - ov0))"
+expect_eq "... ward_cluster_connections{service=stock} shows the 2 kept open" 2 \
+    "$(metric "$FADM" '^ward_cluster_connections\{service="stock"\}$')"
 
 echo "# t=$(($(date +%s) - T_START)) s"
 # ---- 5. outlier ejection and return ------------------------------------------------------------
