@@ -246,6 +246,61 @@ int audit_log_reserve(audit_log *log, audit_producer *p, audit_verdict decision)
 int audit_log_append_reserved(audit_log *log, audit_producer *p, const audit_record *rec);
 void audit_log_unreserve(audit_producer *p);
 
+/* ---- identity events (wardd) ------------------------------------------------------------ */
+
+/* The identity service's events (an SVID issued, a join token redeemed, a
+ * refusal, a CA rotated) are records of the same trail: same ring, seq,
+ * chain, checkpoints and readers, a different body (docs/audit.md,
+ * "Identity-event records"). They carry "event" in place of the decision
+ * keys:
+ *   {"v":1,"seq":N,"ts":"...","id":"...","node":"spiffe://td/ward/server",
+ *    "event":"svid.issued","outcome":"success","subject":"spiffe://td/ns/x/sa/y",
+ *    "serial":"hex","not_after":"2026-11-26T01:00:00Z","via":"attest",
+ *    "token_id":"16 hex","audience":["..."],"key_id":"...","bundle_sequence":7,
+ *    "source":{"principal":"spiffe://...","ip":"127.0.0.1","port":41234,"uid":null},
+ *    "response":{"status":200},"error":null,"reason":null,
+ *    "truncated":["subject"],             <- only when a field was cut
+ *    "prev":"...","hash":"..."}
+ * Every key is always there (null when absent). Never a secret: a join
+ * token only ever appears as token_id (a prefix of its SHA-256). An event is
+ * never dropped: under overflow DROP it waits for room as a deny record does. */
+#define AUDIT_MAX_EVENT 64     /* event, via, error */
+#define AUDIT_MAX_SERIAL 128   /* serial, token_id, key_id */
+#define AUDIT_MAX_AUDIENCE 2048 /* all audiences together */
+
+typedef enum audit_outcome { AUDIT_FAILURE = 0, AUDIT_SUCCESS = 1 } audit_outcome;
+
+typedef struct audit_event {
+    int64_t ts_ns; /* 0 = now */
+    audit_id id;   /* empty = assigned by append */
+    audit_str event; /* required: "svid.issued", "token.refused", ... */
+    audit_outcome outcome;
+    audit_str subject;  /* the SPIFFE ID the event is about (issued, asked for, CA's TD) */
+    audit_str serial;   /* of the certificate issued (lowercase hex) */
+    int64_t not_after_ns; /* its expiry (certificate, JWT, token); -1 = null */
+    audit_str via;      /* how: "attest", "renew", "server", "admin", ... */
+    audit_str token_id; /* the first 16 hex digits of SHA-256(join token); never the token */
+    audit_str audience; /* JWT audiences, separated by NUL bytes (rendered as an array) */
+    audit_str key_id;   /* a CA's key id (ca.* events) */
+    int64_t bundle_sequence; /* the bundle's spiffe_sequence; -1 = null */
+    audit_str source_principal; /* the client's SPIFFE ID, when it authenticated with one */
+    audit_str source_ip;
+    int source_port;    /* -1 = null */
+    int64_t source_uid; /* a Unix-socket client's uid; -1 = null */
+    int status;         /* HTTP status answered; -1 = "response":null */
+    audit_str error;    /* the refusal's error code ("token_used") */
+    audit_str reason;   /* why, in words */
+} audit_event;
+
+/* All strings absent, numbers -1, outcome FAILURE, ts 0, id "". */
+void audit_event_init(audit_event *ev);
+
+/* As audit_log_append / audit_log_append_reserved, for an identity event
+ * (reserve its slot with audit_log_reserve(log, p, AUDIT_DENY)). WARD_EINVAL
+ * without ev->event. */
+int audit_log_append_event(audit_log *log, audit_producer *p, const audit_event *ev);
+int audit_log_append_event_reserved(audit_log *log, audit_producer *p, const audit_event *ev);
+
 /* Waits until every record appended before the call is written and
  * fdatasynced. WARD_ELIMIT when timeout_ms passes first (also while paused),
  * WARD_EIO when the writer has failed. */
@@ -482,6 +537,18 @@ typedef enum audit_attr {
     AUDIT_A_TRUNCATED,
     AUDIT_A_GAP,
     AUDIT_A_EVENT,
+    /* identity events (audit_event) */
+    AUDIT_A_OUTCOME,
+    AUDIT_A_SUBJECT,
+    AUDIT_A_SERIAL,
+    AUDIT_A_NOT_AFTER,
+    AUDIT_A_VIA,
+    AUDIT_A_TOKEN_ID,
+    AUDIT_A_AUDIENCE,
+    AUDIT_A_KEY_ID,
+    AUDIT_A_BUNDLE_SEQUENCE,
+    AUDIT_A_SOURCE_UID,
+    AUDIT_A_ERROR,
     AUDIT_A_PREV,
     AUDIT_A_HASH,
     AUDIT_A_COUNT
@@ -609,7 +676,8 @@ const char *audit_format_name(audit_format f);
 /* Appends what comes before the first record (the CSV header row). */
 int audit_export_header(audit_format f, ward_buf *out);
 /* Appends one record in format f: 1 written, 0 left out (gap records and
- * identity events have no OCSF API Activity form), or an error. */
+ * CA rotation events (ca.*) have no OCSF form), or an error. Identity events
+ * are OCSF Authentication (3002) or Account Change (3001) events (docs/audit.md). */
 int audit_export_record(audit_format f, const audit_view *v, ward_buf *out);
 
 typedef struct audit_export_stats {

@@ -29,9 +29,27 @@ typedef enum audit_field {
     AF_COUNT
 } audit_field;
 
+/* The strings of an identity event (AUDIT_FLAG_EVENT): the same off/len
+ * slots, in their packing order (who and what first). */
+typedef enum audit_event_field {
+    AEF_EVENT,
+    AEF_ERROR,
+    AEF_VIA,
+    AEF_SUBJECT,
+    AEF_SERIAL,
+    AEF_TOKEN_ID,
+    AEF_KEY_ID,
+    AEF_REASON,
+    AEF_SOURCE_PRINCIPAL,
+    AEF_SOURCE_IP,
+    AEF_AUDIENCE,
+    AEF_COUNT
+} audit_event_field;
+
 #define AUDIT_ABSENT UINT16_MAX /* len[] of an absent string */
 #define AUDIT_FLAG_AUDIT 1u
 #define AUDIT_FLAG_DRY_RUN 2u
+#define AUDIT_FLAG_EVENT 4u /* an identity event: decision holds the outcome, strings are AEF_* */
 
 /* One record as copied by the producer: fixed fields, then the strings
  * packed in data[] (off/len per field). Plain bytes: the ring's head/tail
@@ -41,6 +59,7 @@ typedef struct audit_slot_hdr {
     int64_t latency_ns;
     uint64_t gap; /* records this producer dropped just before this one */
     int32_t rule, dry_run_rule, source_port, destination_port, status;
+    int64_t not_after_ns, bundle_sequence, source_uid; /* identity events only */
     uint8_t direction, decision, dry_run_decision, flags;
     uint16_t truncated; /* bit per audit_field */
     uint16_t off[AF_COUNT];
@@ -60,12 +79,16 @@ _Static_assert(sizeof(audit_slot_hdr) + AUDIT_SLOT_DATA <= AUDIT_SLOT_SIZE,
                "AUDIT_SLOT_DATA too large for AUDIT_SLOT_SIZE");
 _Static_assert(AUDIT_SLOT_DATA < AUDIT_ABSENT, "slot offsets are 16-bit");
 _Static_assert(AF_COUNT <= 16, "truncated is a 16-bit mask");
+_Static_assert((int)AEF_COUNT <= (int)AF_COUNT, "an event's strings use the record's slots");
 
 /* record.c: appends one record / gap record up to (not including) its
  * ",\"prev\"" and the closing brace: audit_chain_line finishes the line. On
  * failure out is unchanged. */
 int audit_render_record(ward_buf *out, const audit_slot *s, uint64_t seq, const char *node,
                         size_t node_len);
+/* An identity event (a slot with AUDIT_FLAG_EVENT), likewise. */
+int audit_render_event(ward_buf *out, const audit_slot *s, uint64_t seq, const char *node,
+                       size_t node_len);
 /* A gap record: k records lost before seq. */
 int audit_render_gap(ward_buf *out, uint64_t seq, int64_t ts_ns, const char *node,
                      size_t node_len, uint64_t k);

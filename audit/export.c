@@ -74,6 +74,18 @@ static const audit_attr csv_columns[] = {
     AUDIT_A_GAP,
     AUDIT_A_EVENT,
     AUDIT_A_HASH,
+    /* added with identity events (new columns only ever go at the end) */
+    AUDIT_A_OUTCOME,
+    AUDIT_A_SUBJECT,
+    AUDIT_A_SERIAL,
+    AUDIT_A_NOT_AFTER,
+    AUDIT_A_VIA,
+    AUDIT_A_TOKEN_ID,
+    AUDIT_A_AUDIENCE,
+    AUDIT_A_KEY_ID,
+    AUDIT_A_BUNDLE_SEQUENCE,
+    AUDIT_A_SOURCE_UID,
+    AUDIT_A_ERROR,
 };
 #define N_CSV (sizeof(csv_columns) / sizeof(csv_columns[0]))
 
@@ -265,11 +277,143 @@ fail:
     return rc;
 }
 
+/* ---- OCSF for identity events: Authentication (3002), Account Change (3001) ---------------- */
+
+static bool text_prefix(const audit_value *v, const char *lit)
+{
+    size_t n = strlen(lit);
+    return v->type == AUDIT_V_STRING && !v->escaped && v->len >= n && memcmp(v->ptr, lit, n) == 0;
+}
+
+/* The class and activity of an identity event (docs/audit.md); false: no OCSF form. */
+static bool ocsf_event_class(const audit_value *f, int *class_uid, const char **class_name,
+                             int *act, const char **act_name)
+{
+    const audit_value *ev = &f[AUDIT_A_EVENT];
+    *class_uid = 3002, *class_name = "Authentication", *act = 99, *act_name = "Other";
+    if (text_is(ev, "token.created")) {
+        *class_uid = 3001, *class_name = "Account Change", *act = 1, *act_name = "Create";
+    } else if (text_is(ev, "token.revoked")) {
+        *class_uid = 3001, *class_name = "Account Change", *act = 6, *act_name = "Delete";
+    } else if (text_is(ev, "token.refused") && text_is(&f[AUDIT_A_VIA], "admin")) {
+        *class_uid = 3001, *class_name = "Account Change";
+    } else if (text_prefix(ev, "jwt.")) {
+        *act = 4, *act_name = "Service Ticket Request";
+    } else if (text_prefix(ev, "svid.") && text_is(&f[AUDIT_A_VIA], "renew")) {
+        *act = 5, *act_name = "Service Ticket Renew";
+    } else if (text_prefix(ev, "svid.") || text_prefix(ev, "token.")) {
+        *act = 3, *act_name = "Authentication Ticket";
+    } else if (text_prefix(ev, "ca.")) {
+        return false; /* CA rotation: no IAM class of OCSF 1.1.0 fits */
+    }
+    return true;
+}
+
+static int ocsf_event(const audit_view *v, int64_t ns, ward_buf *out)
+{
+    const audit_value *f = v->f;
+    int rc = 0;
+    int class_uid, act;
+    const char *class_name, *act_name;
+    if (!ocsf_event_class(f, &class_uid, &class_name, &act, &act_name))
+        return 0;
+    bool ok = text_is(&f[AUDIT_A_OUTCOME], "success");
+    int64_t ms = ns >= 0 ? ns / 1000000 : -((-ns + 999999) / 1000000);
+    PUT("{\"activity_id\":");
+    WARD_TRY(put_i64(out, act));
+    PUT(",\"activity_name\":\"");
+    WARD_TRY(ward_buf_puts(out, act_name));
+    PUT("\",\"category_uid\":3,\"category_name\":\"Identity & Access Management\",\"class_uid\":");
+    WARD_TRY(put_i64(out, class_uid));
+    PUT(",\"class_name\":\"");
+    WARD_TRY(ward_buf_puts(out, class_name));
+    PUT("\",\"type_uid\":");
+    WARD_TRY(put_i64(out, (int64_t)class_uid * 100 + act));
+    PUT(",\"type_name\":\"");
+    WARD_TRY(ward_buf_puts(out, class_name));
+    PUT(": ");
+    WARD_TRY(ward_buf_puts(out, act_name));
+    if (ok)
+        PUT("\",\"severity_id\":1,\"severity\":\"Informational\",\"status_id\":1,"
+            "\"status\":\"Success\"");
+    else
+        PUT("\",\"severity_id\":3,\"severity\":\"Medium\",\"status_id\":2,\"status\":\"Failure\"");
+    const char *sep = ",";
+    WARD_TRY(member(out, &sep, "status_code", &f[AUDIT_A_ERROR]));
+    WARD_TRY(member(out, &sep, "status_detail", &f[AUDIT_A_REASON]));
+    WARD_TRY(member(out, &sep, "message", present(&f[AUDIT_A_REASON]) ? &f[AUDIT_A_REASON]
+                                                                      : &f[AUDIT_A_EVENT]));
+    PUT(",\"time\":");
+    WARD_TRY(put_i64(out, ms));
+    PUT(",\"timezone_offset\":0");
+    PUT(",\"metadata\":{\"version\":\"" AUDIT_OCSF_VERSION "\",\"product\":{\"name\":\"Ward\","
+        "\"vendor_name\":\"Ward\",\"version\":\"" AUDIT_PRODUCT_VERSION "\"},"
+        "\"log_name\":\"ward-audit\"");
+    WARD_TRY(member(out, &sep, "uid", &f[AUDIT_A_ID]));
+    WARD_TRY(member(out, &sep, "sequence", &f[AUDIT_A_SEQ]));
+    WARD_TRY(member(out, &sep, "original_time", &f[AUDIT_A_TS]));
+    PUT("}");
+    /* user: the identity the event is about (the account, the ticket's owner) */
+    if (present(&f[AUDIT_A_SUBJECT])) {
+        PUT(",\"user\":{");
+        sep = "";
+        WARD_TRY(member(out, &sep, "uid", &f[AUDIT_A_SUBJECT]));
+        WARD_TRY(member(out, &sep, "name", &f[AUDIT_A_SUBJECT]));
+        PUT("}");
+    } else {
+        PUT(",\"user\":{\"type_id\":0,\"type\":\"Unknown\"}");
+    }
+    if (present(&f[AUDIT_A_SOURCE_PRINCIPAL])) {
+        PUT(",\"actor\":{\"user\":{");
+        sep = "";
+        WARD_TRY(member(out, &sep, "uid", &f[AUDIT_A_SOURCE_PRINCIPAL]));
+        WARD_TRY(member(out, &sep, "name", &f[AUDIT_A_SOURCE_PRINCIPAL]));
+        PUT("}}");
+    }
+    if (present(&f[AUDIT_A_SOURCE_IP]) || present(&f[AUDIT_A_SOURCE_PORT])) {
+        PUT(",\"src_endpoint\":{");
+        sep = "";
+        WARD_TRY(member(out, &sep, "ip", &f[AUDIT_A_SOURCE_IP]));
+        WARD_TRY(member(out, &sep, "port", &f[AUDIT_A_SOURCE_PORT]));
+        PUT("}");
+    }
+    PUT(",\"service\":{\"name\":\"wardd\"}");
+    PUT(",\"unmapped\":{\"ward\":{");
+    sep = "";
+    static const struct {
+        const char *name;
+        audit_attr a;
+    } extra[] = {
+        {"seq", AUDIT_A_SEQ},
+        {"node", AUDIT_A_NODE},
+        {"event", AUDIT_A_EVENT},
+        {"via", AUDIT_A_VIA},
+        {"serial", AUDIT_A_SERIAL},
+        {"not_after", AUDIT_A_NOT_AFTER},
+        {"token_id", AUDIT_A_TOKEN_ID},
+        {"audience", AUDIT_A_AUDIENCE},
+        {"key_id", AUDIT_A_KEY_ID},
+        {"bundle_sequence", AUDIT_A_BUNDLE_SEQUENCE},
+        {"source_uid", AUDIT_A_SOURCE_UID},
+        {"response_status", AUDIT_A_RESPONSE_STATUS},
+        {"truncated", AUDIT_A_TRUNCATED},
+        {"hash", AUDIT_A_HASH},
+    };
+    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
+        WARD_TRY(member(out, &sep, extra[i].name, &f[extra[i].a]));
+    PUT("}}}\n");
+    return 1;
+fail:
+    return rc;
+}
+
 static int ocsf_record(const audit_view *v, ward_buf *out)
 {
     const audit_value *f = v->f;
     int64_t ns;
     int rc = 0;
+    if (present(&f[AUDIT_A_EVENT]) && !present(&f[AUDIT_A_GAP]) && audit_view_time(v, &ns) == 0)
+        return ocsf_event(v, ns, out);
     if (present(&f[AUDIT_A_GAP]) || present(&f[AUDIT_A_EVENT]) || !present(&f[AUDIT_A_DECISION]) ||
         audit_view_time(v, &ns) < 0)
         return 0; /* not an API activity */
@@ -501,6 +645,66 @@ fail:
     return rc;
 }
 
+/* An identity event: signature "identity:<event>", its own extension set. */
+static int cef_event(const audit_view *v, ward_buf *out)
+{
+    const audit_value *f = v->f;
+    ward_buf tmp;
+    int64_t ns;
+    int rc = 0;
+    ward_buf_init(&tmp);
+    bool ok = text_is(&f[AUDIT_A_OUTCOME], "success");
+    PUT("CEF:0|Ward|wardd|");
+    WARD_TRY(cef_header(out, AUDIT_PRODUCT_VERSION, strlen(AUDIT_PRODUCT_VERSION)));
+    PUT("|identity:");
+    WARD_TRY(audit_value_text(&f[AUDIT_A_EVENT], &tmp));
+    WARD_TRY(cef_header(out, tmp.len ? tmp.ptr : "", tmp.len));
+    WARD_TRY(ward_buf_puts(out, ok ? "|identity event|1|" : "|identity event refused|5|"));
+    size_t ext_start = out->len;
+    if (audit_view_time(v, &ns) == 0) {
+        PUT(" rt=");
+        WARD_TRY(put_i64(out, ns >= 0 ? ns / 1000000 : -((-ns + 999999) / 1000000)));
+    }
+    WARD_TRY(cef_ext(out, &tmp, "externalId", &f[AUDIT_A_ID]));
+    WARD_TRY(cef_ext(out, &tmp, "dvchost", &f[AUDIT_A_NODE]));
+    WARD_TRY(cef_ext(out, &tmp, "outcome", &f[AUDIT_A_OUTCOME]));
+    WARD_TRY(cef_ext(out, &tmp, "src", &f[AUDIT_A_SOURCE_IP]));
+    WARD_TRY(cef_ext(out, &tmp, "spt", &f[AUDIT_A_SOURCE_PORT]));
+    WARD_TRY(cef_ext(out, &tmp, "suser", &f[AUDIT_A_SOURCE_PRINCIPAL]));
+    WARD_TRY(cef_ext(out, &tmp, "suid", &f[AUDIT_A_SOURCE_UID]));
+    WARD_TRY(cef_ext(out, &tmp, "duser", &f[AUDIT_A_SUBJECT]));
+    WARD_TRY(cef_ext(out, &tmp, "reason", &f[AUDIT_A_REASON]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "cs1", "error", &f[AUDIT_A_ERROR]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "cs2", "via", &f[AUDIT_A_VIA]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "cs3", "tokenId", &f[AUDIT_A_TOKEN_ID]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "cs4", "serial", &f[AUDIT_A_SERIAL]));
+    if (present(&f[AUDIT_A_AUDIENCE])) {
+        ward_buf aud;
+        ward_buf_init(&aud);
+        int arc = array_text(&f[AUDIT_A_AUDIENCE], &aud);
+        if (arc == 0)
+            arc = ward_buf_puts(out, " cs5Label=audience cs5=");
+        if (arc == 0)
+            arc = cef_value(out, aud.len ? aud.ptr : "", aud.len);
+        ward_buf_dispose(&aud);
+        WARD_TRY(arc);
+    }
+    WARD_TRY(cef_ext_labelled(out, &tmp, "cs6", "identityEvent", &f[AUDIT_A_EVENT]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "flexString1", "keyId", &f[AUDIT_A_KEY_ID]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "flexString2", "notAfter", &f[AUDIT_A_NOT_AFTER]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "cn1", "bundleSequence", &f[AUDIT_A_BUNDLE_SEQUENCE]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "cn2", "responseStatus", &f[AUDIT_A_RESPONSE_STATUS]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "cn3", "seq", &f[AUDIT_A_SEQ]));
+    if (out->len > ext_start && out->ptr[ext_start] == ' ') {
+        memmove(out->ptr + ext_start, out->ptr + ext_start + 1, out->len - ext_start - 1);
+        out->len--;
+    }
+    PUT("\n");
+fail:
+    ward_buf_dispose(&tmp);
+    return rc < 0 ? rc : 1;
+}
+
 static int cef_record(const audit_view *v, ward_buf *out)
 {
     const audit_value *f = v->f;
@@ -513,7 +717,8 @@ static int cef_record(const audit_view *v, ward_buf *out)
     if (present(&f[AUDIT_A_GAP])) {
         sig = "audit:gap", name = "audit records dropped", sev = 8;
     } else if (present(&f[AUDIT_A_EVENT])) {
-        sig = "identity:event", name = "identity event", sev = 3;
+        ward_buf_dispose(&tmp);
+        return cef_event(v, out);
     } else if (text_is(&f[AUDIT_A_DECISION], "allow")) {
         sig = "authz:allow", name = "request allowed", sev = 1;
     } else if (present(&f[AUDIT_A_DECISION])) {

@@ -289,7 +289,7 @@ int audit_log_producer_new(audit_log *log, audit_producer **out)
 
 /* Copies v into the slot's data, bounded by max and by the room left; a cut
  * value ends on a UTF-8 character boundary and is marked truncated. */
-static void put(audit_slot *s, size_t *used, audit_field f, audit_str v, size_t max)
+static void put(audit_slot *s, size_t *used, unsigned f, audit_str v, size_t max)
 {
     if (v.ptr == NULL) {
         s->r.h.off[f] = 0;
@@ -350,6 +350,44 @@ static void fill(audit_slot *s, audit_producer *p, const audit_record *rec)
     put(s, &used, AF_HOST, rec->host, AUDIT_MAX_HOST);
     put(s, &used, AF_TRACE_ID, rec->trace_id, AUDIT_MAX_TRACE_ID);
     put(s, &used, AF_PATH, rec->path, AUDIT_MAX_PATH);
+}
+
+static void fill_event(audit_slot *s, audit_producer *p, const audit_event *ev)
+{
+    audit_slot_hdr *h = &s->r.h;
+    size_t used = 0;
+    memset(h, 0, sizeof(*h));
+    h->ts_ns = ev->ts_ns != 0 ? ev->ts_ns : audit_now_ns();
+    h->latency_ns = -1;
+    h->gap = p->gap_pending;
+    p->gap_pending = 0;
+    h->rule = h->dry_run_rule = h->destination_port = -1;
+    h->source_port = ev->source_port;
+    h->status = ev->status;
+    h->not_after_ns = ev->not_after_ns;
+    h->bundle_sequence = ev->bundle_sequence;
+    h->source_uid = ev->source_uid;
+    h->decision = (uint8_t)(ev->outcome == AUDIT_SUCCESS ? AUDIT_SUCCESS : AUDIT_FAILURE);
+    h->flags = AUDIT_FLAG_EVENT;
+    if (ev->id.hex[0] == '\0') {
+        id_next(p, h->id);
+    } else {
+        size_t n = strnlen(ev->id.hex, AUDIT_ID_HEX);
+        memcpy(h->id, ev->id.hex, n);
+    }
+    for (unsigned f = AEF_COUNT; f < AF_COUNT; f++)
+        h->len[f] = AUDIT_ABSENT;
+    put(s, &used, AEF_EVENT, ev->event, AUDIT_MAX_EVENT);
+    put(s, &used, AEF_ERROR, ev->error, AUDIT_MAX_EVENT);
+    put(s, &used, AEF_VIA, ev->via, AUDIT_MAX_EVENT);
+    put(s, &used, AEF_SUBJECT, ev->subject, AUDIT_MAX_PRINCIPAL);
+    put(s, &used, AEF_SERIAL, ev->serial, AUDIT_MAX_SERIAL);
+    put(s, &used, AEF_TOKEN_ID, ev->token_id, AUDIT_MAX_SERIAL);
+    put(s, &used, AEF_KEY_ID, ev->key_id, AUDIT_MAX_SERIAL);
+    put(s, &used, AEF_REASON, ev->reason, AUDIT_MAX_REASON);
+    put(s, &used, AEF_SOURCE_PRINCIPAL, ev->source_principal, AUDIT_MAX_PRINCIPAL);
+    put(s, &used, AEF_SOURCE_IP, ev->source_ip, AUDIT_MAX_IP);
+    put(s, &used, AEF_AUDIENCE, ev->audience, AUDIT_MAX_AUDIENCE);
 }
 
 /* BLOCK (and DROP for a deny record): wait for the writer to free a slot. */
@@ -443,6 +481,41 @@ int audit_log_append_reserved(audit_log *log, audit_producer *p, const audit_rec
         return WARD_EIO;
     }
     ring_put(log, p, rec);
+    return 0;
+}
+
+static void ring_put_event(audit_log *log, audit_producer *p, const audit_event *ev)
+{
+    uint64_t head = atomic_load_explicit(&p->head, memory_order_relaxed);
+    fill_event(&p->slots[head & p->mask], p, ev);
+    atomic_store_explicit(&p->head, head + 1, memory_order_release);
+    bump(&p->appended, 1);
+    if (head + 1 - p->tail_seen > p->mask / 2)
+        kick_if_sleeping(log);
+}
+
+int audit_log_append_event(audit_log *log, audit_producer *p, const audit_event *ev)
+{
+    if (log == NULL || p == NULL || ev == NULL || ev->event.ptr == NULL || p->log != log)
+        return WARD_EINVAL;
+    int rc = claim(log, p, AUDIT_DENY); /* never dropped */
+    if (rc < 0)
+        return rc;
+    ring_put_event(log, p, ev);
+    return 0;
+}
+
+int audit_log_append_event_reserved(audit_log *log, audit_producer *p, const audit_event *ev)
+{
+    if (log == NULL || p == NULL || ev == NULL || ev->event.ptr == NULL || p->log != log ||
+        p->reserved == 0)
+        return WARD_EINVAL;
+    p->reserved--;
+    if (atomic_load_explicit(&log->failed, memory_order_relaxed) != 0) {
+        bump(&p->refused, 1);
+        return WARD_EIO;
+    }
+    ring_put_event(log, p, ev);
     return 0;
 }
 
@@ -817,7 +890,10 @@ static int render_slot(audit_log *l, audit_producer *p, const audit_slot *s)
         WARD_TRY(audit_chain_line(&l->out, at, head));
     }
     size_t at = l->out.len;
-    WARD_TRY(audit_render_record(&l->out, s, seq++, l->node, l->node_len));
+    if (s->r.h.flags & AUDIT_FLAG_EVENT)
+        WARD_TRY(audit_render_event(&l->out, s, seq++, l->node, l->node_len));
+    else
+        WARD_TRY(audit_render_record(&l->out, s, seq++, l->node, l->node_len));
     WARD_TRY(audit_chain_line(&l->out, at, head));
     p->gaps_written += s->r.h.gap;
     l->seq = seq;

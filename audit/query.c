@@ -44,6 +44,17 @@ static const char *const attr_names[AUDIT_A_COUNT] = {
     [AUDIT_A_TRUNCATED] = "truncated",
     [AUDIT_A_GAP] = "gap",
     [AUDIT_A_EVENT] = "event",
+    [AUDIT_A_OUTCOME] = "outcome",
+    [AUDIT_A_SUBJECT] = "subject",
+    [AUDIT_A_SERIAL] = "serial",
+    [AUDIT_A_NOT_AFTER] = "not_after",
+    [AUDIT_A_VIA] = "via",
+    [AUDIT_A_TOKEN_ID] = "token_id",
+    [AUDIT_A_AUDIENCE] = "audience",
+    [AUDIT_A_KEY_ID] = "key_id",
+    [AUDIT_A_BUNDLE_SEQUENCE] = "bundle_sequence",
+    [AUDIT_A_SOURCE_UID] = "source.uid",
+    [AUDIT_A_ERROR] = "error",
     [AUDIT_A_PREV] = "prev",
     [AUDIT_A_HASH] = "hash",
 };
@@ -91,6 +102,7 @@ static const pkey source_keys[] = {
     K("principal", AUDIT_A_SOURCE_PRINCIPAL),
     K("ip", AUDIT_A_SOURCE_IP),
     K("port", AUDIT_A_SOURCE_PORT),
+    K("uid", AUDIT_A_SOURCE_UID),
 };
 static const pkey destination_keys[] = {
     K("service", AUDIT_A_DESTINATION_SERVICE),
@@ -129,7 +141,23 @@ static const pkey record_keys[] = {
     K("peer_cert_sha256", AUDIT_A_PEER_CERT_SHA256),
     K("truncated", AUDIT_A_TRUNCATED),
     K("gap", AUDIT_A_GAP),
+    /* an identity event's keys, in its order (source, response, reason and
+     * truncated again: the hint then follows that order too) */
     K("event", AUDIT_A_EVENT),
+    K("outcome", AUDIT_A_OUTCOME),
+    K("subject", AUDIT_A_SUBJECT),
+    K("serial", AUDIT_A_SERIAL),
+    K("not_after", AUDIT_A_NOT_AFTER),
+    K("via", AUDIT_A_VIA),
+    K("token_id", AUDIT_A_TOKEN_ID),
+    K("audience", AUDIT_A_AUDIENCE),
+    K("key_id", AUDIT_A_KEY_ID),
+    K("bundle_sequence", AUDIT_A_BUNDLE_SEQUENCE),
+    KO("source", -1, source_keys),
+    KO("response", AUDIT_A_RESPONSE, response_keys),
+    K("error", AUDIT_A_ERROR),
+    K("reason", AUDIT_A_REASON),
+    K("truncated", AUDIT_A_TRUNCATED),
     K("prev", AUDIT_A_PREV),
     K("hash", AUDIT_A_HASH),
 };
@@ -728,6 +756,35 @@ void audit_filter_range(audit_filter *f, int64_t since_ns, int64_t until_ns)
     f->until = until_ns;
 }
 
+static bool value_match(const cond *c, const audit_value *val);
+
+/* An array of strings (audience, truncated) matches when one of them does. */
+static bool array_match(const cond *c, const audit_value *val)
+{
+    const char *p = val->ptr, *end = val->ptr + val->len;
+    while (p < end) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (q == NULL)
+            return false;
+        const char *str = ++q;
+        bool esc = false;
+        while (q < end && *q != '"') {
+            if (*q == '\\') {
+                esc = true;
+                q++;
+            }
+            q++;
+        }
+        if (q >= end)
+            return false;
+        audit_value item = {AUDIT_V_STRING, esc, str, (size_t)(q - str)};
+        if (value_match(c, &item))
+            return true;
+        p = q + 1;
+    }
+    return false;
+}
+
 static bool cond_match(const cond *c, const audit_view *v)
 {
     const audit_value *val = &v->f[c->attr];
@@ -735,6 +792,13 @@ static bool cond_match(const cond *c, const audit_view *v)
         return c->null;
     if (c->null)
         return false;
+    if (val->type == AUDIT_V_ARRAY)
+        return array_match(c, val);
+    return value_match(c, val);
+}
+
+static bool value_match(const cond *c, const audit_value *val)
+{
     const char *p = val->ptr;
     size_t n = val->len;
     ward_buf tmp;

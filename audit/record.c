@@ -17,6 +17,17 @@ void audit_record_init(audit_record *rec)
     rec->latency_ns = -1;
 }
 
+void audit_event_init(audit_event *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->outcome = AUDIT_FAILURE;
+    ev->not_after_ns = -1;
+    ev->bundle_sequence = -1;
+    ev->source_port = -1;
+    ev->source_uid = -1;
+    ev->status = -1;
+}
+
 int64_t audit_now_ns(void)
 {
     struct timespec ts;
@@ -366,6 +377,123 @@ int audit_render_gap(ward_buf *out, uint64_t seq, int64_t ts_ns, const char *nod
                              ",\"gap\":%" PRIu64 ",\"reason\":\"%" PRIu64
                              " allow record(s) dropped: audit ring full (overflow: drop)\"",
                              k, k));
+    return 0;
+fail:
+    out->len = start;
+    if (out->ptr != NULL)
+        out->ptr[start] = '\0';
+    return rc;
+}
+
+/* ---- identity events ------------------------------------------------------------ */
+
+static const char *const event_field_names[AEF_COUNT] = {
+    [AEF_EVENT] = "event",
+    [AEF_ERROR] = "error",
+    [AEF_VIA] = "via",
+    [AEF_SUBJECT] = "subject",
+    [AEF_SERIAL] = "serial",
+    [AEF_TOKEN_ID] = "token_id",
+    [AEF_KEY_ID] = "key_id",
+    [AEF_REASON] = "reason",
+    [AEF_SOURCE_PRINCIPAL] = "source.principal",
+    [AEF_SOURCE_IP] = "source.ip",
+    [AEF_AUDIENCE] = "audience",
+};
+
+/* The NUL-separated audiences as a JSON array of strings. */
+static int put_list(ward_buf *out, const audit_slot *s, unsigned f)
+{
+    uint16_t len = s->r.h.len[f];
+    int rc = 0;
+    if (len == AUDIT_ABSENT)
+        return ward_buf_append(out, "null", 4);
+    const char *p = s->r.data + s->r.h.off[f], *end = p + len;
+    PUT("[");
+    for (bool first = true; p <= end; first = false) {
+        const char *z = memchr(p, '\0', (size_t)(end - p));
+        size_t n = z != NULL ? (size_t)(z - p) : (size_t)(end - p);
+        if (!first)
+            PUT(",");
+        WARD_TRY(put_str(out, p, n));
+        p += n + 1;
+    }
+    PUT("]");
+fail:
+    return rc;
+}
+
+int audit_render_event(ward_buf *out, const audit_slot *s, uint64_t seq, const char *node,
+                       size_t node_len)
+{
+    const audit_slot_hdr *h = &s->r.h;
+    size_t start = out->len;
+    int rc = 0;
+    WARD_TRY(put_head(out, seq, h->ts_ns));
+    PUT(",\"id\":");
+    WARD_TRY(put_str(out, h->id, strnlen(h->id, AUDIT_ID_HEX)));
+    WARD_TRY(put_node(out, node, node_len));
+    PUT(",\"event\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_EVENT));
+    WARD_TRY(ward_buf_puts(out, h->decision == AUDIT_SUCCESS ? ",\"outcome\":\"success\""
+                                                              : ",\"outcome\":\"failure\""));
+    PUT(",\"subject\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_SUBJECT));
+    PUT(",\"serial\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_SERIAL));
+    PUT(",\"not_after\":");
+    if (h->not_after_ns >= 0) {
+        char ts[AUDIT_TS_LEN];
+        audit_time_format(ts, h->not_after_ns);
+        /* whole seconds as certificates and tokens have them: "...T01:00:00Z" */
+        bool whole = h->not_after_ns % 1000000000 == 0;
+        PUT("\"");
+        WARD_TRY(ward_buf_append(out, ts, whole ? 19 : AUDIT_TS_LEN - 1));
+        PUT("Z\"");
+    } else {
+        PUT("null");
+    }
+    PUT(",\"via\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_VIA));
+    PUT(",\"token_id\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_TOKEN_ID));
+    PUT(",\"audience\":");
+    WARD_TRY(put_list(out, s, AEF_AUDIENCE));
+    PUT(",\"key_id\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_KEY_ID));
+    PUT(",\"bundle_sequence\":");
+    WARD_TRY(put_int(out, h->bundle_sequence, true));
+    PUT(",\"source\":{\"principal\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_SOURCE_PRINCIPAL));
+    PUT(",\"ip\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_SOURCE_IP));
+    PUT(",\"port\":");
+    WARD_TRY(put_int(out, h->source_port, true));
+    PUT(",\"uid\":");
+    WARD_TRY(put_int(out, h->source_uid, true));
+    if (h->status >= 0) {
+        PUT("},\"response\":{\"status\":");
+        WARD_TRY(put_int(out, h->status, false));
+        PUT("}");
+    } else {
+        PUT("},\"response\":null");
+    }
+    PUT(",\"error\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_ERROR));
+    PUT(",\"reason\":");
+    WARD_TRY(put_field(out, s, (audit_field)AEF_REASON));
+    if (h->truncated != 0) {
+        PUT(",\"truncated\":[");
+        const char *sep = "\"";
+        for (int f = 0; f < AEF_COUNT; f++) {
+            if (h->truncated & (1u << f)) {
+                WARD_TRY(ward_buf_puts(out, sep));
+                WARD_TRY(ward_buf_puts(out, event_field_names[f]));
+                sep = "\",\"";
+            }
+        }
+        PUT("\"]");
+    }
     return 0;
 fail:
     out->len = start;

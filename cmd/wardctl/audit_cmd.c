@@ -400,8 +400,9 @@ static const char export_help[] =
     "           A text value beginning with = + - @ TAB or CR gets a leading ' so that a\n"
     "           spreadsheet shows it instead of running it as a formula.\n"
     "    ocsf   OCSF " AUDIT_OCSF_VERSION " API Activity events (class_uid 6003), one JSON object\n"
-    "           per line; gap records and identity events have no API Activity form and\n"
-    "           are left out (counted on stderr)\n"
+    "           per line; wardd's identity events as Authentication (3002) or Account\n"
+    "           Change (3001) events; gap records and CA rotation events (ca.*) have no\n"
+    "           OCSF form and are left out (counted on stderr)\n"
     "    cef    ArcSight CEF:0|Ward|ward-proxy|" AUDIT_PRODUCT_VERSION
     "|SIGNATURE|NAME|SEVERITY|EXTENSIONS\n"
     "           lines; header fields escape \\ and |, extension values \\ and = and write\n"
@@ -498,7 +499,7 @@ static int audit_export_cmd(const char *prog, int argc, char **argv)
     status = scan_warnings(prog, &st.scan);
     if (st.left_out > 0)
         fprintf(stderr,
-                "%s: %" PRIu64 " gap record%s or identity event%s left out: they have no "
+                "%s: %" PRIu64 " gap record%s or CA rotation event%s left out: they have no "
                 "%s form\n",
                 prog, st.left_out, st.left_out == 1 ? "" : "s", st.left_out == 1 ? "" : "s",
                 audit_format_name(fmt));
@@ -525,7 +526,10 @@ static const char query_help[] =
     "  Without --count or --count-by, prints one line per matching record:\n"
     "    TS DECISION DIRECTION SOURCE -> SERVICE METHOD HOST PATH STATUS POLICY#RULE seq=N\n"
     "  (SOURCE is the peer's SPIFFE ID, or its IP without one; control characters are\n"
-    "  shown escaped). --count prints the number of matching records; --count-by KEY\n"
+    "  shown escaped); an identity event of wardd as\n"
+    "    TS EVENT OUTCOME SUBJECT <- SOURCE STATUS ERROR [serial=S] seq=N\n"
+    "  (SOURCE: the client's SPIFFE ID, uid:N on the admin socket, or its IP).\n"
+    "  --count prints the number of matching records; --count-by KEY\n"
     "  prints \"COUNT VALUE\" lines, most frequent first, with (none) for null.\n"
     "\n"
     "OPTIONS\n" SELECTION_HELP "  -c, --count         print how many records match\n"
@@ -539,7 +543,9 @@ static const char query_help[] =
     "    wardctl audit query DIR --since 1h --where decision=deny --count-by source.principal\n"
     "  what one workload was refused today:\n"
     "    wardctl audit query DIR --since 2026-11-26 --where decision=deny \\\n"
-    "        --where source.principal=spiffe://example.org/ns/shop/sa/checkout\n";
+    "        --where source.principal=spiffe://example.org/ns/shop/sa/checkout\n"
+    "  wardd's refusals per error code:\n"
+    "    wardctl audit query /var/lib/wardd/audit --where outcome=failure --count-by error\n";
 
 static const wctl_opt query_opts[] = {
     {"help", 'h', false, OPT_HELP},
@@ -611,6 +617,31 @@ static int list_one(const audit_view *v, void *data)
         WARD_TRY(ward_buf_puts(&l->line, " gap: "));
         WARD_TRY(put_field(l, &f[AUDIT_A_GAP], "?"));
         WARD_TRY(ward_buf_puts(&l->line, " record(s) dropped"));
+    } else if (f[AUDIT_A_EVENT].type == AUDIT_V_STRING) {
+        /* an identity event of wardd: ts event outcome subject <- source status error */
+        WARD_TRY(ward_buf_putc(&l->line, ' '));
+        WARD_TRY(put_field(l, &f[AUDIT_A_EVENT], "-"));
+        WARD_TRY(ward_buf_putc(&l->line, ' '));
+        WARD_TRY(put_field(l, &f[AUDIT_A_OUTCOME], "-"));
+        WARD_TRY(ward_buf_putc(&l->line, ' '));
+        WARD_TRY(put_field(l, &f[AUDIT_A_SUBJECT], "-"));
+        WARD_TRY(ward_buf_puts(&l->line, " <- "));
+        if (f[AUDIT_A_SOURCE_PRINCIPAL].type == AUDIT_V_STRING) {
+            WARD_TRY(put_field(l, &f[AUDIT_A_SOURCE_PRINCIPAL], "-"));
+        } else if (f[AUDIT_A_SOURCE_UID].type == AUDIT_V_NUMBER) {
+            WARD_TRY(ward_buf_puts(&l->line, "uid:"));
+            WARD_TRY(put_field(l, &f[AUDIT_A_SOURCE_UID], "-"));
+        } else {
+            WARD_TRY(put_field(l, &f[AUDIT_A_SOURCE_IP], "-"));
+        }
+        WARD_TRY(ward_buf_putc(&l->line, ' '));
+        WARD_TRY(put_field(l, &f[AUDIT_A_RESPONSE_STATUS], "-"));
+        WARD_TRY(ward_buf_putc(&l->line, ' '));
+        WARD_TRY(put_field(l, &f[AUDIT_A_ERROR], "-"));
+        if (f[AUDIT_A_SERIAL].type == AUDIT_V_STRING) {
+            WARD_TRY(ward_buf_puts(&l->line, " serial="));
+            WARD_TRY(put_field(l, &f[AUDIT_A_SERIAL], ""));
+        }
     } else {
         WARD_TRY(ward_buf_putc(&l->line, ' '));
         WARD_TRY(put_field(l, &f[AUDIT_A_DECISION], "-"));

@@ -17,13 +17,14 @@ static void admin_event(wardd *d, const char *name, const char *peer, const char
 {
     cJSON *ev = wardd_event_new(name);
     if (spiffe_id != NULL)
-        cJSON_AddStringToObject(ev, "spiffe_id", spiffe_id);
+        cJSON_AddStringToObject(ev, "subject", spiffe_id);
     if (hash != NULL)
-        cJSON_AddStringToObject(ev, "token_hash", hash);
+        cJSON_AddStringToObject(ev, "token_id", hash);
+    cJSON_AddStringToObject(ev, "via", "admin");
     if (why != NULL) {
         cJSON_AddNumberToObject(ev, "status", why->status);
         cJSON_AddStringToObject(ev, "error", why->code);
-        cJSON_AddStringToObject(ev, "message", why->message);
+        cJSON_AddStringToObject(ev, "reason", why->message);
     }
     cJSON_AddStringToObject(ev, "peer", peer);
     wardd_event_emit(d, ev);
@@ -38,6 +39,8 @@ static void token_create(wardd *d, proxy_http_exchange *ex, const char *peer, ti
     const char *id = NULL;
     cJSON *root = wardd_read_json(ex, create_members, &why);
     if (root == NULL)
+        goto refuse;
+    if (wardd_events_reserve(d, 1, &why) < 0) /* token.created (or the refusal) */
         goto refuse;
     const cJSON *idm = cJSON_GetObjectItemCaseSensitive(root, "spiffe_id");
     if (!cJSON_IsString(idm)) {
@@ -89,13 +92,31 @@ static void token_create(wardd *d, proxy_http_exchange *ex, const char *peer, ti
     }
     char exp[32];
     wardd_time_format(now + (time_t)(ttl_s ? ttl_s : 600), exp, sizeof(exp));
+    wardd_token_hash(token, hash);
+    /* on the record before the token is handed out; a token that cannot be
+     * recorded is revoked at once */
+    cJSON *ev = wardd_event_new("token.created");
+    cJSON_AddStringToObject(ev, "subject", id);
+    cJSON_AddStringToObject(ev, "token_id", hash);
+    cJSON_AddStringToObject(ev, "not_after", exp);
+    cJSON_AddStringToObject(ev, "via", "admin");
+    cJSON_AddNumberToObject(ev, "status", 200);
+    cJSON_AddStringToObject(ev, "peer", peer);
+    if (wardd_event_emit(d, ev) < 0) {
+        ident_tokens_revoke(d->tokens, token, &e);
+        OPENSSL_cleanse(token, sizeof(token));
+        wardd_refuse(&why, 503, "audit_unavailable",
+                     "the join token could not be recorded in the audit trail; none was issued");
+        goto refuse;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "token", token);
     cJSON_AddStringToObject(o, "spiffe_id", id);
     cJSON_AddStringToObject(o, "expires_at", exp);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    wardd_token_hash(token, hash);
+    if (s == NULL)
+        ident_tokens_revoke(d->tokens, token, &e); /* nobody will ever know it */
     OPENSSL_cleanse(token, sizeof(token));
     if (s == NULL) {
         wardd_refuse(&why, 503, "unavailable", "out of memory");
@@ -104,12 +125,6 @@ static void token_create(wardd *d, proxy_http_exchange *ex, const char *peer, ti
     wardd_reply_json(ex, 200, s, strlen(s));
     OPENSSL_cleanse(s, strlen(s));
     free(s);
-    cJSON *ev = wardd_event_new("token.created");
-    cJSON_AddStringToObject(ev, "spiffe_id", id);
-    cJSON_AddStringToObject(ev, "token_hash", hash);
-    cJSON_AddStringToObject(ev, "expires_at", exp);
-    cJSON_AddStringToObject(ev, "peer", peer);
-    wardd_event_emit(d, ev);
     cJSON_Delete(root);
     return;
 refuse:
@@ -264,4 +279,5 @@ void wardd_admin_handle(proxy_http_exchange *ex, void *data)
         wardd_reply_error(ex, 404, "not_found", "no such endpoint: %.*s",
                           (int)(r->path.len > 200 ? 200 : r->path.len), r->path.ptr);
     }
+    wardd_events_release(d);
 }

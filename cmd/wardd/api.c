@@ -114,21 +114,26 @@ static const char *string_member(const cJSON *root, const char *name)
 }
 
 static void refusal_event(wardd *d, const char *name, const wardd_refusal *why, const char *peer,
-                          const char *spiffe_id)
+                          const char *spiffe_id, const char *via)
 {
     cJSON *ev = wardd_event_new(name);
-    if (spiffe_id != NULL)
-        cJSON_AddStringToObject(ev, "spiffe_id", spiffe_id);
+    if (spiffe_id != NULL) {
+        cJSON_AddStringToObject(ev, "subject", spiffe_id);
+        cJSON_AddStringToObject(ev, "principal", spiffe_id); /* it authenticated with it */
+    }
+    if (via != NULL)
+        cJSON_AddStringToObject(ev, "via", via);
     cJSON_AddNumberToObject(ev, "status", why->status);
     cJSON_AddStringToObject(ev, "error", why->code);
-    cJSON_AddStringToObject(ev, "message", why->message);
+    cJSON_AddStringToObject(ev, "reason", why->message);
     cJSON_AddStringToObject(ev, "peer", peer);
     wardd_event_emit(d, ev);
 }
 
 /* Signs the CSR for id and answers the svid_response. */
 static int issue(wardd *d, proxy_http_exchange *ex, const char *csr, const char *id,
-                 const char *peer, const char *via, time_t now, wardd_refusal *why)
+                 const char *peer, const char *via, const char *token_id, time_t now,
+                 wardd_refusal *why)
 {
     ward_buf chain;
     ward_buf_init(&chain);
@@ -146,6 +151,24 @@ static int issue(wardd *d, proxy_http_exchange *ex, const char *csr, const char 
     wardd_leaf_info(chain.ptr, chain.len, &leaf);
     char exp[32];
     wardd_time_format(leaf.not_after, exp, sizeof(exp));
+    /* on the record first: an SVID whose issuance cannot be recorded is not handed out */
+    cJSON *ev = wardd_event_new("svid.issued");
+    cJSON_AddStringToObject(ev, "subject", id);
+    cJSON_AddStringToObject(ev, "serial", leaf.serial);
+    cJSON_AddStringToObject(ev, "not_after", exp);
+    cJSON_AddStringToObject(ev, "via", via);
+    if (strcmp(via, "renew") == 0)
+        cJSON_AddStringToObject(ev, "principal", id);
+    if (token_id != NULL)
+        cJSON_AddStringToObject(ev, "token_id", token_id);
+    cJSON_AddNumberToObject(ev, "status", 200);
+    cJSON_AddStringToObject(ev, "peer", peer);
+    if (wardd_event_emit(d, ev) < 0) {
+        wardd_refuse(why, 503, "audit_unavailable",
+                     "the issuance could not be recorded in the audit trail; no SVID was issued");
+        ward_buf_dispose(&chain);
+        return WARD_EIO;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "spiffe_id", id);
     cJSON_AddStringToObject(o, "svid", chain.ptr);
@@ -160,13 +183,6 @@ static int issue(wardd *d, proxy_http_exchange *ex, const char *csr, const char 
     }
     wardd_reply_json(ex, 200, s, strlen(s));
     free(s);
-    cJSON *ev = wardd_event_new("svid.issued");
-    cJSON_AddStringToObject(ev, "spiffe_id", id);
-    cJSON_AddStringToObject(ev, "serial", leaf.serial);
-    cJSON_AddStringToObject(ev, "expires_at", exp);
-    cJSON_AddStringToObject(ev, "peer", peer);
-    cJSON_AddStringToObject(ev, "via", via);
-    wardd_event_emit(d, ev);
     return 0;
 }
 
@@ -200,6 +216,9 @@ static void attest(wardd *d, proxy_http_exchange *ex, const char *peer, time_t n
     if (body.len > 0)
         OPENSSL_cleanse((char *)body.ptr, body.len); /* it held the token */
     if (root == NULL)
+        goto refuse;
+    /* token.redeemed and svid.issued (or one refusal): their places first */
+    if (wardd_events_reserve(d, 2, &why) < 0)
         goto refuse;
     const char *token = string_member(root, "token");
     const char *csr = string_member(root, "csr");
@@ -241,12 +260,13 @@ static void attest(wardd *d, proxy_http_exchange *ex, const char *peer, time_t n
         goto refuse;
     }
     cJSON *ev = wardd_event_new("token.redeemed");
-    cJSON_AddStringToObject(ev, "spiffe_id", id);
-    cJSON_AddStringToObject(ev, "token_hash", hash);
+    cJSON_AddStringToObject(ev, "subject", id);
+    cJSON_AddStringToObject(ev, "token_id", hash);
+    cJSON_AddStringToObject(ev, "via", "attest");
     cJSON_AddStringToObject(ev, "peer", peer);
     wardd_event_emit(d, ev);
     event = "svid.refused";
-    if (issue(d, ex, csr, id, peer, "attest", now, &why) < 0)
+    if (issue(d, ex, csr, id, peer, "attest", hash, now, &why) < 0)
         goto refuse;
     OPENSSL_cleanse((char *)token, strlen(token));
     cJSON_Delete(root);
@@ -260,12 +280,13 @@ refuse:
     cJSON_Delete(root);
     cJSON *rev = wardd_event_new(event);
     if (id[0] != '\0')
-        cJSON_AddStringToObject(rev, "spiffe_id", id);
+        cJSON_AddStringToObject(rev, "subject", id);
     if (hash[0] != '\0')
-        cJSON_AddStringToObject(rev, "token_hash", hash);
+        cJSON_AddStringToObject(rev, "token_id", hash);
+    cJSON_AddStringToObject(rev, "via", "attest");
     cJSON_AddNumberToObject(rev, "status", why.status);
     cJSON_AddStringToObject(rev, "error", why.code);
-    cJSON_AddStringToObject(rev, "message", why.message);
+    cJSON_AddStringToObject(rev, "reason", why.message);
     cJSON_AddStringToObject(rev, "peer", peer);
     wardd_event_emit(d, rev);
     wardd_reply_refusal(ex, &why);
@@ -286,19 +307,21 @@ static void renew(wardd *d, proxy_http_exchange *ex, const char *peer, time_t no
     root = wardd_read_json(ex, renew_members, &why);
     if (root == NULL)
         goto refuse;
+    if (wardd_events_reserve(d, 1, &why) < 0)
+        goto refuse;
     const char *csr = string_member(root, "csr");
     if (csr == NULL) {
         wardd_refuse(&why, 400, "bad_request", "\"csr\" is a required non-empty string");
         goto refuse;
     }
     /* no precheck: nothing is spent on a bad CSR here, and ident_ca_sign_csr checks it */
-    if (issue(d, ex, csr, id, peer, "renew", now, &why) < 0)
+    if (issue(d, ex, csr, id, peer, "renew", NULL, now, &why) < 0)
         goto refuse;
     cJSON_Delete(root);
     return;
 refuse:
     cJSON_Delete(root);
-    refusal_event(d, "svid.refused", &why, peer, id[0] ? id : NULL);
+    refusal_event(d, "svid.refused", &why, peer, id[0] ? id : NULL, "renew");
     wardd_reply_refusal(ex, &why);
 }
 
@@ -366,6 +389,8 @@ static void jwt(wardd *d, proxy_http_exchange *ex, const char *peer, time_t now)
     root = wardd_read_json(ex, jwt_members, &why);
     if (root == NULL)
         goto refuse;
+    if (wardd_events_reserve(d, 1, &why) < 0)
+        goto refuse;
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "audience");
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) < 1 || cJSON_GetArraySize(a) > AUDIENCE_MAX) {
         wardd_refuse(&why, 400, "bad_request", "\"audience\" must be an array of 1..%d strings",
@@ -408,6 +433,21 @@ static void jwt(wardd *d, proxy_http_exchange *ex, const char *peer, time_t now)
     time_t exp_t = jwt_exp(token.ptr);
     char exp[32];
     wardd_time_format(exp_t, exp, sizeof(exp));
+    cJSON *ev = wardd_event_new("jwt.issued"); /* on the record before it is handed out */
+    cJSON_AddStringToObject(ev, "subject", id);
+    cJSON_AddStringToObject(ev, "principal", id);
+    cJSON_AddItemToObject(ev, "audience", cJSON_Duplicate(a, 1));
+    cJSON_AddStringToObject(ev, "not_after", exp);
+    cJSON_AddStringToObject(ev, "via", "jwt");
+    cJSON_AddNumberToObject(ev, "status", 200);
+    cJSON_AddStringToObject(ev, "peer", peer);
+    if (wardd_event_emit(d, ev) < 0) {
+        OPENSSL_cleanse(token.ptr, token.len);
+        wardd_refuse(&why, 503, "audit_unavailable",
+                     "the issuance could not be recorded in the audit trail; no JWT-SVID was "
+                     "issued");
+        goto refuse;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "token", token.ptr);
     cJSON_AddStringToObject(o, "spiffe_id", id);
@@ -421,12 +461,6 @@ static void jwt(wardd *d, proxy_http_exchange *ex, const char *peer, time_t now)
     wardd_reply_json(ex, 200, s, strlen(s));
     OPENSSL_cleanse(s, strlen(s));
     free(s);
-    cJSON *ev = wardd_event_new("jwt.issued");
-    cJSON_AddStringToObject(ev, "spiffe_id", id);
-    cJSON_AddItemToObject(ev, "audience", cJSON_Duplicate(a, 1));
-    cJSON_AddStringToObject(ev, "expires_at", exp);
-    cJSON_AddStringToObject(ev, "peer", peer);
-    wardd_event_emit(d, ev);
     OPENSSL_cleanse(token.ptr, token.len);
     ward_buf_dispose(&token);
     cJSON_Delete(root);
@@ -434,7 +468,7 @@ static void jwt(wardd *d, proxy_http_exchange *ex, const char *peer, time_t now)
 refuse:
     ward_buf_dispose(&token);
     cJSON_Delete(root);
-    refusal_event(d, "jwt.refused", &why, peer, id[0] ? id : NULL);
+    refusal_event(d, "jwt.refused", &why, peer, id[0] ? id : NULL, "jwt");
     wardd_reply_refusal(ex, &why);
 }
 
@@ -470,7 +504,7 @@ void wardd_api_handle(proxy_http_exchange *ex, void *data)
     if (!post) {
         wardd_refusal why;
         wardd_refuse(&why, 405, "method_not_allowed", "method not allowed (use POST)");
-        refusal_event(d, refused, &why, peer, NULL);
+        refusal_event(d, refused, &why, peer, NULL, NULL);
         wardd_reply_405(ex, "POST");
         return;
     }
@@ -480,4 +514,5 @@ void wardd_api_handle(proxy_http_exchange *ex, void *data)
         renew(d, ex, peer, now);
     else
         jwt(d, ex, peer, now);
+    wardd_events_release(d);
 }

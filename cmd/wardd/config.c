@@ -19,7 +19,7 @@ void wardd_usage(FILE *out)
           "options:\n"
           "  --trust-domain TD        the trust domain served (required, here or in the\n"
           "                           config file)\n"
-          "  --data-dir DIR           CA keys, state, tokens and the event log (required,\n"
+          "  --data-dir DIR           CA keys, state, tokens and the audit trail (required,\n"
           "                           here or in the config file; created with mode 0700)\n"
           "  --listen ADDR:PORT       the HTTPS workload API (default 127.0.0.1:8443)\n"
           "  --admin-socket PATH      the admin API (default DIR/admin.sock, mode 0600)\n"
@@ -29,6 +29,7 @@ void wardd_usage(FILE *out)
           "  --svid-ttl D             X509-SVID lifetime (default 1h)\n"
           "  --upstream-cert FILE     sign under this upstream CA certificate ...\n"
           "  --upstream-key FILE      ... and key (both or neither)\n"
+          "  --audit-dir DIR          the audit trail of identity events (default DIR/audit)\n"
           "  -h, --help               this help\n"
           "\n"
           "An option's value may also follow an '=': --svid-ttl=30m.\n"
@@ -38,7 +39,11 @@ void wardd_usage(FILE *out)
           "  longest TTL a workload may ask for), jwt_ttl (5m), upstream_cert,\n"
           "  upstream_key, header_timeout (10s), body_timeout (10s), idle_timeout (60s),\n"
           "  max_connections (4096),\n"
-          "  attest_failures (10: failed join token attempts per peer address per minute)\n"
+          "  attest_failures (10: failed join token attempts per peer address per minute),\n"
+          "  audit: {dir (DIR/audit), key_file, overflow (deny|block), segment_size (64MiB),\n"
+          "  segment_age (1h), checkpoint_records (10000), fsync_interval (100ms),\n"
+          "  sink: {address, tls: {ca_file, cert_file, key_file, server_name}, facility,\n"
+          "  app_name}}: the signed, hash-chained trail of identity events\n"
           "durations take units: 90s, 5m, 1h30m, 24h.\n"
           "\n"
           "Signals: SIGINT and SIGTERM stop accepting, finish what is in flight, exit 0.\n"
@@ -98,6 +103,77 @@ static int number(const char *what, const char *v, size_t len, uint64_t max, uin
     return 0;
 }
 
+static int size(const char *what, const char *v, size_t len, uint64_t *out, ward_err *err)
+{
+    if (proxy_size_parse(v, len, (uint64_t)64 << 30, out) < 0 || *out < ((uint64_t)1 << 20)) {
+        ward_err_set(err, "%s: invalid size \"%.*s\" (1MiB .. 64GiB, with a unit: 64MiB)", what,
+                     (int)(len > 64 ? 64 : len), v);
+        return WARD_EINVAL;
+    }
+    return 0;
+}
+
+/* An audit.* key (audit.sink.tls.ca_file: nested maps of the file, dotted). */
+static int apply_audit(wardd_config *c, const char *key, const char *v, size_t len, ward_err *err)
+{
+    if (strcmp(key, "audit.dir") == 0)
+        return set_str(&c->audit.dir, v);
+    if (strcmp(key, "audit.key_file") == 0)
+        return set_str(&c->audit.key_file, v);
+    if (strcmp(key, "audit.overflow") == 0) {
+        audit_overflow o;
+        /* drop has no meaning here: identity events are never dropped */
+        if (audit_overflow_parse(v, len, &o) < 0 || o == AUDIT_OVERFLOW_DROP) {
+            ward_err_set(err, "%s: expected deny or block", key);
+            return WARD_EINVAL;
+        }
+        c->audit.overflow = o;
+        return 0;
+    }
+    if (strcmp(key, "audit.segment_size") == 0)
+        return size(key, v, len, &c->audit.segment_bytes, err);
+    if (strcmp(key, "audit.segment_age") == 0) {
+        uint64_t s;
+        int rc = duration_s(key, v, len, &s, err);
+        if (rc == 0)
+            c->audit.segment_age_ms = s * 1000;
+        return rc;
+    }
+    if (strcmp(key, "audit.checkpoint_records") == 0)
+        return number(key, v, len, 1000000000, &c->audit.checkpoint_records, err);
+    if (strcmp(key, "audit.fsync_interval") == 0)
+        return duration_ms(key, v, len, &c->audit.fsync_ms, err);
+    if (strcmp(key, "audit.sink.address") == 0) {
+        char host[256];
+        uint16_t port;
+        int rc = audit_sink_address_parse(v, host, sizeof(host), &port, err);
+        return rc < 0 ? rc : set_str(&c->audit.sink.address, v);
+    }
+    if (strcmp(key, "audit.sink.facility") == 0) {
+        if (audit_syslog_facility_parse(v, len, &c->audit.sink.facility) < 0) {
+            ward_err_set(err, "%s: expected a facility name (local0, auth, ...) or 0..23", key);
+            return WARD_EINVAL;
+        }
+        return 0;
+    }
+    if (strcmp(key, "audit.sink.app_name") == 0)
+        return set_str(&c->audit.sink.app_name, v);
+    if (strncmp(key, "audit.sink.tls.", 15) == 0) {
+        const char *k = key + 15;
+        char **dst = strcmp(k, "ca_file") == 0       ? &c->audit.sink.ca_file
+                     : strcmp(k, "cert_file") == 0   ? &c->audit.sink.cert_file
+                     : strcmp(k, "key_file") == 0    ? &c->audit.sink.key_file
+                     : strcmp(k, "server_name") == 0 ? &c->audit.sink.server_name
+                                                     : NULL;
+        if (dst != NULL) {
+            c->audit.sink.tls = true;
+            return set_str(dst, v);
+        }
+    }
+    ward_err_set(err, "unknown key \"%s\"", key);
+    return WARD_ENOENT;
+}
+
 /* One setting, from a flag or a config key (both spelled with '_' here). */
 static int apply(wardd_config *c, const char *key, const char *v, size_t len, ward_err *err)
 {
@@ -135,8 +211,45 @@ static int apply(wardd_config *c, const char *key, const char *v, size_t len, wa
         return number(key, v, len, 1000000, &c->max_connections, err);
     if (strcmp(key, "attest_failures") == 0)
         return number(key, v, len, 1000000, &c->attest_failures, err);
+    if (strncmp(key, "audit.", 6) == 0)
+        return apply_audit(c, key, v, len, err);
     ward_err_set(err, "unknown key \"%s\"", key);
     return WARD_ENOENT;
+}
+
+/* The settings of a mapping; the maps under "audit" nest (audit.sink.tls.ca_file). */
+static int load_map(wardd_config *c, const char *path, const ward_node *m, const char *prefix,
+                    int depth, ward_err *err)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        const ward_node *k = m->pairs[i].key, *v = m->pairs[i].value;
+        char key[128];
+        if ((size_t)snprintf(key, sizeof(key), "%s%s", prefix, k->str) >= sizeof(key)) {
+            ward_err_set(err, "%s:%d:%d: key too long", path, k->line, k->col);
+            return WARD_EINVAL;
+        }
+        if (v->kind == WARD_NODE_MAP && depth < 3 &&
+            (strcmp(key, "audit") == 0 || strncmp(key, "audit.", 6) == 0)) {
+            char sub[130];
+            snprintf(sub, sizeof(sub), "%s.", key);
+            int r = load_map(c, path, v, sub, depth + 1, err);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (v->kind != WARD_NODE_SCALAR) {
+            ward_err_set(err, "%s:%d:%d: %s: expected a scalar", path, v->line, v->col, key);
+            return WARD_EINVAL;
+        }
+        ward_err e;
+        int r = apply(c, key, v->str, v->len, &e);
+        if (r < 0) {
+            const ward_node *at = r == WARD_ENOENT ? k : v;
+            ward_err_set(err, "%s:%d:%d: %.900s", path, at->line, at->col, e.msg);
+            return WARD_EINVAL;
+        }
+    }
+    return 0;
 }
 
 static int load_file(wardd_config *c, const char *path, ward_err *err)
@@ -158,23 +271,7 @@ static int load_file(wardd_config *c, const char *path, ward_err *err)
         rc = WARD_EINVAL;
         goto fail;
     }
-    const ward_node *m = docs.docs[0];
-    for (size_t i = 0; i < m->n; i++) {
-        const ward_node *k = m->pairs[i].key, *v = m->pairs[i].value;
-        if (v->kind != WARD_NODE_SCALAR) {
-            ward_err_set(err, "%s:%d:%d: %s: expected a scalar", path, v->line, v->col, k->str);
-            rc = WARD_EINVAL;
-            goto fail;
-        }
-        ward_err e;
-        int r = apply(c, k->str, v->str, v->len, &e);
-        if (r < 0) {
-            const ward_node *at = r == WARD_ENOENT ? k : v;
-            ward_err_set(err, "%s:%d:%d: %.900s", path, at->line, at->col, e.msg);
-            rc = WARD_EINVAL;
-            goto fail;
-        }
-    }
+    rc = load_map(c, path, docs.docs[0], "", 0, err);
 fail:
     ward_docs_dispose(&docs);
     ward_diag_dispose(&diag);
@@ -194,12 +291,14 @@ static const struct {
     {"--svid-ttl", "svid_ttl"},
     {"--upstream-cert", "upstream_cert"},
     {"--upstream-key", "upstream_key"},
+    {"--audit-dir", "audit.dir"},
 };
 
 int wardd_config_parse(int argc, char **argv, wardd_config *cfg, ward_err *err)
 {
     int rc = 0;
     memset(cfg, 0, sizeof(*cfg));
+    cfg->audit.sink.facility = -1; /* local0 unless set */
     const char *config_file = NULL;
     /* the file first, so that flags override it */
     for (int i = 1; i < argc; i++) {
@@ -291,6 +390,31 @@ int wardd_config_parse(int argc, char **argv, wardd_config *cfg, ward_err *err)
     }
     if (cfg->attest_failures == 0)
         cfg->attest_failures = 10;
+    if (cfg->audit.dir == NULL) {
+        size_t n = strlen(cfg->data_dir) + sizeof("/audit");
+        cfg->audit.dir = malloc(n);
+        if (cfg->audit.dir == NULL) {
+            rc = WARD_ENOMEM;
+            goto fail;
+        }
+        snprintf(cfg->audit.dir, n, "%s/audit", cfg->data_dir);
+    }
+    if (cfg->audit.sink.tls && cfg->audit.sink.ca_file == NULL) {
+        ward_err_set(err, "audit.sink.tls needs ca_file (the CAs of the collector's certificate)");
+        rc = WARD_EINVAL;
+        goto fail;
+    }
+    if ((cfg->audit.sink.cert_file == NULL) != (cfg->audit.sink.key_file == NULL)) {
+        ward_err_set(err, "audit.sink.tls: a client certificate needs both cert_file and key_file");
+        rc = WARD_EINVAL;
+        goto fail;
+    }
+    if ((cfg->audit.sink.tls || cfg->audit.sink.facility >= 0 ||
+         cfg->audit.sink.app_name != NULL) && cfg->audit.sink.address == NULL) {
+        ward_err_set(err, "audit.sink needs an address (HOST:PORT of the syslog collector)");
+        rc = WARD_EINVAL;
+        goto fail;
+    }
     return 0;
 fail:
     wardd_config_dispose(cfg);
@@ -305,5 +429,13 @@ void wardd_config_dispose(wardd_config *cfg)
     free(cfg->admin_socket);
     free(cfg->upstream_cert);
     free(cfg->upstream_key);
+    free(cfg->audit.dir);
+    free(cfg->audit.key_file);
+    free(cfg->audit.sink.address);
+    free(cfg->audit.sink.ca_file);
+    free(cfg->audit.sink.cert_file);
+    free(cfg->audit.sink.key_file);
+    free(cfg->audit.sink.server_name);
+    free(cfg->audit.sink.app_name);
     memset(cfg, 0, sizeof(*cfg));
 }

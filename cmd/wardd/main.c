@@ -178,9 +178,9 @@ static int start(wardd *d, ward_err *err)
         snprintf(port, sizeof(port), "%d", proxy_http_server_port(d->api));
     fprintf(stderr,
             "wardd: serving %s on https://%s (bound port %s), admin socket %s, "
-            "bundle sequence %llu\n",
+            "bundle sequence %llu, audit trail %s\n",
             d->server_id, d->cfg.listen, port, d->cfg.admin_socket,
-            (unsigned long long)ident_bundle_sequence(d->bundle));
+            (unsigned long long)ident_bundle_sequence(d->bundle), d->cfg.audit.dir);
     return 0;
 fail:
     return rc;
@@ -217,7 +217,6 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     d->loop = &loop;
-    d->events_fd = -1;
     ward_buf_init(&d->bundle_json);
     int status = 0;
     if (start(d, &err) < 0) {
@@ -232,11 +231,11 @@ int main(int argc, char **argv)
         d->api = d->admin = NULL;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    finish(d);
     if (status == 0) {
         unlink(d->cfg.admin_socket);
         fprintf(stderr, "wardd: stopped\n");
     }
-    finish(d);
     uv_loop_close(&loop);
     wardd_config_dispose(&d->cfg);
     return status;

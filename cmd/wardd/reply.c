@@ -219,7 +219,7 @@ void wardd_http_error(int status, const char *reason, const proxy_peer *peer, wa
     cJSON *ev = wardd_event_new("http.refused");
     cJSON_AddNumberToObject(ev, "status", status);
     cJSON_AddStringToObject(ev, "error", code);
-    cJSON_AddStringToObject(ev, "message", reason);
+    cJSON_AddStringToObject(ev, "reason", reason);
     cJSON_AddStringToObject(ev, "peer", who);
     wardd_event_emit(d, ev);
 }

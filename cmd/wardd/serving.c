@@ -190,10 +190,9 @@ int wardd_serving_refresh(wardd *d, time_t now, bool force, ward_err *err)
     char exp[32];
     wardd_time_format(leaf.not_after, exp, sizeof(exp));
     cJSON *ev = wardd_event_new("svid.issued");
-    cJSON_AddStringToObject(ev, "spiffe_id", d->server_id);
+    cJSON_AddStringToObject(ev, "subject", d->server_id);
     cJSON_AddStringToObject(ev, "serial", leaf.serial);
-    cJSON_AddStringToObject(ev, "expires_at", exp);
-    cJSON_AddStringToObject(ev, "peer", "wardd");
+    cJSON_AddStringToObject(ev, "not_after", exp);
     cJSON_AddStringToObject(ev, "via", "server");
     wardd_event_emit(d, ev);
 fail:
@@ -218,10 +217,13 @@ static void ca_event(wardd *d, const char *name, X509 *ca, uint64_t sequence)
     ca_key_id(ca, kid, sizeof(kid));
     asn1_time(X509_get0_notAfter(ca), &na);
     wardd_time_format(na, exp, sizeof(exp));
+    char td[WARD_SPIFFE_ID_MAX + 1];
+    snprintf(td, sizeof(td), "spiffe://%s", d->cfg.trust_domain);
     cJSON *ev = wardd_event_new(name);
-    cJSON_AddStringToObject(ev, "ca_key_id", kid);
-    cJSON_AddStringToObject(ev, "expires_at", exp);
-    cJSON_AddNumberToObject(ev, "spiffe_sequence", (double)sequence);
+    cJSON_AddStringToObject(ev, "subject", td);
+    cJSON_AddStringToObject(ev, "key_id", kid);
+    cJSON_AddStringToObject(ev, "not_after", exp);
+    cJSON_AddNumberToObject(ev, "bundle_sequence", (double)sequence);
     wardd_event_emit(d, ev);
 }
 

@@ -8,9 +8,12 @@
 #include <time.h>
 #include <uv.h>
 
+#include "audit/audit.h"
 #include "common/ward.h"
 #include "identity/identity.h"
 #include "proxy/proxy.h"
+
+typedef struct wardd_refusal wardd_refusal; /* reply.c */
 
 /* ---- configuration (config.c) ---------------------------------------------------------- */
 
@@ -24,6 +27,17 @@ typedef struct wardd_config {
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms;
     uint64_t max_connections;
     uint64_t attest_failures; /* failed token attempts per peer address per minute */
+    struct {                  /* the audit trail of identity events (audit.*) */
+        char *dir;            /* default DATA_DIR/audit */
+        char *key_file;       /* checkpoint key; default DIR/checkpoint.key */
+        audit_overflow overflow;
+        uint64_t segment_bytes, segment_age_ms, checkpoint_records, fsync_ms; /* 0 = default */
+        struct {              /* audit.sink: a syslog collector (address NULL: none) */
+            char *address, *ca_file, *cert_file, *key_file, *server_name, *app_name;
+            bool tls;
+            int facility;
+        } sink;
+    } audit;
 } wardd_config;
 
 /* Parses argv (and the --config file it names). Returns 0, 1 when --help was
@@ -34,7 +48,6 @@ void wardd_usage(FILE *out);
 
 /* ---- the daemon ------------------------------------------------------------------------------ */
 
-#define WARDD_RECENT_MAX 1000 /* issuance records kept for GET /v1/admin/issuance */
 #define WARDD_RATE_MAX   4096 /* peer addresses tracked for failed token attempts */
 
 typedef struct wardd_rate {
@@ -60,31 +73,49 @@ typedef struct wardd {
     bool stopping;
     int servers_open;
 
-    int events_fd;
-    char *recent[WARDD_RECENT_MAX]; /* issuance event lines, a ring */
-    size_t recent_next, recent_n;
+    audit_log *audit;          /* the trail of identity events (audit.dir) */
+    audit_producer *producer;  /* the loop thread's */
+    audit_sink *sink;          /* audit.sink, or NULL */
+    unsigned reserved;         /* slots reserved for the request being handled */
     wardd_rate rates[WARDD_RATE_MAX];
     size_t n_rates;
 } wardd;
 
 /* ---- events (events.c) -------------------------------------------------------------------------
- * One JSON line per issuance and refusal in DATA_DIR/events.jsonl and on
- * stderr. Tokens are never written (only a short hash to correlate). */
+ * Every issuance, refusal, join token use and CA rotation is one record of
+ * the audit trail in cfg.audit.dir (docs/audit.md, "Identity-event records"),
+ * and one JSON line on stderr. Tokens are never written (only token_id, a
+ * short hash to correlate). Fail closed: a handler reserves the slots of its
+ * records before it acts (wardd_events_reserve), and answers an issuance
+ * only once its record is queued. */
 
+/* Opens the trail (and starts audit.sink). */
 int wardd_events_open(wardd *d, ward_err *err);
+/* Writes what is queued, closes the trail and stops the sink. */
 void wardd_events_close(wardd *d);
-/* A new event object {"ts": now, "event": name}; add fields, then emit. */
+/* Reserves n records for the request being handled; on failure fills why
+ * (503 audit_unavailable) and reserves nothing. */
+int wardd_events_reserve(wardd *d, unsigned n, wardd_refusal *why);
+/* Gives back the slots the request did not use. */
+void wardd_events_release(wardd *d);
+/* A new event object {"ts": now, "event": name}; add the record's fields
+ * (subject, serial, not_after, via, token_id, audience, key_id,
+ * bundle_sequence, principal, peer, status, error, reason), then emit. */
 cJSON *wardd_event_new(const char *name);
-/* Writes it, keeps issuance events for the admin API, and frees it. */
-void wardd_event_emit(wardd *d, cJSON *ev);
+/* Appends it to the trail (in a reserved slot when there is one), logs it
+ * on stderr and frees it. 0 once queued; WARD_ELIMIT / WARD_EIO when it
+ * could not be recorded (said on stderr). */
+int wardd_event_emit(wardd *d, cJSON *ev);
 /* "peer" as logged: "127.0.0.1:41234" or "unix:uid=0,pid=42". */
 void wardd_peer_name(const proxy_peer *peer, char *buf, size_t size);
 /* The first 16 hex digits of SHA-256(token), safe to log. */
 void wardd_token_hash(const char *token, char out[17]);
 /* RFC 3339 UTC, seconds ("2026-11-26T01:00:00Z"). */
 void wardd_time_format(time_t t, char *buf, size_t size);
-/* Appends the most recent `limit` issuance records as a JSON array. */
-int wardd_recent_json(const wardd *d, size_t limit, ward_buf *out);
+/* Appends the most recent `limit` issuance records (svid.issued, jwt.issued)
+ * of the trail as a JSON array, newest first (read back from the last two
+ * segments, at most 4 MiB of each). */
+int wardd_recent_json(wardd *d, size_t limit, ward_buf *out);
 
 /* ---- serving (serving.c): wardd's own SVID, the CA's rotation -------------------------------- */
 

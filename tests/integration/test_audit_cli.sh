@@ -182,7 +182,8 @@ assert head == ("seq,ts,id,node,direction,decision,policy,rule,reason,audit,dry_
     "dry_run.policy,dry_run.rule,source.principal,source.ip,source.port,destination.service,"
     "destination.principal,destination.port,request.method,request.host,request.path,"
     "request.protocol,response.status,bundle,trace_id,latency_ns,peer_cert_sha256,truncated,gap,"
-    "event,hash").split(","), head
+    "event,hash,outcome,subject,serial,not_after,via,token_id,audience,key_id,bundle_sequence,"
+    "source.uid,error").split(","), head
 recs = {}
 d = sys.argv[2]
 for n in sorted(os.listdir(d)):
@@ -277,7 +278,7 @@ expect_eq "CEF parses back: header fields, escaped extensions decode to the reco
 
 run "$W" audit export "$CLEAN" --format ocsf -o "$TMP/all.ocsf"
 expect_eq "export ocsf exits 0" 0 "$RC"
-expect_match "OCSF: the gap record is left out and counted on stderr" '1 gap record or identity event left out' "$ERR"
+expect_match "OCSF: the gap record is left out and counted on stderr" '1 gap record or CA rotation event left out' "$ERR"
 run $PY - "$TMP/all.ocsf" "$CLEAN" <<'PY'
 import calendar, datetime, json, os, sys
 recs = {}

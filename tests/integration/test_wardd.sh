@@ -98,6 +98,28 @@ print(v if isinstance(v, str) else json.dumps(v))' "$1" 2>/dev/null
 }
 
 # new_token ID [TTL]: prints a join token.
+# The audit trail of identity events (default DATA_DIR/audit).
+TRAIL="$D/audit"
+WARDCTL="$BIN/wardctl"
+# trail_has DIR PATTERN: waits (up to 3 s) until a record of the trail in DIR matches
+# the extended regex PATTERN (records are written by the writer thread, a few ms after
+# the answer), then prints the matching records.
+trail_has() {
+    local dir=$1 pat=$2
+    for _ in $(seq 30); do
+        if cat "$dir"/segment-*.jsonl 2>/dev/null | grep -E -- "$pat"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+# trail_n DIR: the number of records in the trail (after the writer caught up).
+trail_n() {
+    sleep 0.3
+    cat "$1"/segment-*.jsonl 2>/dev/null | wc -l
+}
+
 new_token() {
     local body
     if [ $# -gt 1 ]; then
@@ -214,10 +236,19 @@ expect_eq "a bad duration is a usage error" 2 "$?"
 # the next CA at 30 s and activates it at 50 s.
 RD="$TMP/rot"
 RLOG="$TMP/rot.log"
+rot_bundle() {
+    timeout 15 curl -sk --max-time 10 "https://127.0.0.1:$RPORT/v1/bundle"
+}
+rot_akid() {
+    timeout 10 openssl s_client -connect "127.0.0.1:$RPORT" </dev/null 2>/dev/null |
+        openssl x509 -noout -ext authorityKeyIdentifier 2>/dev/null | tail -1
+}
 if launch "$RD" "$RLOG" --ca-ttl 60s --svid-ttl 20s; then
     RPID=$LPID
     RPORT=$LPORT
     ROT_T0=$(date +%s)
+    seq_a=$(rot_bundle | jget spiffe_sequence) # before the rotation (at 30 s and 50 s)
+    akid_a=$(rot_akid)
 fi
 
 if ! start_wardd; then
@@ -320,7 +351,8 @@ EOF
 )
 read -r cert_exp resp_exp serial <<<"$meta"
 expect_eq "expires_at is the certificate's notAfter" "$cert_exp" "$resp_exp"
-expect_match "svid.issued names the certificate's serial" "\"serial\":\"0*$serial\"" "$(cat "$D/events.jsonl")"
+expect_match "svid.issued names the certificate's serial (audit trail)" "\"serial\":\"0*$serial\"" \
+    "$(trail_has "$TRAIL" '"event":"svid.issued"')"
 expect_match "openssl verifies the SVID against bundle.pem" ': OK$' \
     "$(openssl verify -CAfile "$TMP/bundle.pem" -purpose sslclient "$TMP/w1.pem" 2>&1)"
 
@@ -497,29 +529,123 @@ expect_eq "the server still serves after slow clients" 200 "$CODE"
 
 # ---- events ------------------------------------------------------------------------------------------
 
-EV="$D/events.jsonl"
-expect_match "svid.issued is logged with serial and expiry" '"event":"svid.issued","spiffe_id":"spiffe://example.org/ns/shop/sa/payments","serial":"[0-9a-f]+","expires_at":"[^"]+","peer":"127.0.0.1:[0-9]+"' "$(cat "$EV")"
-expect_match "token.refused is logged with error and message" '"event":"token.refused".*"error":"token_used","message":' "$(cat "$EV")"
-expect_match "token.created is logged" '"event":"token.created"' "$(cat "$EV")"
-expect_match "jwt.issued is logged" '"event":"jwt.issued"' "$(cat "$EV")"
-expect_match "refusals by the HTTP layer are logged (http.refused)" '"event":"http.refused","status":413,"error":"body_too_large"' "$(cat "$EV")"
-expect_match "svid.refused is logged for a bad CSR" '"event":"svid.refused".*CA=true' "$(cat "$EV")"
+# Identity events are records of wardd's audit trail (docs/audit.md, "Identity-event records").
+trail_n "$TRAIL" >/dev/null
+cat "$TRAIL"/segment-*.jsonl >"$TMP/trail.jsonl"
+rec() { # EVENT PYTHON-CONDITION: "ok" when a record of that event satisfies the condition on r
+    python3 - "$TMP/trail.jsonl" "$1" "$2" <<'EOF'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+hits = [r for r in recs if r.get("event") == sys.argv[2]]
+ok = any(eval(sys.argv[3], {"r": r}) for r in hits)
+print("ok" if ok else "no %s record with %s among %d: %s" % (sys.argv[2], sys.argv[3], len(hits), hits[-1:]))
+EOF
+}
+expect_eq "svid.issued: subject, serial, not_after, via, token_id, client address, 200" ok \
+    "$(rec svid.issued 'r["subject"]=="spiffe://example.org/ns/shop/sa/payments" and len(r["serial"])>=16 and r["not_after"].endswith("Z") and r["via"]=="attest" and len(r["token_id"])==16 and r["source"]["ip"]=="127.0.0.1" and r["source"]["port"]>0 and r["response"]=={"status":200} and r["outcome"]=="success" and r["node"]=="spiffe://example.org/ward/server"')"
+expect_eq "svid.issued on renewal names the client's SPIFFE ID as source.principal" ok \
+    "$(rec svid.issued 'r["via"]=="renew" and r["source"]["principal"]==r["subject"]')"
+expect_eq "token.refused: outcome failure, error token_used, reason, status 401" ok \
+    "$(rec token.refused 'r["outcome"]=="failure" and r["error"]=="token_used" and "used" in r["reason"] and r["response"]["status"]==401 and len(r["token_id"])==16')"
+expect_eq "token.created: subject, token_id, not_after, the admin's uid" ok \
+    "$(rec token.created 'r["subject"].startswith("spiffe://example.org/") and len(r["token_id"])==16 and r["not_after"] and r["source"]["uid"] is not None and r["via"]=="admin"')"
+expect_eq "jwt.issued: audience list, not_after, the client's SPIFFE ID" ok \
+    "$(rec jwt.issued 'isinstance(r["audience"], list) and len(r["audience"])>=1 and r["not_after"] and r["source"]["principal"]==r["subject"]')"
+expect_eq "refusals by the HTTP layer are recorded (http.refused 413 body_too_large)" ok \
+    "$(rec http.refused 'r["response"]["status"]==413 and r["error"]=="body_too_large"')"
+expect_eq "svid.refused is recorded for a bad CSR (with the reason)" ok \
+    "$(rec svid.refused '"CA=true" in (r["reason"] or "") and r["error"]=="bad_request"')"
+expect_eq "wardd's own server SVID is recorded (via server)" ok \
+    "$(rec svid.issued 'r["via"]=="server" and r["subject"]=="spiffe://example.org/ward/server"')"
 bad_lines=$(python3 -c 'import json,sys
 n = 0
+keys = ["v","seq","ts","id","node","event","outcome","subject","serial","not_after","via","token_id","audience","key_id","bundle_sequence","source","response","error","reason","prev","hash"]
 for line in open(sys.argv[1]):
     e = json.loads(line)
-    if not (e["ts"].endswith("Z") and e["event"]): n += 1
-print(n)' "$EV")
-expect_eq "every event line is JSON with ts and event" 0 "$bad_lines"
+    if [k for k in e if k != "truncated"] != keys or not e["ts"].endswith("Z") or e["v"] != 1: n += 1
+print(n)' "$TMP/trail.jsonl")
+expect_eq "every record has the identity-event keys, in order" 0 "$bad_lines"
 leaked=0
 for t in "$TOKEN" "$T2" "$SHORT"; do
-    grep -qF -- "$t" "$EV" "$LOG" && leaked=1
+    grep -qF -- "$t" "$TRAIL"/segment-*.jsonl "$LOG" && leaked=1
 done
-expect_eq "join tokens are never logged (events.jsonl, stderr)" 0 "$leaked"
+expect_eq "join tokens are never written (audit trail, stderr)" 0 "$leaked"
+expect_eq "events.jsonl is no longer written" no "$([ -e "$D/events.jsonl" ] && echo yes || echo no)"
+
+# one record per issuance and per refusal, in order
+n0=$(trail_n "$TRAIL")
+T6=$(new_token "$PAY")
+new_csr w6
+attest "$T6" w6
+code_ok=$CODE
+attest "$T6" w6
+code_again=$CODE
+n1=$(trail_n "$TRAIL")
+expect_eq "token created, attested, reused: 200 then 401" "200 401" "$code_ok $code_again"
+expect_eq "... exactly four new records: token.created token.redeemed svid.issued token.refused" \
+    "4 token.created token.redeemed svid.issued token.refused" \
+    "$((n1 - n0)) $(cat "$TRAIL"/segment-*.jsonl | tail -n +$((n0 + 1)) | python3 -c 'import json,sys; print(*[json.loads(l)["event"] for l in sys.stdin])')"
+
+# the trail verifies, exports and answers queries
+"$WARDCTL" audit verify "$TRAIL" >"$TMP/verify.out" 2>&1
+expect_eq "wardctl audit verify passes on wardd's trail" "0" "$?"
+expect_match "... every record checked" "verified: $n1 records" "$(cat "$TMP/verify.out")"
+rm -rf "$TMP/tampered"
+cp -a "$TRAIL" "$TMP/tampered"
+seg=$(ls "$TMP/tampered"/segment-*.jsonl | tail -1)
+chmod u+w "$seg"
+sed -i '0,/"error":"token_used"/s//"error":"token_fine"/' "$seg"
+"$WARDCTL" audit verify "$TMP/tampered" >"$TMP/verify2.out" 2>&1
+vrc=$?
+expect_eq "changing one identity record is detected (exit 1, modified)" "1 modified" \
+    "$vrc $(grep -o 'modified' "$TMP/verify2.out" | head -1)"
+"$WARDCTL" audit export "$TRAIL" --format csv >"$TMP/trail.csv"
+expect_eq "CSV export parses back with the identity columns" ok "$(python3 - "$TMP/trail.csv" "$n1" <<'EOF'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+ok = len(rows) == int(sys.argv[2])
+ok = ok and any(r["event"] == "svid.issued" and r["outcome"] == "success" and r["serial"] and r["subject"] and r["via"] == "attest" and r["source.ip"] == "127.0.0.1" for r in rows)
+ok = ok and any(r["event"] == "token.refused" and r["error"] == "token_used" and r["response.status"] == "401" for r in rows)
+ok = ok and any(r["event"] == "jwt.issued" and r["audience"] for r in rows)
+print("ok" if ok else "bad: %d rows" % len(rows))
+EOF
+)"
+"$WARDCTL" audit export "$TRAIL" --format ocsf >"$TMP/trail.ocsf" 2>"$TMP/ocsf.err"
+expect_eq "OCSF export: Authentication (3002) and Account Change (3001) events" ok "$(python3 - "$TMP/trail.ocsf" <<'EOF'
+import json, sys
+evs = [json.loads(l) for l in open(sys.argv[1])]
+def ev(e): return e["unmapped"]["ward"]["event"]
+iss = [e for e in evs if ev(e) == "svid.issued" and e["unmapped"]["ward"].get("via") == "attest"]
+ref = [e for e in evs if ev(e) == "token.refused" and e["unmapped"]["ward"].get("via") == "attest"]
+adm = [e for e in evs if ev(e) == "token.refused" and e["unmapped"]["ward"].get("via") == "admin"]
+cre = [e for e in evs if ev(e) == "token.created"]
+jwt = [e for e in evs if ev(e) == "jwt.issued"]
+ok = bool(iss) and all(e["class_uid"] == 3002 and e["activity_id"] == 3 and e["status_id"] == 1 and e["user"]["uid"].startswith("spiffe://") and e["src_endpoint"]["ip"] == "127.0.0.1" and e["metadata"]["version"] == "1.1.0" for e in iss)
+ok = ok and bool(ref) and all(e["class_uid"] == 3002 and e["status_id"] == 2 for e in ref) and any(e.get("status_code") == "token_used" for e in ref)
+ok = ok and bool(cre) and all(e["class_uid"] == 3001 and e["activity_id"] == 1 for e in cre)
+ok = ok and bool(jwt) and all(e["activity_id"] == 4 for e in jwt)
+ok = ok and bool(adm) and all(e["class_uid"] == 3001 and e["activity_id"] == 99 for e in adm)
+print("ok" if ok else "bad")
+EOF
+)"
+"$WARDCTL" audit export "$TRAIL" --format cef >"$TMP/trail.cef"
+expect_eq "CEF export: one line per record, signature identity:<event>" "$n1 ok" \
+    "$(wc -l <"$TMP/trail.cef") $(grep -c '^CEF:0|Ward|wardd|[^|]*|identity:svid.issued|identity event|1|.* duser=spiffe://' "$TMP/trail.cef" | sed 's/^[1-9][0-9]*$/ok/')"
+"$WARDCTL" audit export "$TRAIL" --format jsonl >"$TMP/trail.out.jsonl"
+expect_eq "JSONL export is the records as stored" "" "$(cat "$TRAIL"/segment-*.jsonl | cmp - "$TMP/trail.out.jsonl" 2>&1)"
+want=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if (lambda r: r["event"]=="svid.issued" and r["via"]=="attest")(json.loads(l))))' "$TMP/trail.out.jsonl")
+expect_eq "query --where event=svid.issued --where via=attest --count" "$want" \
+    "$("$WARDCTL" audit query "$TRAIL" --where event=svid.issued --where via=attest --count)"
+expect_match "query --where outcome=failure --count-by error counts refusals per error" \
+    '[0-9]+ token_used' "$("$WARDCTL" audit query "$TRAIL" --where outcome=failure --count-by error)"
+expect_match "query --where audience=... matches one of a JWT's audiences" '^[1-9]' \
+    "$("$WARDCTL" audit query "$TRAIL" --where 'audience=spiffe://example.org/*' --count)"
+expect_match "query lists identity events readably" 'svid.issued success spiffe://example.org/ns/shop/sa/payments <- 127.0.0.1 200 - serial=' \
+    "$("$WARDCTL" audit query "$TRAIL" --where event=svid.issued)"
 admin GET '/v1/admin/issuance?limit=2'
 expect_eq "recent issuance answers 200" 200 "$CODE"
-expect_eq "... at most limit records, most recent first" '2 jwt.issued' \
-    "$(printf '%s' "$BODY" | python3 -c 'import json,sys; r=json.load(sys.stdin)["records"]; print(len(r), r[0]["event"])')"
+expect_eq "... at most limit records, most recent first (the attestation above)" '2 svid.issued True' \
+    "$(printf '%s' "$BODY" | python3 -c 'import json,sys; r=json.load(sys.stdin)["records"]; print(len(r), r[0]["event"], r[0]["seq"] > r[1]["seq"])')"
 admin GET '/v1/admin/issuance?limit=0'
 expect_eq "a bad limit is 400" 400 "$CODE"
 
@@ -532,7 +658,7 @@ attest "$T3" w2
 expect_eq "a revoked token cannot attest" 401 "$CODE"
 admin DELETE "/v1/admin/tokens/$T3"
 expect_eq "revoking it again is 404" 404 "$CODE"
-expect_match "revocation is logged" '"event":"token.revoked"' "$(cat "$EV")"
+expect_match "revocation is recorded" '"event":"token.revoked"' "$(trail_has "$TRAIL" '"event":"token.revoked"')"
 
 # ---- failed guesses are rate-limited per address -------------------------------------------------------
 
@@ -572,9 +698,38 @@ api POST /v1/renew --cert "$TMP/w1.pem" --key "$TMP/w1.key" -H 'Content-Type: ap
     --data-binary @"$TMP/renew.json"
 expect_eq "an SVID issued before the restart still renews" 200 "$CODE"
 admin GET '/v1/admin/issuance?limit=1000'
-expect_match "recent issuance survives the restart" '"via":"attest"' "$BODY"
+expect_match "recent issuance survives the restart (read back from the trail)" '"via":"attest"' "$BODY"
+
+# kill -9, then a restart continues the chain
+T7=$(new_token "$PAY")
+attest "$T7" w2
+sleep 0.3
+last_before=$(tail -1 "$(ls "$TRAIL"/segment-*.jsonl | tail -1)" | jget seq)
+kill -KILL "$WPID"
+wait "$WPID" 2>/dev/null
+WPID=""
+if ! start_wardd; then
+    fail "wardd restarts after kill -9" "$(tail -5 "$LOG")"
+    finish
+fi
+T8=$(new_token "$PAY")
+attest "$T8" w2
+expect_eq "after kill -9 wardd issues again" 200 "$CODE"
+sleep 0.3
+"$WARDCTL" audit verify "$TRAIL" >"$TMP/verify3.out" 2>&1
+expect_eq "... and the trail still verifies" 0 "$?"
+seqs=$(cat "$TRAIL"/segment-*.jsonl | python3 -c 'import json,sys
+s = [json.loads(l)["seq"] for l in sys.stdin]
+print("contiguous" if s == list(range(1, len(s) + 1)) else "gap", len(s))')
+expect_match "... seq continues past the last record before the kill ($last_before)" '^contiguous [0-9]+$' "$seqs"
+if [ "${seqs#contiguous }" -gt "${last_before:-0}" ]; then
+    pass "... with new records after it"
+else
+    fail "... with new records after it" "$seqs, before: $last_before"
+fi
 stop_wardd
 expect_eq "wardd stops cleanly again" 0 "$STOP_RC"
+
 
 # ---- an operator's upstream CA --------------------------------------------------------------------------
 
@@ -599,16 +754,7 @@ fi
 
 # ---- CA rotation: prepared, published, activated, the server SVID re-minted ------------------------------
 
-rot_bundle() {
-    timeout 15 curl -sk --max-time 10 "https://127.0.0.1:$RPORT/v1/bundle"
-}
-rot_akid() {
-    timeout 10 openssl s_client -connect "127.0.0.1:$RPORT" </dev/null 2>/dev/null |
-        openssl x509 -noout -ext authorityKeyIdentifier 2>/dev/null | tail -1
-}
 if [ -n "$RPID" ]; then
-    seq_a=$(rot_bundle | jget spiffe_sequence)
-    akid_a=$(rot_akid)
     # wait for the activation at 5/6 of its lifetime (NotBefore is backdated 10 s: ~48 s)
     while [ $(($(date +%s) - ROT_T0)) -lt 51 ]; do sleep 1; done
     rot_bundle >"$TMP/bundle2.json"
@@ -621,7 +767,7 @@ if [ -n "$RPID" ]; then
     fi
     expect_match "the previous CA stays published beside the new one" '^[2-9]$' "$n_x509"
     expect_match "ca.prepared then ca.activated are logged" '^ca.prepared ca.activated ' \
-        "$(grep -o '"event":"ca\.[a-z]*"' "$RD/events.jsonl" | sed 's/.*:"//; s/"$//' | tr '\n' ' ')"
+        "$(grep -ho '"event":"ca\.[a-z]*"' "$RD"/audit/segment-*.jsonl | sed 's/.*:"//; s/"$//' | tr '\n' ' ')"
     akid_b=$(rot_akid)
     if [ -n "$akid_a" ] && [ -n "$akid_b" ] && [ "$akid_a" != "$akid_b" ]; then
         pass "the served certificate is re-minted by the new CA"

@@ -1163,6 +1163,172 @@ static void test_seq_contiguous_across_threads(void **state)
         assert_int_equal(next[i], PER_THREAD);
 }
 
+/* ---- identity events (wardd) ------------------------------------------------------------------ */
+
+static audit_event event_of(const char *name, audit_outcome outcome)
+{
+    audit_event e;
+    audit_event_init(&e);
+    e.event = audit_cstr(name);
+    e.outcome = outcome;
+    return e;
+}
+
+static void test_event_record_fields(void **state)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 8);
+    audit_log *log = open_log(&o);
+    audit_producer *p = producer(log);
+    audit_event e = event_of("svid.issued", AUDIT_SUCCESS);
+    e.subject = audit_cstr("spiffe://example.org/ns/shop/sa/payments");
+    e.serial = audit_cstr("0a1b2c3d4e5f60718293a4b5c6d7e8f9");
+    e.not_after_ns = (int64_t)1795669200 * 1000000000; /* 2026-11-26T05:00:00Z */
+    e.via = audit_cstr("attest");
+    e.token_id = audit_cstr("5ad2c844ce966000");
+    e.source_ip = audit_cstr("127.0.0.1");
+    e.source_port = 41234;
+    e.status = 200;
+    static const char aud[] = "spiffe://example.org/a\0spiffe://example.org/b";
+    e.audience = (audit_str){aud, sizeof(aud) - 1};
+    e.bundle_sequence = 7;
+    assert_int_equal(audit_log_append_event(log, p, &e), 0);
+    audit_event r = event_of("token.refused", AUDIT_FAILURE);
+    r.error = audit_cstr("token_used");
+    r.reason = audit_cstr("join token already used");
+    r.source_uid = 0;
+    r.status = 401;
+    assert_int_equal(audit_log_append_event(log, p, &r), 0);
+    audit_record d = rec_of(AUDIT_DENY, "a decision in the same trail");
+    assert_int_equal(audit_log_append(log, p, &d), 0);
+    close_log(log);
+    lines l = read_lines(); /* the chain, seq and checkpoints verify */
+    assert_int_equal(l.n, 3);
+    assert_seq_contiguous(&l, 1);
+    const cJSON *x = l.v[0];
+    assert_str_at(x, "event", "svid.issued");
+    assert_str_at(x, "outcome", "success");
+    assert_str_at(x, "node", NODE);
+    assert_str_at(x, "subject", "spiffe://example.org/ns/shop/sa/payments");
+    assert_str_at(x, "serial", "0a1b2c3d4e5f60718293a4b5c6d7e8f9");
+    assert_str_at(x, "not_after", "2026-11-26T05:00:00Z");
+    assert_str_at(x, "via", "attest");
+    assert_str_at(x, "token_id", "5ad2c844ce966000");
+    assert_str_at(x, "source.ip", "127.0.0.1");
+    assert_num_at(x, "source.port", 41234);
+    assert_null_at(x, "source.uid");
+    assert_null_at(x, "source.principal");
+    assert_num_at(x, "response.status", 200);
+    assert_num_at(x, "bundle_sequence", 7);
+    assert_null_at(x, "error");
+    const cJSON *a = get(x, "audience");
+    assert_true(cJSON_IsArray(a));
+    assert_int_equal(cJSON_GetArraySize(a), 2);
+    assert_string_equal(cJSON_GetArrayItem(a, 1)->valuestring, "spiffe://example.org/b");
+    assert_null(cJSON_GetObjectItemCaseSensitive(x, "decision")); /* not a decision */
+    const cJSON *y = l.v[1];
+    assert_str_at(y, "outcome", "failure");
+    assert_str_at(y, "error", "token_used");
+    assert_num_at(y, "source.uid", 0);
+    assert_null_at(y, "audience");
+    assert_null_at(y, "not_after");
+    assert_str_at(l.v[2], "decision", "deny");
+    lines_free(&l);
+}
+
+static void test_event_record_key_order(void **state)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 8);
+    audit_log *log = open_log(&o);
+    audit_producer *p = producer(log);
+    audit_event e = event_of("ca.activated", AUDIT_SUCCESS);
+    assert_int_equal(audit_log_append_event(log, p, &e), 0);
+    close_log(log);
+    size_t len;
+    char *all = slurp(&len);
+    assert_non_null(strstr(all, "\"node\":\"" NODE "\",\"event\":\"ca.activated\",\"outcome\":\"success\","
+                                "\"subject\":null,\"serial\":null,\"not_after\":null,\"via\":null,"
+                                "\"token_id\":null,\"audience\":null,\"key_id\":null,"
+                                "\"bundle_sequence\":null,\"source\":{\"principal\":null,\"ip\":null,"
+                                "\"port\":null,\"uid\":null},\"response\":null,\"error\":null,"
+                                "\"reason\":null,\"prev\":"));
+    free(all);
+}
+
+static void test_event_without_name_is_refused(void **state)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 8);
+    audit_log *log = open_log(&o);
+    audit_producer *p = producer(log);
+    audit_event e;
+    audit_event_init(&e);
+    assert_int_equal(audit_log_append_event(log, p, &e), WARD_EINVAL);
+    assert_int_equal(audit_log_append_event(log, p, NULL), WARD_EINVAL);
+    close_log(log);
+}
+
+static void test_event_escaping_and_truncation(void **state)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 8);
+    audit_log *log = open_log(&o);
+    audit_producer *p = producer(log);
+    audit_event e = event_of("svid.refused", AUDIT_FAILURE);
+    char reason[AUDIT_MAX_REASON + 100];
+    memset(reason, 'x', sizeof(reason));
+    memcpy(reason, "bad \"CSR\"\n", 10);
+    e.reason = (audit_str){reason, sizeof(reason)};
+    assert_int_equal(audit_log_append_event(log, p, &e), 0);
+    close_log(log);
+    lines l = read_lines();
+    assert_int_equal(l.n, 1);
+    const cJSON *r = get(l.v[0], "reason");
+    assert_int_equal(strlen(r->valuestring), AUDIT_MAX_REASON);
+    assert_memory_equal(r->valuestring, "bad \"CSR\"\n", 10);
+    const cJSON *t = get(l.v[0], "truncated");
+    assert_string_equal(cJSON_GetArrayItem(t, 0)->valuestring, "reason");
+    lines_free(&l);
+}
+
+/* Fail closed: under DENY an event that cannot be queued is refused (wardd then
+ * refuses the issuance); a reserved slot is always there for it. */
+static void test_event_overflow_deny_and_reserve(void **state)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 4);
+    audit_log *log = open_log(&o);
+    audit_producer *p = producer(log);
+    audit_log_pause(log);
+    audit_event e = event_of("token.redeemed", AUDIT_SUCCESS);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(audit_log_append_event(log, p, &e), 0);
+    assert_int_equal(audit_log_reserve(log, p, AUDIT_DENY), 0);
+    assert_int_equal(audit_log_append_event(log, p, &e), WARD_ELIMIT);
+    audit_event issued = event_of("svid.issued", AUDIT_SUCCESS);
+    assert_int_equal(audit_log_append_event_reserved(log, p, &issued), 0);
+    assert_int_equal(audit_log_append_event_reserved(log, p, &issued), WARD_EINVAL);
+    audit_log_resume(log);
+    close_log(log);
+    lines l = read_lines();
+    assert_int_equal(l.n, 4);
+    assert_str_at(l.v[3], "event", "svid.issued");
+    lines_free(&l);
+}
+
+/* Under DROP an identity event is never dropped: it waits as a deny record does. */
+static void test_event_never_dropped(void **state)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_DROP, 2);
+    audit_log *log = open_log(&o);
+    audit_producer *p = producer(log);
+    audit_event e = event_of("svid.issued", AUDIT_SUCCESS);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(audit_log_append_event(log, p, &e), 0);
+    close_log(log);
+    lines l = read_lines();
+    assert_int_equal(l.n, 50);
+    for (size_t i = 0; i < l.n; i++)
+        assert_null(cJSON_GetObjectItemCaseSensitive(l.v[i], "gap"));
+    lines_free(&l);
+}
+
 static void test_overflow_deny_refuses_when_full(void **state)
 {
     audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 4);
@@ -2515,6 +2681,12 @@ int main(void)
         T(test_record_truncation),
         T(test_record_ids),
         T(test_seq_contiguous_across_threads),
+        T(test_event_record_fields),
+        T(test_event_record_key_order),
+        T(test_event_without_name_is_refused),
+        T(test_event_escaping_and_truncation),
+        T(test_event_overflow_deny_and_reserve),
+        T(test_event_never_dropped),
         T(test_overflow_deny_refuses_when_full),
         T(test_reserved_slot_cannot_be_taken),
         T(test_overflow_block_waits_for_writer),

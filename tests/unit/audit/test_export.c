@@ -393,7 +393,8 @@ static void test_csv_header(void **state)
                         "source.port,destination.service,destination.principal,destination.port,"
                         "request.method,request.host,request.path,request.protocol,"
                         "response.status,bundle,trace_id,latency_ns,peer_cert_sha256,truncated,"
-                        "gap,event,hash\r\n");
+                        "gap,event,hash,outcome,subject,serial,not_after,via,token_id,audience,"
+                        "key_id,bundle_sequence,source.uid,error\r\n");
     ward_buf_reset(&b);
     assert_int_equal(audit_export_header(AUDIT_FORMAT_OCSF, &b), 0);
     assert_int_equal(b.len, 0);
@@ -411,7 +412,8 @@ static void test_csv_plain_row(void **state)
                         "matched rule 2,true,allow,shop/dry,0,"
                         "spiffe://example.org/ns/shop/sa/checkout,10.0.0.7,41234,payments,"
                         "spiffe://example.org/ns/shop/sa/payments,8443,GET,payments,/v1/items,"
-                        "HTTP/1.1,403,rev-7,4bf92f3577b34da6a3ce929d0e0e4736,1830,,,,," Z64 "\r\n");
+                        "HTTP/1.1,403,rev-7,4bf92f3577b34da6a3ce929d0e0e4736,1830,,,,," Z64
+                        ",,,,,,,,,,,\r\n");
     free(s);
 }
 
@@ -492,6 +494,134 @@ static void expect_num(const cJSON *o, const char *path, double want)
     const cJSON *v = at(o, path);
     if (!cJSON_IsNumber(v) || v->valuedouble != want)
         fail_msg("%s: want %f, got %f", path, want, cJSON_IsNumber(v) ? v->valuedouble : -1.0);
+}
+
+/* ---- identity events (wardd) ------------------------------------------------------------------ */
+
+static const char event_rec[] = REC_HEAD
+    "\"id\":\"00112233445566778899aabbccddeeff\",\"node\":\"spiffe://example.org/ward/server\","
+    "\"event\":\"svid.issued\",\"outcome\":\"success\",\"subject\":\"spiffe://example.org/ns/"
+    "shop/sa/payments\",\"serial\":\"0a1b\",\"not_after\":\"2026-11-26T03:00:00Z\",\"via\":"
+    "\"renew\",\"token_id\":null,\"audience\":null,\"key_id\":null,\"bundle_sequence\":3,"
+    "\"source\":{\"principal\":\"spiffe://example.org/ns/shop/sa/payments\",\"ip\":"
+    "\"127.0.0.1\",\"port\":41234,\"uid\":null},\"response\":{\"status\":200},\"error\":null,"
+    "\"reason\":null" REC_TAIL;
+
+static const char refusal_rec[] = REC_HEAD
+    "\"id\":\"00112233445566778899aabbccddeeff\",\"node\":\"spiffe://example.org/ward/server\","
+    "\"event\":\"token.refused\",\"outcome\":\"failure\",\"subject\":null,\"serial\":null,"
+    "\"not_after\":null,\"via\":\"attest\",\"token_id\":\"5ad2c844ce966000\",\"audience\":"
+    "[\"spiffe://a\",\"x=y\"],\"key_id\":null,\"bundle_sequence\":null,\"source\":{\"principal\":"
+    "null,\"ip\":\"10.0.0.9\",\"port\":5,\"uid\":null},\"response\":{\"status\":401},\"error\":"
+    "\"token_used\",\"reason\":\"join token already used\"" REC_TAIL;
+
+static const char ca_rec[] = REC_HEAD
+    "\"id\":\"00112233445566778899aabbccddeeff\",\"node\":\"spiffe://example.org/ward/server\","
+    "\"event\":\"ca.activated\",\"outcome\":\"success\",\"subject\":\"spiffe://example.org\","
+    "\"serial\":null,\"not_after\":null,\"via\":null,\"token_id\":null,\"audience\":null,"
+    "\"key_id\":\"ab12\",\"bundle_sequence\":4,\"source\":{\"principal\":null,\"ip\":null,"
+    "\"port\":null,\"uid\":null},\"response\":null,\"error\":null,\"reason\":null" REC_TAIL;
+
+static void test_event_view_and_where(void **state)
+{
+    audit_view v = view_of(refusal_rec);
+    assert_string_equal(text(&v, AUDIT_A_EVENT), "token.refused");
+    assert_string_equal(text(&v, AUDIT_A_OUTCOME), "failure");
+    assert_string_equal(text(&v, AUDIT_A_TOKEN_ID), "5ad2c844ce966000");
+    assert_string_equal(text(&v, AUDIT_A_ERROR), "token_used");
+    assert_string_equal(text(&v, AUDIT_A_SOURCE_IP), "10.0.0.9");
+    assert_string_equal(text(&v, AUDIT_A_RESPONSE_STATUS), "401");
+    assert_int_equal(v.f[AUDIT_A_SOURCE_UID].type, AUDIT_V_NULL);
+    assert_int_equal(v.f[AUDIT_A_DECISION].type, AUDIT_V_ABSENT);
+    static const struct {
+        const char *where;
+        bool match;
+    } cases[] = {
+        {"event=token.refused", true},  {"event=token.*", true},      {"outcome=success", false},
+        {"error=token_used", true},      {"source.uid=", true},        {"audience=x=y", true},
+        {"audience=spiffe://*", true},   {"audience=spiffe://b", false}, {"decision=deny", false},
+        {"token_id!=5ad2c844ce966000", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        audit_filter *f;
+        ward_err err;
+        assert_int_equal(audit_filter_new(&f), 0);
+        assert_int_equal(audit_filter_where(f, cases[i].where, &err), 0);
+        if (audit_filter_match(f, &v) != cases[i].match)
+            fail_msg("--where %s: want %s", cases[i].where, cases[i].match ? "match" : "none");
+        audit_filter_free(f);
+    }
+}
+
+static void test_event_csv_columns(void **state)
+{
+    int rc;
+    char *s = render(AUDIT_FORMAT_CSV, refusal_rec, &rc);
+    assert_int_equal(rc, 1);
+    /* the decision columns are empty; the identity columns come after hash */
+    assert_true(starts_with(s, "7,2026-11-26T02:03:14.337433Z,00112233445566778899aabbccddeeff,"
+                               "spiffe://example.org/ward/server,,,,,join token already used,,,,,,"
+                               "10.0.0.9,5,,,,,,,,401,,,,,,,token.refused," Z64
+                               ",failure,,,,attest,5ad2c844ce966000,spiffe://a;x=y,,,,token_used\r\n"));
+    free(s);
+}
+
+static void test_event_ocsf_classes(void **state)
+{
+    int rc;
+    char *s = render(AUDIT_FORMAT_OCSF, event_rec, &rc);
+    assert_int_equal(rc, 1);
+    cJSON *o = cJSON_Parse(s);
+    assert_non_null(o);
+    expect_num(o, "class_uid", 3002);
+    expect_num(o, "category_uid", 3);
+    expect_num(o, "activity_id", 5); /* a renewal: Service Ticket Renew */
+    expect_num(o, "type_uid", 300205);
+    expect_num(o, "status_id", 1);
+    expect_str(o, "user.uid", "spiffe://example.org/ns/shop/sa/payments");
+    expect_str(o, "actor.user.uid", "spiffe://example.org/ns/shop/sa/payments");
+    expect_str(o, "src_endpoint.ip", "127.0.0.1");
+    expect_str(o, "metadata.version", AUDIT_OCSF_VERSION);
+    expect_str(o, "unmapped.ward.serial", "0a1b");
+    expect_str(o, "unmapped.ward.not_after", "2026-11-26T03:00:00Z");
+    cJSON_Delete(o);
+    free(s);
+    s = render(AUDIT_FORMAT_OCSF, refusal_rec, &rc);
+    assert_int_equal(rc, 1);
+    o = cJSON_Parse(s);
+    assert_non_null(o);
+    expect_num(o, "class_uid", 3002);
+    expect_num(o, "activity_id", 3); /* attestation: Authentication Ticket */
+    expect_num(o, "status_id", 2);
+    expect_str(o, "status_code", "token_used");
+    expect_str(o, "status_detail", "join token already used");
+    expect_num(o, "user.type_id", 0);
+    cJSON_Delete(o);
+    free(s);
+    s = render(AUDIT_FORMAT_OCSF, ca_rec, &rc);
+    assert_int_equal(rc, 0); /* CA rotation has no OCSF form */
+    free(s);
+}
+
+static void test_event_cef(void **state)
+{
+    int rc;
+    char *s = render(AUDIT_FORMAT_CEF, refusal_rec, &rc);
+    assert_int_equal(rc, 1);
+    assert_true(starts_with(s, "CEF:0|Ward|wardd|" AUDIT_PRODUCT_VERSION
+                               "|identity:token.refused|identity event refused|5|rt="));
+    assert_non_null(strstr(s, " outcome=failure src=10.0.0.9 spt=5 reason=join token already used "));
+    assert_non_null(strstr(s, " cs1Label=error cs1=token_used "));
+    assert_non_null(strstr(s, " cs3Label=tokenId cs3=5ad2c844ce966000 "));
+    assert_non_null(strstr(s, " cs5Label=audience cs5=spiffe://a;x\\=y "));
+    assert_non_null(strstr(s, " cn2Label=responseStatus cn2=401 cn3Label=seq cn3=7\n"));
+    assert_true(strchr(s, '\n') == s + strlen(s) - 1); /* one line */
+    free(s);
+    s = render(AUDIT_FORMAT_CEF, ca_rec, &rc);
+    assert_true(starts_with(s, "CEF:0|Ward|wardd|" AUDIT_PRODUCT_VERSION
+                               "|identity:ca.activated|identity event|1|"));
+    assert_non_null(strstr(s, " flexString1Label=keyId flexString1=ab12 cn1Label=bundleSequence cn1=4 "));
+    free(s);
 }
 
 static void test_ocsf_api_activity(void **state)
@@ -695,6 +825,10 @@ int main(void)
         cmocka_unit_test(test_csv_quoting_and_formulas),
         cmocka_unit_test(test_cef_escaping),
         cmocka_unit_test(test_cef_deny_and_gap),
+        cmocka_unit_test(test_event_view_and_where),
+        cmocka_unit_test(test_event_csv_columns),
+        cmocka_unit_test(test_event_ocsf_classes),
+        cmocka_unit_test(test_event_cef),
         cmocka_unit_test(test_ocsf_api_activity),
         cmocka_unit_test(test_ocsf_hostile_values_stay_valid_json),
         cmocka_unit_test(test_ocsf_other_method_and_default_policy),
