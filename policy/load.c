@@ -536,12 +536,32 @@ int policy_set_load_paths(policy_set *set, const char *const *paths, size_t n, w
 
 /* ---- destination services ---------------------------------------------------------- */
 
+/* Does the Route name any service (a host, a destination, a mirror) that
+ * known() accepts? */
+static bool route_concerns(const policy_route *r, policy_service_known_cb known, void *data)
+{
+    for (size_t i = 0; i < r->n_hosts; i++)
+        if (known(data, r->hosts[i]))
+            return true;
+    for (size_t j = 0; j < r->n_http; j++) {
+        const policy_http_route *e = &r->http[j];
+        for (size_t k = 0; k < e->n_destinations; k++)
+            if (known(data, e->destinations[k].service))
+                return true;
+        if (e->mirror_service != NULL && known(data, e->mirror_service))
+            return true;
+    }
+    return false;
+}
+
 int policy_set_check_services(const policy_set *set, policy_service_known_cb known, void *data,
                               ward_diag *diag)
 {
     int rc = 0;
     for (size_t i = 0; set != NULL && i < set->n_routes; i++) {
         const policy_route *r = set->routes[i].route;
+        if (!route_concerns(r, known, data))
+            continue; /* the Route of services this caller never reaches */
         for (size_t j = 0; j < r->n_http; j++) {
             const policy_http_route *e = &r->http[j];
             for (size_t k = 0; k < e->n_destinations; k++) {

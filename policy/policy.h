@@ -266,8 +266,10 @@ const ward_diag *policy_set_warnings(const policy_set *set);
  * passes this. */
 typedef bool (*policy_service_known_cb)(void *data, const char *service);
 /* Adds "file:line:col: spec.http[N].destinations[M].service: unknown service
- * \"x\" ..." to diag for every destination and mirror service known() denies.
- * Returns WARD_EPOLICY if there was one, else 0. */
+ * \"x\" ..." to diag for every destination and mirror service known() denies,
+ * in the Routes that name at least one service known() accepts (as a host, a
+ * destination or a mirror): a Route naming none is for other proxies of the
+ * mesh. Returns WARD_EPOLICY if there was one, else 0. */
 int policy_set_check_services(const policy_set *set, policy_service_known_cb known, void *data,
                               ward_diag *diag);
 

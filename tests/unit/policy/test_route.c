@@ -626,10 +626,25 @@ static void test_check_services_names_unknown_destinations(void **state)
     unload(&l);
 }
 
+static void test_check_services_skips_routes_of_others(void **state)
+{
+    (void)state;
+    loaded l;
+    /* hosts payments, destinations v7, v8: nothing this caller knows */
+    only(&l, RHDR "  - {name: a, destinations: [{service: v7, weight: 50}, {service: v8, weight: 50}]}\n");
+    ward_diag d;
+    ward_diag_init(&d);
+    assert_int_equal(policy_set_check_services(l.set, known, NULL, &d), 0);
+    assert_int_equal(d.n, 0);
+    ward_diag_dispose(&d);
+    unload(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_design_example),
+        cmocka_unit_test(test_check_services_skips_routes_of_others),
         cmocka_unit_test(test_routes_and_policies_share_a_file),
         cmocka_unit_test(test_error_hosts),
         cmocka_unit_test(test_error_one_route_per_host),
