@@ -26,6 +26,12 @@ bench/proxy_bench.sh "$@" || prc=$?
 [ "$prc" -eq 0 ] || echo "bench: proxy_bench.sh exit $prc (2: a leg could not run or had errors, see above)"
 [ "$rc" -ne 0 ] || rc=$prc
 echo
+echo "### routes: routing cost of 1,000 Routes against 10, split accuracy (bench/route_bench.sh)"
+rrc=0
+bench/route_bench.sh "$@" || rrc=$?
+[ "$rrc" -eq 0 ] || echo "bench: route_bench.sh exit $rrc (2: a leg could not run or had errors, see above)"
+[ "$rc" -ne 0 ] || rc=$rrc
+echo
 echo "### audit trail: verify and export (bench/audit_bench.sh)"
 arc=0
 bench/audit_bench.sh "$@" || arc=$?
