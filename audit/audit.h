@@ -129,6 +129,11 @@ typedef struct audit_record {
     audit_str bundle;   /* policy revision that decided */
     audit_str trace_id;
     int64_t latency_ns; /* decision latency; -1 = null */
+    /* a TCP connection's record, written when it ends: "connection":{bytes_in,
+     * bytes_out, duration_ms} (absent from other records) */
+    bool has_connection;
+    uint64_t bytes_in, bytes_out; /* from the client to the upstream, and back */
+    int64_t duration_ns;          /* accepted .. closed */
     audit_str peer_cert_sha256; /* hex SHA-256 of the peer's leaf certificate, when known */
 } audit_record;
 
@@ -551,6 +556,10 @@ typedef enum audit_attr {
     AUDIT_A_ERROR,
     AUDIT_A_PREV,
     AUDIT_A_HASH,
+    AUDIT_A_CONNECTION,
+    AUDIT_A_CONNECTION_BYTES_IN,
+    AUDIT_A_CONNECTION_BYTES_OUT,
+    AUDIT_A_CONNECTION_DURATION_MS,
     AUDIT_A_COUNT
 } audit_attr;
 

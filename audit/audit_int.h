@@ -50,6 +50,7 @@ typedef enum audit_event_field {
 #define AUDIT_FLAG_AUDIT 1u
 #define AUDIT_FLAG_DRY_RUN 2u
 #define AUDIT_FLAG_EVENT 4u /* an identity event: decision holds the outcome, strings are AEF_* */
+#define AUDIT_FLAG_CONNECTION 8u /* a TCP connection's record: bytes_in, bytes_out, duration_ns */
 
 /* One record as copied by the producer: fixed fields, then the strings
  * packed in data[] (off/len per field). Plain bytes: the ring's head/tail
@@ -60,6 +61,8 @@ typedef struct audit_slot_hdr {
     uint64_t gap; /* records this producer dropped just before this one */
     int32_t rule, dry_run_rule, source_port, destination_port, status;
     int64_t not_after_ns, bundle_sequence, source_uid; /* identity events only */
+    uint64_t bytes_in, bytes_out; /* AUDIT_FLAG_CONNECTION only */
+    int64_t duration_ns;
     uint8_t direction, decision, dry_run_decision, flags;
     uint16_t truncated; /* bit per audit_field */
     uint16_t off[AF_COUNT];

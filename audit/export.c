@@ -86,6 +86,10 @@ static const audit_attr csv_columns[] = {
     AUDIT_A_BUNDLE_SEQUENCE,
     AUDIT_A_SOURCE_UID,
     AUDIT_A_ERROR,
+    /* added with TCP connection records */
+    AUDIT_A_CONNECTION_BYTES_IN,
+    AUDIT_A_CONNECTION_BYTES_OUT,
+    AUDIT_A_CONNECTION_DURATION_MS,
 };
 #define N_CSV (sizeof(csv_columns) / sizeof(csv_columns[0]))
 
@@ -521,6 +525,15 @@ static int ocsf_record(const audit_view *v, ward_buf *out)
         WARD_TRY(put_json(out, &f[AUDIT_A_RESPONSE_STATUS]));
         PUT("}");
     }
+    if (present(&f[AUDIT_A_CONNECTION_BYTES_IN])) { /* a TCP connection: its traffic */
+        PUT(",\"traffic\":{");
+        sep = "";
+        WARD_TRY(member(out, &sep, "bytes_in", &f[AUDIT_A_CONNECTION_BYTES_IN]));
+        WARD_TRY(member(out, &sep, "bytes_out", &f[AUDIT_A_CONNECTION_BYTES_OUT]));
+        PUT("}");
+        sep = ",";
+        WARD_TRY(member(out, &sep, "duration", &f[AUDIT_A_CONNECTION_DURATION_MS]));
+    }
 
     PUT(",\"authorizations\":[");
     WARD_TRY(ocsf_authorization(out, &f[AUDIT_A_DECISION], &f[AUDIT_A_POLICY], &f[AUDIT_A_RULE],
@@ -785,6 +798,10 @@ static int cef_record(const audit_view *v, ward_buf *out)
     WARD_TRY(cef_ext_labelled(out, &tmp, "cs6", "identityEvent", &f[AUDIT_A_EVENT]));
     WARD_TRY(cef_ext_labelled(out, &tmp, "cn2", "responseStatus", &f[AUDIT_A_RESPONSE_STATUS]));
     WARD_TRY(cef_ext_labelled(out, &tmp, "cn3", "seq", &f[AUDIT_A_SEQ]));
+    WARD_TRY(cef_ext(out, &tmp, "in", &f[AUDIT_A_CONNECTION_BYTES_IN]));
+    WARD_TRY(cef_ext(out, &tmp, "out", &f[AUDIT_A_CONNECTION_BYTES_OUT]));
+    WARD_TRY(cef_ext_labelled(out, &tmp, "cfp1", "durationMs",
+                              &f[AUDIT_A_CONNECTION_DURATION_MS]));
     /* extensions are separated by spaces: drop the one before the first */
     if (out->len > ext_start && out->ptr[ext_start] == ' ') {
         memmove(out->ptr + ext_start, out->ptr + ext_start + 1, out->len - ext_start - 1);

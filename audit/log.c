@@ -326,7 +326,11 @@ static void fill(audit_slot *s, audit_producer *p, const audit_record *rec)
     h->decision = (uint8_t)rec->decision;
     h->dry_run_decision = (uint8_t)rec->dry_run_decision;
     h->flags = (uint8_t)((rec->audit ? AUDIT_FLAG_AUDIT : 0) |
-                         (rec->has_dry_run ? AUDIT_FLAG_DRY_RUN : 0));
+                         (rec->has_dry_run ? AUDIT_FLAG_DRY_RUN : 0) |
+                         (rec->has_connection ? AUDIT_FLAG_CONNECTION : 0));
+    h->bytes_in = rec->bytes_in;
+    h->bytes_out = rec->bytes_out;
+    h->duration_ns = rec->duration_ns;
     h->truncated = 0;
     if (rec->id.hex[0] == '\0') {
         id_next(p, h->id);

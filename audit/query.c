@@ -57,6 +57,10 @@ static const char *const attr_names[AUDIT_A_COUNT] = {
     [AUDIT_A_ERROR] = "error",
     [AUDIT_A_PREV] = "prev",
     [AUDIT_A_HASH] = "hash",
+    [AUDIT_A_CONNECTION] = "connection",
+    [AUDIT_A_CONNECTION_BYTES_IN] = "connection.bytes_in",
+    [AUDIT_A_CONNECTION_BYTES_OUT] = "connection.bytes_out",
+    [AUDIT_A_CONNECTION_DURATION_MS] = "connection.duration_ms",
 };
 
 int audit_attr_lookup(const char *name, size_t len)
@@ -118,6 +122,11 @@ static const pkey request_keys[] = {
 static const pkey response_keys[] = {
     K("status", AUDIT_A_RESPONSE_STATUS),
 };
+static const pkey connection_keys[] = {
+    K("bytes_in", AUDIT_A_CONNECTION_BYTES_IN),
+    K("bytes_out", AUDIT_A_CONNECTION_BYTES_OUT),
+    K("duration_ms", AUDIT_A_CONNECTION_DURATION_MS),
+};
 static const pkey record_keys[] = {
     K("v", AUDIT_A_V),
     K("seq", AUDIT_A_SEQ),
@@ -135,6 +144,7 @@ static const pkey record_keys[] = {
     KO("destination", -1, destination_keys),
     KO("request", -1, request_keys),
     KO("response", AUDIT_A_RESPONSE, response_keys),
+    KO("connection", AUDIT_A_CONNECTION, connection_keys),
     K("bundle", AUDIT_A_BUNDLE),
     K("trace_id", AUDIT_A_TRACE_ID),
     K("latency_ns", AUDIT_A_LATENCY_NS),

@@ -338,6 +338,13 @@ int audit_render_record(ward_buf *out, const audit_slot *s, uint64_t seq, const 
     } else {
         PUT("},\"response\":null");
     }
+    if (h->flags & AUDIT_FLAG_CONNECTION) {
+        int64_t us = h->duration_ns > 0 ? h->duration_ns / 1000 : 0;
+        WARD_TRY(ward_buf_printf(out,
+                                 ",\"connection\":{\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+                                 ",\"duration_ms\":%" PRId64 ".%03" PRId64 "}",
+                                 h->bytes_in, h->bytes_out, us / 1000, us % 1000));
+    }
     PUT(",\"bundle\":");
     WARD_TRY(put_field(out, s, AF_BUNDLE));
     PUT(",\"trace_id\":");

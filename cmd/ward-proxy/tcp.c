@@ -1,7 +1,6 @@
 /* tcp.c - ward-proxy's TCP listeners: each connection authorized once (principal, port, SNI), audited with its bytes and duration */
 #include "cmd/ward-proxy/wp.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,13 +132,16 @@ static void done(proxy_tcp_conn *conn, const proxy_tcp_info *info, const proxy_t
     (void)info;
     if (c == NULL)
         return; /* denied: recorded when it was decided */
+    /* the decision's reason, then how the connection ended */
     char reason[512];
-    snprintf(reason, sizeof(reason),
-             "%s; tcp %s: %s%s%s, %" PRIu64 " bytes in, %" PRIu64 " bytes out, %" PRIu64 " ms",
+    snprintf(reason, sizeof(reason), "%s; tcp %s: %s%s%s",
              c->rec.reason.ptr ? c->rec.reason.ptr : "", l->cfg->name, proxy_tcp_end_name(res->end),
-             res->reason && res->reason[0] ? ": " : "", res->reason ? res->reason : "",
-             res->bytes_in, res->bytes_out, res->duration_ns / 1000000);
+             res->reason && res->reason[0] ? ": " : "", res->reason ? res->reason : "");
     c->rec.reason = audit_cstr(reason);
+    c->rec.has_connection = true;
+    c->rec.bytes_in = res->bytes_in;
+    c->rec.bytes_out = res->bytes_out;
+    c->rec.duration_ns = (int64_t)res->duration_ns;
     if (c->reserved && audit_log_append_reserved(w->px->audit, w->audit, &c->rec) < 0)
         wp_log("audit: the record of a TCP connection could not be written");
     free(c->strings);

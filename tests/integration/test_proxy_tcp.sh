@@ -287,10 +287,11 @@ ORD, INTR = sys.argv[3], sys.argv[4]
 def tcp(rs):
     return [r for r in rs if (r.get("request") or {}).get("protocol") == "TCP"]
 def byte_counts(r):
-    m = re.search(r"(\d+) bytes in, (\d+) bytes out", r.get("reason") or "")
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    c = r.get("connection")
+    return (c["bytes_in"], c["bytes_out"]) if c else None
 out = []
 allowed = [r for r in tcp(red) if r["decision"] == "allow"]
+denied_all = [r for r in tcp(red) + tcp(orders) if r["decision"] == "deny"]
 out.append("redis-allowed=%d" % len(allowed))
 out.append("redis-allowed-orders=%s" % all(r["source"]["principal"] == ORD for r in allowed))
 out.append("redis-allowed-sni=%s" % sorted({r["request"]["host"] for r in allowed}))
@@ -298,7 +299,9 @@ big = [byte_counts(r) for r in allowed if byte_counts(r) and byte_counts(r)[0] >
 out.append("redis-big-upload-recorded=%s" % bool(big))
 big_read = [b for b in map(byte_counts, allowed) if b and b[1] > 1048576]
 out.append("redis-big-download-recorded=%s" % bool(big_read))
-out.append("redis-has-duration=%s" % all(re.search(r"\d+ ms$", r.get("reason") or "") for r in allowed))
+out.append("redis-has-duration=%s" % all(r["connection"]["duration_ms"] > 0 for r in allowed))
+out.append("redis-ends=%s" % sorted({re.sub(r".*; tcp \w+: (\w+).*", r"\1", r["reason"]) for r in allowed}))
+out.append("denied-have-no-connection=%s" % all("connection" not in r for r in denied_all))
 denied = [r for r in tcp(red) if r["decision"] == "deny"]
 out.append("redis-denied-intruder=%d" % sum(r["source"]["principal"] == INTR for r in denied))
 out.append("redis-denied-intruder-policy=%s" % sorted({r["policy"] for r in denied if r["source"]["principal"] == INTR}))
@@ -315,7 +318,8 @@ expect_match "each allowed connection is one inbound record for orders, SNIs red
     "redis-allowed=[0-9]+ redis-allowed-orders=True redis-allowed-sni=\['echo', 'redis'\]" "$facts"
 expect_match "the records count the bytes each way (the 1 MiB upload and download)" \
     "redis-big-upload-recorded=True redis-big-download-recorded=True" "$facts"
-expect_match "... and the duration" "redis-has-duration=True" "$facts"
+expect_match "... and the duration, and how each ended (done)" \
+    "redis-has-duration=True redis-ends=\['done'\] denied-have-no-connection=True" "$facts"
 expect_match "the intruder's connection is a deny record naming the DENY policy" \
     "redis-denied-intruder=1 redis-denied-intruder-policy=\['data/no-intruders'\]" "$facts"
 expect_match "orders's denied SNIs are on the record (admin, none)" \
@@ -323,6 +327,31 @@ expect_match "orders's denied SNIs are on the record (admin, none)" \
 expect_match "orders's proxy records its connections as outbound, the denied SNI too" \
     "orders-outbound=True orders-denied-sni=\['admin'\]" "$facts"
 expect_match "the connection to the wrong upstream ID ended as upstream_tls" "orders-upstream-tls=1" "$facts"
+
+# the connection's figures in every export format
+"$WARDCTL" audit export "$R" --format csv --where request.protocol=TCP --where decision=allow \
+    >"$TMP/redis.csv" 2>&1
+"$WARDCTL" audit export "$R" --format ocsf --where request.protocol=TCP --where decision=allow \
+    >"$TMP/redis.ocsf" 2>&1
+"$WARDCTL" audit export "$R" --format cef --where request.protocol=TCP --where decision=allow \
+    >"$TMP/redis.cef" 2>&1
+facts=$(python3 - "$TMP/redis.csv" "$TMP/redis.ocsf" "$TMP/redis.cef" <<'EOF2'
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+ocsf = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+cef = [l for l in open(sys.argv[3]) if l.strip()]
+ok_csv = len(rows) == 6 and all(int(r["connection.bytes_in"]) > 0 and int(r["connection.bytes_out"]) > 0
+                                and float(r["connection.duration_ms"]) > 0 for r in rows)
+ok_ocsf = len(ocsf) == 6 and all(o["traffic"]["bytes_in"] > 0 and o["duration"] > 0 for o in ocsf)
+ok_cef = len(cef) == 6 and all(" in=" in l and " out=" in l and "cfp1Label=durationMs" in l for l in cef)
+print("csv=%s ocsf=%s cef=%s" % (ok_csv, ok_ocsf, ok_cef))
+EOF2
+)
+expect_eq "CSV, OCSF (traffic, duration) and CEF (in, out) carry each connection's bytes and duration" \
+    "csv=True ocsf=True cef=True" "$facts"
+got=$("$WARDCTL" audit query "$R" --where request.protocol=TCP --count-by connection.bytes_out 2>&1 |
+    awk '$2 > 1048576 {n += $1} END {print n + 0}')
+expect_eq "wardctl audit query counts by connection fields (one connection read the 1 MiB value)" "1" "$got"
 
 # ---- configuration errors ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -912,6 +913,34 @@ static void test_record_round_trip(void **state)
         assert_null_at(b, nulls[i]);
     assert_string_not_equal(get(a, "id")->valuestring, get(b, "id")->valuestring);
     lines_free(&l);
+}
+
+/* A TCP connection's record carries its bytes and duration; others have no "connection". */
+static void test_record_connection(void **state)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 0);
+    audit_log *log = open_log(&o);
+    audit_record r = rec_of(AUDIT_ALLOW, "tcp");
+    r.has_connection = true;
+    r.bytes_in = 1048597;
+    r.bytes_out = 42;
+    r.duration_ns = 1234567890; /* 1234.567 ms */
+    assert_int_equal(audit_log_append(log, producer(log), &r), 0);
+    audit_record plain = rec_of(AUDIT_ALLOW, "http");
+    assert_int_equal(audit_log_append(log, producer(log), &plain), 0);
+    close_log(log);
+    lines l = read_lines();
+    assert_int_equal(l.n, 2);
+    assert_num_at(l.v[0], "connection.bytes_in", 1048597);
+    assert_num_at(l.v[0], "connection.bytes_out", 42);
+    assert_true(fabs(get(l.v[0], "connection.duration_ms")->valuedouble - 1234.567) < 1e-9);
+    assert_null(cJSON_GetObjectItemCaseSensitive(l.v[1], "connection"));
+    lines_free(&l);
+    char *data = slurp(NULL);
+    /* after "response", before "bundle" */
+    assert_non_null(strstr(data, "\"response\":null,\"connection\":{\"bytes_in\":1048597,"
+                                 "\"bytes_out\":42,\"duration_ms\":1234.567},\"bundle\""));
+    free(data);
 }
 
 static void test_record_key_order(void **state)
@@ -2675,6 +2704,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_record_round_trip),
+        T(test_record_connection),
         T(test_record_key_order),
         T(test_record_time_format),
         T(test_record_escaping),
