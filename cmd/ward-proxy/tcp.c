@@ -17,7 +17,6 @@ typedef struct wp_tcp_conn {
     audit_record rec;
     char *strings;
     bool reserved;
-    bool inbound;
 } wp_tcp_conn;
 
 static authz_str cstr(const char *s)
@@ -69,7 +68,7 @@ static bool authorize(proxy_tcp_conn *conn, const proxy_tcp_info *info, proxy_tc
     wp_record_of(&rec, t->inbound, &a, &d);
     audit_producer_id_next(w->audit, &rec.id);
     rec.host = (audit_str){a.sni.ptr, a.sni.len};
-    rec.bundle = audit_cstr(authz_bundle_revision(px->bundle));
+    rec.bundle = audit_cstr(authz_bundle_revision(w->bundle));
     rec.latency_ns = (int64_t)decision_ns;
     if (t->inbound && info->peer->cert_sha256[0])
         rec.peer_cert_sha256 = audit_cstr(info->peer->cert_sha256);
@@ -84,7 +83,6 @@ static bool authorize(proxy_tcp_conn *conn, const proxy_tcp_info *info, proxy_tc
         wp_tcp_conn *c = calloc(1, sizeof(*c));
         if (c != NULL && wp_record_keep(&rec, &c->strings) == 0) {
             c->rec = rec;
-            c->inbound = t->inbound;
             int arc = audit_log_reserve(px->audit, w->audit, AUDIT_ALLOW);
             c->reserved = arc == 0;
             allow = arc == 0 || (arc == WARD_ELIMIT && px->audit_overflow == AUDIT_OVERFLOW_DROP);

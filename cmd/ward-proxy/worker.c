@@ -449,7 +449,7 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     wp_record_of(&rec, inbound, &a, &d);
     rec.id = id;
     rec.status = d.decision == AUTHZ_ALLOW ? -1 : (d.deny_status ? d.deny_status : 403);
-    rec.bundle = audit_cstr(authz_bundle_revision(px->bundle));
+    rec.bundle = audit_cstr(authz_bundle_revision(w->bundle));
     rec.trace_id = audit_cstr(proxy_relay_request_trace_id(r));
     rec.latency_ns = (int64_t)q->decision_ns;
     if (inbound && peer->cert_sha256[0])
@@ -729,10 +729,14 @@ static void on_wake(uv_async_t *a)
         /* between requests: every request decided so far used the old set */
         ward_err err;
         ward_err_clear(&err);
-        if (authz_engine_swap(w->engine, b, &err) < 0)
+        if (authz_engine_swap(w->engine, b, &err) < 0) {
             wp_log("worker %u: cannot load the new policy set, keeping the old one: %s",
                    w->index, err.msg);
-        authz_bundle_unref(b);
+            authz_bundle_unref(b);
+        } else {
+            authz_bundle_unref(w->bundle);
+            w->bundle = b;
+        }
     }
     if (t.server != NULL) {
         if (w->inbound)
@@ -831,7 +835,7 @@ static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
     w->svid = px->tls.svid;
     pthread_mutex_unlock(&px->lock);
     rc = authz_engine_new(b, &w->engine, err);
-    authz_bundle_unref(b);
+    w->bundle = b; /* the set the engine runs: its revision goes into the records */
     if (rc < 0) {
         proxy_tls_ctx_unref(server);
         return rc;
@@ -917,6 +921,8 @@ void wp_workers_free(wp_proxy *px)
         wp_worker *w = &px->workers[i];
         if (w->engine)
             authz_engine_free(w->engine);
+        if (w->bundle)
+            authz_bundle_unref(w->bundle);
         if (w->client_tls)
             proxy_tls_ctx_unref(w->client_tls);
         if (w->svid)

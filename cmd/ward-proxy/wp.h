@@ -31,6 +31,7 @@ typedef struct wp_worker {
     uv_loop_t loop;
     uv_async_t wake; /* a new policy or identity snapshot, or stop */
     authz_engine *engine;
+    authz_bundle *bundle; /* the set the engine runs (a reference) */
     unsigned policy_gen, tls_gen; /* the snapshots this worker runs on */
     ident_svid *svid;             /* ours (its ID is source.principal outbound) */
     proxy_tls_ctx *client_tls;

@@ -86,7 +86,7 @@ static int setup(void **state)
     assert_int_equal(proxy_metrics_new(&w->m[0]), 0);
     assert_int_equal(proxy_metrics_new(&w->m[1]), 0);
     assert_int_equal(proxy_admin_state_new(&w->st), 0);
-    proxy_admin_options o = {w->m, 2, w->cfg, w->st, NULL, 0};
+    proxy_admin_options o = {.metrics = w->m, .n_metrics = 2, .config = w->cfg, .state = w->st};
     ward_err err;
     if (proxy_admin_start("127.0.0.1:0", &o, &w->admin, &err) < 0)
         fail_msg("proxy_admin_start: %s", err.msg);
@@ -433,7 +433,7 @@ static void test_keep_alive_and_stop(void **state)
 static void test_non_loopback_refused(void **state)
 {
     world *w = *state;
-    proxy_admin_options o = {w->m, 2, w->cfg, w->st, NULL, 0};
+    proxy_admin_options o = {.metrics = w->m, .n_metrics = 2, .config = w->cfg, .state = w->st};
     const char *bad[] = {"0.0.0.0:0",   "10.1.2.3:0",      "192.168.0.1:15000",
                          "[::]:0",      "[2001:db8::1]:0", "[::ffff:127.0.0.1]:0",
                          "localhost:0", "127.0.0.1"};
@@ -452,7 +452,7 @@ static void test_non_loopback_refused(void **state)
     assert_int_equal(proxy_admin_start("0.0.0.0:0", &o, &a, &err), WARD_EINVAL);
     assert_non_null(strstr(err.msg, "not a loopback address"));
     /* no state: refused */
-    proxy_admin_options none = {w->m, 2, w->cfg, NULL, NULL, 0};
+    proxy_admin_options none = {.metrics = w->m, .n_metrics = 2, .config = w->cfg, .state = NULL};
     assert_int_equal(proxy_admin_start("127.0.0.1:0", &none, &a, &err), WARD_EINVAL);
 }
 
@@ -460,7 +460,7 @@ static void test_non_loopback_refused(void **state)
 static void test_other_loopback_and_busy_port(void **state)
 {
     world *w = *state;
-    proxy_admin_options o = {w->m, 2, NULL, w->st, NULL, 0};
+    proxy_admin_options o = {.metrics = w->m, .n_metrics = 2, .config = NULL, .state = w->st};
     proxy_admin *a = NULL;
     ward_err err;
     char addr[64];
