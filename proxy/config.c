@@ -349,6 +349,33 @@ static char *parse_service(cctx *c, const ward_node *n)
     return cdup(c, s);
 }
 
+/* A TLS server name: DNS labels of [a-z0-9-] (lowercase, as SNI compares them)
+ * joined by dots, at most 253 bytes. */
+static char *parse_server_name(cctx *c, const ward_node *n)
+{
+    const char *s;
+    if (!get_str(c, n, &s))
+        return NULL;
+    bool ok = n->len > 0 && n->len <= 253;
+    for (size_t b = 0; ok && b <= n->len;) {
+        const char *dot = memchr(s + b, '.', n->len - b);
+        size_t e = dot != NULL ? (size_t)(dot - s) : n->len;
+        ok = service_name_valid(s + b, e - b);
+        b = e + 1;
+        if (dot == NULL)
+            break;
+    }
+    if (!ok) {
+        char q[300];
+        cerr(c, n,
+             "invalid server name %s (a DNS name: labels of 1..63 of [a-z0-9-] joined by dots, "
+             "at most 253 bytes)",
+             ward_quote(q, sizeof(q), s, n->len));
+        return NULL;
+    }
+    return cdup(c, s);
+}
+
 /* ---- sections ------------------------------------------------------------------------ */
 
 static void parse_wardd_server(cctx *c, const ward_node *n, char **out)
@@ -919,7 +946,7 @@ static void parse_tcp_listener(cctx *c, const ward_node *n, proxy_config_tcp *t)
         t->spiffe_id = parse_endpoint_id(c, n);
         if ((v = field(n, "server_name")) != NULL) {
             old = push(c, "server_name");
-            t->server_name = parse_service(c, v);
+            t->server_name = parse_server_name(c, v);
             pop(c, old);
         }
     }

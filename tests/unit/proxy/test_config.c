@@ -344,7 +344,7 @@ static void test_unknown_top_level_key_suggests_the_near_miss(void **state)
     check_error(BASE "worker: 2\n",
                 "proxy.yaml:9:1: worker: unknown key (did you mean \"workers\"?); allowed: "
                 "service, identity, inbound, outbound, upstreams, policy, audit, admin, workers, "
-                "timeouts, limits, tls");
+                "timeouts, limits, tls, tcp");
 }
 
 static void test_unknown_nested_key_names_its_path(void **state)
@@ -613,6 +613,79 @@ static void test_upstream_spiffe_id_is_required(void **state)
     check_error(BASE "upstreams:\n  - {service: inventory, endpoints: [127.0.0.1:16006]}\n",
                 "proxy.yaml:10:5: upstreams[0].spiffe_id: required key is missing (the SPIFFE "
                 "ID its endpoints must present)");
+}
+
+/* ---- TCP listeners ----------------------------------------------------------------- */
+
+static void test_tcp_listeners_load(void **state)
+{
+    loaded l;
+    proxy_config *c = ok(&l, BASE "tcp:\n"
+                                  "  - {name: postgres, listen: 0.0.0.0:15432, app: 127.0.0.1:5432,\n"
+                                  "     idle_timeout: 30m}\n"
+                                  "  - name: orders-db\n"
+                                  "    listen: 127.0.0.1:5433\n"
+                                  "    service: postgres\n"
+                                  "    endpoints: [10.0.2.5:15432, 10.0.2.6:15432]\n"
+                                  "    spiffe_id: spiffe://example.org/ns/data/sa/postgres\n"
+                                  "    server_name: db.internal\n"
+                                  "    connect_timeout: 2s\n");
+    assert_int_equal(c->n_tcp, 2);
+    assert_string_equal(c->tcp[0].name, "postgres");
+    assert_true(c->tcp[0].inbound);
+    assert_string_equal(c->tcp[0].app, "127.0.0.1:5432");
+    assert_int_equal(c->tcp[0].idle_timeout_ms, 1800000);
+    assert_int_equal(c->tcp[0].connect_timeout_ms, 0); /* the default of proxy_tcp */
+    assert_false(c->tcp[1].inbound);
+    assert_string_equal(c->tcp[1].service, "postgres");
+    assert_int_equal(c->tcp[1].n_endpoints, 2);
+    assert_string_equal(c->tcp[1].endpoints[1], "10.0.2.6:15432");
+    assert_string_equal(c->tcp[1].spiffe_id, "spiffe://example.org/ns/data/sa/postgres");
+    assert_string_equal(c->tcp[1].server_name, "db.internal");
+    assert_int_equal(c->tcp[1].connect_timeout_ms, 2000);
+    unload(&l);
+}
+
+static void test_tcp_listener_needs_app_or_endpoints(void **state)
+{
+    check_error(BASE "tcp:\n  - {name: x, listen: 127.0.0.1:0}\n",
+                "proxy.yaml:10:5: tcp[0]: give either app (an inbound listener: mTLS from other "
+                "proxies to the local workload) or endpoints (an outbound one: the workload's "
+                "connections to a remote service)");
+}
+
+static void test_tcp_outbound_listener_is_loopback_only(void **state)
+{
+    loaded l;
+    load(&l, BASE "tcp:\n  - {name: x, listen: 0.0.0.0:5433, service: db, endpoints: "
+                  "[10.0.0.1:1], spiffe_id: spiffe://example.org/db}\n");
+    assert_int_equal(l.rc, WARD_EPOLICY);
+    assert_int_equal(l.d.n, 1);
+    assert_non_null(strstr(l.d.msgs[0], "tcp[0].listen:"));
+    assert_non_null(strstr(l.d.msgs[0], "loopback"));
+    unload(&l);
+}
+
+static void test_tcp_inbound_listener_refuses_outbound_keys(void **state)
+{
+    check_error(BASE "tcp:\n  - {name: x, listen: 0.0.0.0:1, app: 127.0.0.1:2, server_name: y}\n",
+                "proxy.yaml:10:65: tcp[0].server_name: server_name is for outbound listeners "
+                "(with endpoints)");
+}
+
+static void test_tcp_server_name_is_a_dns_name(void **state)
+{
+    check_error(BASE "tcp:\n  - {name: x, listen: 127.0.0.1:1, service: db, endpoints: [10.0.0.1:1],"
+                     " spiffe_id: spiffe://example.org/db, server_name: db..internal}\n",
+                "proxy.yaml:10:123: tcp[0].server_name: invalid server name \"db..internal\" (a DNS "
+                "name: labels of 1..63 of [a-z0-9-] joined by dots, at most 253 bytes)");
+}
+
+static void test_tcp_listener_address_must_be_free(void **state)
+{
+    check_error(BASE "tcp:\n  - {name: x, listen: 0.0.0.0:15006, app: 127.0.0.1:2}\n",
+                "proxy.yaml:10:23: tcp[0].listen: \"0.0.0.0:15006\" is also used by "
+                "inbound.listen");
 }
 
 static void test_duplicate_upstream_service_is_refused(void **state)
@@ -1210,6 +1283,12 @@ int main(void)
         cmocka_unit_test(test_spiffe_id_must_name_a_workload),
         cmocka_unit_test(test_upstream_spiffe_id_is_required),
         cmocka_unit_test(test_duplicate_upstream_service_is_refused),
+        cmocka_unit_test(test_tcp_listeners_load),
+        cmocka_unit_test(test_tcp_listener_needs_app_or_endpoints),
+        cmocka_unit_test(test_tcp_outbound_listener_is_loopback_only),
+        cmocka_unit_test(test_tcp_inbound_listener_refuses_outbound_keys),
+        cmocka_unit_test(test_tcp_server_name_is_a_dns_name),
+        cmocka_unit_test(test_tcp_listener_address_must_be_free),
         cmocka_unit_test(test_upstream_needs_endpoints),
         cmocka_unit_test(test_bad_duration_unit_is_refused),
         cmocka_unit_test(test_duration_without_unit_is_refused),
