@@ -3,7 +3,8 @@
 #   make test            run every test (unit + integration)
 #   make SANITIZE=address,undefined test   the same under ASan + UBSan
 #   make fuzz            build and briefly run the fuzz targets (clang)
-#   make bench           run the benchmarks in bench/
+#   make bench           run the benchmarks in bench/ (builds build/bench/audit_store_bench and
+#                        the bench-only build/bench-noaudit/bin/ward-proxy first)
 #   make demo            wardd + a shop mesh on loopback and a narrated tour (examples/demo/);
 #                        the mesh runs until Ctrl-C or `make demo-stop`
 #   make install         the binaries to $(DESTDIR)$(PREFIX)/bin, the manual pages (docs/man)
@@ -35,7 +36,7 @@ endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wno-unused-parameter
-CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -I. -MMD -MP \
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) $(BENCH_DEFS) -I. -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 LDFLAGS  += $(SANFLAGS)
@@ -86,6 +87,23 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o)
 	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags $(TEST_PKGS)) $(LDFLAGS) -o $@ $< \
 	    $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o) $(LIB) $(LDLIBS) $(shell pkg-config --libs $(TEST_PKGS))
 
+# Benchmark programs: bench/<name>.c linked like the unit tests.
+BENCH_BINS := $(BUILD)/bench/audit_store_bench
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  BENCH   $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# A bench-only ward-proxy whose request path leaves out the audit ring calls
+# (-DWARD_BENCH_NO_AUDIT, cmd/ward-proxy/wp.h), in its own BUILD folder, for
+# bench/audit_store_bench.sh's audit on/off comparison. Never installed.
+NOAUDIT := build/bench-noaudit
+ifneq ($(BUILD),$(NOAUDIT))
+.PHONY: $(NOAUDIT)/bin/ward-proxy
+$(NOAUDIT)/bin/ward-proxy:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(NOAUDIT) BENCH_DEFS=-DWARD_BENCH_NO_AUDIT $@
+endif
+
 deps:
 	@missing=""; for p in $(DEB_BUILD) $(DEB_TEST) $(EXTRA_DEBS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -105,7 +123,7 @@ test: deps
 fuzz: deps
 	$(Q)$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(or $(FUZZ_SECONDS),20)
 
-bench: all
+bench: all $(BENCH_BINS) $(NOAUDIT)/bin/ward-proxy
 	$(Q)$(MAKE) --no-print-directory deps EXTRA_DEBS="$(DEB_BENCH)"
 	$(Q)./bench/run.sh
 

@@ -10,7 +10,9 @@
 # measurement is the best of BENCH_REPEAT (3) runs. Prints records/s for
 # verify (target: >= 500,000/s, issue 5) and for export in every format.
 # Environment: WARDCTL (build/bin/wardctl), BENCH_RECORDS (1000000),
-# BENCH_OUT (build/bench/audit), BENCH_REPEAT, BENCH_CPU.
+# BENCH_OUT (build/bench/audit), BENCH_REPEAT, BENCH_CPU, AUDIT_BENCH_TSV (a
+# file that gets one tab-separated line per step: step, wall s, CPU s,
+# records/s, records/s of CPU, MB/s; for bench/audit_store_bench.sh).
 # Exit status: 0 done, 2 a step failed, 3 (with BENCH_STRICT=1) target missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,7 @@ if [ ! -x "$WARDCTL" ]; then
     echo "audit_bench.sh: $WARDCTL not found; run make first" >&2
     exit 2
 fi
+[ -z "${AUDIT_BENCH_TSV:-}" ] || : >"$AUDIT_BENCH_TSV"
 PIN=()
 if command -v taskset >/dev/null 2>&1 && taskset -c "$CPU" true 2>/dev/null; then
     PIN=(taskset -c "$CPU")
@@ -65,6 +68,12 @@ best() {
     done
 }
 
+# row STEP: prints the figures of the last best run (and adds them to AUDIT_BENCH_TSV)
+row() {
+    printf '%-22s %10s %10s %14s %14s %8s\n' "$1" "$WALL" "$CPUS" "$(rate "$WALL")" "$(rate "$CPUS")" "$(mbs "$WALL")"
+    [ -z "${AUDIT_BENCH_TSV:-}" ] ||
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$WALL" "$CPUS" "$(rate "$WALL")" "$(rate "$CPUS")" "$(mbs "$WALL")" >>"$AUDIT_BENCH_TSV"
+}
 rate() { awk -v n="$RECORDS" -v t="$1" 'BEGIN { printf "%.0f", (t > 0 ? n / t : 0) }'; }
 mbs() { awk -v n="$BYTES" -v t="$1" 'BEGIN { printf "%.0f", (t > 0 ? n / t / 1e6 : 0) }'; }
 
@@ -75,15 +84,15 @@ printf '%-22s %10s %10s %14s %14s %8s\n' step "wall s" "CPU s" "records/s" "rec/
 
 best verify "$WARDCTL" audit verify "$TRAIL" --key "$OUT/auditor.pub"
 VERIFY_WALL=$WALL VERIFY_CPU=$CPUS
-printf '%-22s %10s %10s %14s %14s %8s\n' "verify" "$WALL" "$CPUS" "$(rate "$WALL")" "$(rate "$CPUS")" "$(mbs "$WALL")"
+row "verify"
 for f in jsonl csv ocsf cef; do
     best "export-$f" "$WARDCTL" audit export "$TRAIL" --format "$f"
-    printf '%-22s %10s %10s %14s %14s %8s\n' "export $f" "$WALL" "$CPUS" "$(rate "$WALL")" "$(rate "$CPUS")" "$(mbs "$WALL")"
+    row "export $f"
 done
 best "export-csv-deny" "$WARDCTL" audit export "$TRAIL" --format csv --where decision=deny
-printf '%-22s %10s %10s %14s %14s %8s\n' "export csv (denies)" "$WALL" "$CPUS" "$(rate "$WALL")" "$(rate "$CPUS")" "$(mbs "$WALL")"
+row "export csv (denies)"
 best "query-count-by" "$WARDCTL" audit query "$TRAIL" --where decision=deny --count-by source.principal
-printf '%-22s %10s %10s %14s %14s %8s\n' "query --count-by" "$WALL" "$CPUS" "$(rate "$WALL")" "$(rate "$CPUS")" "$(mbs "$WALL")"
+row "query --count-by"
 
 echo
 VR=$(rate "$VERIFY_WALL")

@@ -34,7 +34,14 @@
 # worker_processes = HAProxy nbthread), BENCH_APP_WORKERS (1),
 # BENCH_THREADS (2), BENCH_CONNS (64), BENCH_DURATION (10s), BENCH_WARMUP (2s),
 # BENCH_ROUNDS (3), BENCH_POLICIES (80), BENCH_IDLE_CONNS (10000), BENCH_LEGS
-# ("ward nginx haproxy"), BENCH_KEEP=1 keeps the temporary folder (debugging).
+# ("ward nginx haproxy"; also ward_noaudit: the same two proxies built from
+# WARD_NOAUDIT_BIN, build/bench-noaudit/bin/ward-proxy, whose request path
+# leaves out the audit ring calls; bench/audit_store_bench.sh compares it),
+# BENCH_PHASES ("max fixed idle": maximum throughput, the fixed rates, the
+# idle connections; "max" alone for a throughput comparison), BENCH_JSON (a
+# file that gets every leg's maximum-throughput runs as JSON), BENCH_FLIP=1
+# (the legs' order is reversed every other round), BENCH_KEEP=1
+# keeps the temporary folder (debugging).
 # --write-results replaces the proxy section of bench/RESULTS.md (between
 # <!-- proxy-bench:start --> and <!-- proxy-bench:end -->).
 # Exit status: 0 every leg ran, 2 a leg (ward-proxy included) could not be run,
@@ -45,6 +52,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 WARD_BIN="${WARD_BIN:-build/bin/ward-proxy}"
+WARD_NOAUDIT_BIN="${WARD_NOAUDIT_BIN:-build/bench-noaudit/bin/ward-proxy}"
+PHASES="${BENCH_PHASES:-max fixed idle}"
 WORKERS="${BENCH_WORKERS:-1}"
 APP_WORKERS="${BENCH_APP_WORKERS:-1}"
 THREADS="${BENCH_THREADS:-2}"
@@ -59,15 +68,19 @@ PY=/usr/bin/python3
 WRITE_RESULTS=""
 [ "${1:-}" = "--write-results" ] && WRITE_RESULTS="$ROOT/bench/RESULTS.md"
 case "$WARD_BIN" in /*) ;; *) WARD_BIN="$ROOT/$WARD_BIN" ;; esac
+case "$WARD_NOAUDIT_BIN" in /*) ;; *) WARD_NOAUDIT_BIN="$ROOT/$WARD_NOAUDIT_BIN" ;; esac
+case "${BENCH_JSON:-}" in "" | /*) ;; *) BENCH_JSON="$ROOT/$BENCH_JSON" ;; esac
+phase() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 NGINX_MODS=/usr/share/nginx/modules
 
 die() {
     echo "proxy_bench.sh: $*" >&2
     exit 2
 }
-for t in wrk nginx haproxy curl openssl "$PY"; do
+for t in wrk nginx curl openssl "$PY"; do
     command -v "$t" >/dev/null 2>&1 || die "$t not found (make bench installs the peers: nginx libnginx-mod-http-lua haproxy wrk)"
 done
+case " $LEGS " in *" haproxy "*) command -v haproxy >/dev/null 2>&1 || die "haproxy not found (make bench installs it)" ;; esac
 [ -f "$NGINX_MODS/ngx_http_lua_module.so" ] || die "$NGINX_MODS/ngx_http_lua_module.so not found (apt-get install libnginx-mod-http-lua)"
 [ "$WRITE_RESULTS" = "" ] || [ -f "$WRITE_RESULTS" ] || die "$WRITE_RESULTS not found"
 
@@ -493,10 +506,14 @@ wait_port "$APP_PORT" "$PID_app" || die "app nginx did not start: $(tail -3 "$T/
 # Each start_<leg> sets OUT_PORT (the outbound listener) and OUT_PID/IN_PID,
 # or prints why it could not start and returns 1.
 
-start_ward() {
-    local d="$T/ward" in_port out_admin in_admin out_in err
-    if [ ! -x "$WARD_BIN" ]; then
-        echo "not built ($WARD_BIN does not exist; run make)"
+start_ward() { start_ward_bin ward "$WARD_BIN"; }
+# ward_noaudit: the same with the bench-only binary whose request path leaves
+# out the audit ring calls (make build/bench-noaudit/bin/ward-proxy)
+start_ward_noaudit() { start_ward_bin ward_noaudit "$WARD_NOAUDIT_BIN"; }
+start_ward_bin() { # start_ward_bin LEG BINARY
+    local name="$1" bin="$2" d="$T/$1" in_port out_admin in_admin out_in err
+    if [ ! -x "$bin" ]; then
+        echo "not built ($bin does not exist; run make)"
         return 1
     fi
     mkdir -p "$d"
@@ -530,15 +547,15 @@ workers: $WORKERS
 EOF
     for c in inbound outbound; do
         local st=0
-        err=$("$WARD_BIN" --config "$d/$c.yaml" --check 2>&1) || st=$?
+        err=$("$bin" --config "$d/$c.yaml" --check 2>&1) || st=$?
         if [ "$st" -ne 0 ]; then
             echo "failed: --check of the $c config (exit $st): $(echo "$err" | head -5 | tr '\n' ' ')"
             return 1
         fi
     done
-    start ward-in "$WARD_BIN" --config "$d/inbound.yaml"
+    start "$name-in" "$bin" --config "$d/inbound.yaml"
     IN_PID=$LAST_PID
-    start ward-out "$WARD_BIN" --config "$d/outbound.yaml"
+    start "$name-out" "$bin" --config "$d/outbound.yaml"
     OUT_PID=$LAST_PID
     LOGS="$d/audit-in"
     local c port pid
@@ -550,11 +567,11 @@ EOF
             sleep 0.05
         done
         if ! kill -0 "$pid" 2>/dev/null; then
-            echo "failed: the ${c}bound proxy exited: $(tail -5 "$T/ward-${c}.log" | tr '\n' ' ')"
+            echo "failed: the ${c}bound proxy exited: $(tail -5 "$T/$name-${c}.log" | tr '\n' ' ')"
             return 1
         fi
         if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/ready")" != 200 ]; then
-            echo "failed: the ${c}bound proxy's admin /ready is not 200 after 5 s: $(tail -5 "$T/ward-${c}.log" | tr '\n' ' ')"
+            echo "failed: the ${c}bound proxy's admin /ready is not 200 after 5 s: $(tail -5 "$T/$name-${c}.log" | tr '\n' ' ')"
             return 1
         fi
     done
@@ -879,44 +896,54 @@ done
 echo
 echo "== maximum throughput"
 for r in $(seq 1 "$ROUNDS"); do
-    for leg in direct "${UP[@]}"; do
+    ORDER=(direct "${UP[@]}")
+    # BENCH_FLIP=1: every other round the other way round (a leg is not always first after another)
+    if [ "${BENCH_FLIP:-0}" = 1 ] && [ $((r % 2)) = 0 ]; then
+        ORDER=()
+        for leg in direct "${UP[@]}"; do ORDER=("$leg" "${ORDER[@]}"); done
+    fi
+    for leg in "${ORDER[@]}"; do
         [ -z "${DEAD[$leg]:-}" ] || continue
         RUN_PIDS=$(pids_of "$leg") run "$leg-max.r$r" "$(url_of "$leg")" || FAIL=1
         check_alive "$leg" "$leg-max.r$r"
     done
 done
 
-declare -A HALF
-for leg in "${UP[@]}"; do
-    HALF[$leg]=$(($(U median "$T/runs" "$leg-max" rps | awk '{printf "%d", $1 + 0}') / 2))
-    echo "${HALF[$leg]}" >"$T/legs/$leg.half"
-done
-CONFIGS=() # "NAME LEG RATE"
-if [ -n "${HALF[ward]:-}" ] && [ "${HALF[ward]}" -gt 0 ]; then
-    for leg in "${UP[@]}" direct; do CONFIGS+=("$leg-at-ward-half $leg ${HALF[ward]}"); done
-fi
-for leg in "${UP[@]}"; do
-    [ "$leg" != ward ] && [ "${HALF[$leg]}" -gt 0 ] &&
-        CONFIGS+=("$leg-at-$leg-half $leg ${HALF[$leg]}" "direct-at-$leg-half direct ${HALF[$leg]}")
-done
-echo
-echo "== fixed rates (half of a leg's median maximum)"
-for r in $(seq 1 "$ROUNDS"); do
-    for c in "${CONFIGS[@]}"; do
-        read -r name leg rate <<<"$c"
-        [ -z "${DEAD[$leg]:-}" ] || continue
-        RUN_PIDS=$(pids_of "$leg") run "$name.r$r" "$(url_of "$leg")" "$rate" || FAIL=1
-        check_alive "$leg" "$name.r$r"
+if phase fixed; then
+    declare -A HALF
+    for leg in "${UP[@]}"; do
+        HALF[$leg]=$(($(U median "$T/runs" "$leg-max" rps | awk '{printf "%d", $1 + 0}') / 2))
+        echo "${HALF[$leg]}" >"$T/legs/$leg.half"
     done
-done
+    CONFIGS=() # "NAME LEG RATE"
+    if [ -n "${HALF[ward]:-}" ] && [ "${HALF[ward]}" -gt 0 ]; then
+        for leg in "${UP[@]}" direct; do CONFIGS+=("$leg-at-ward-half $leg ${HALF[ward]}"); done
+    fi
+    for leg in "${UP[@]}"; do
+        [ "$leg" != ward ] && [ "${HALF[$leg]}" -gt 0 ] &&
+            CONFIGS+=("$leg-at-$leg-half $leg ${HALF[$leg]}" "direct-at-$leg-half direct ${HALF[$leg]}")
+    done
+    echo
+    echo "== fixed rates (half of a leg's median maximum)"
+    for r in $(seq 1 "$ROUNDS"); do
+        for c in "${CONFIGS[@]}"; do
+            read -r name leg rate <<<"$c"
+            [ -z "${DEAD[$leg]:-}" ] || continue
+            RUN_PIDS=$(pids_of "$leg") run "$name.r$r" "$(url_of "$leg")" "$rate" || FAIL=1
+            check_alive "$leg" "$name.r$r"
+        done
+    done
+fi
 
 echo
-echo "== logs, liveness, $IDLE idle connections"
+phase idle && echo "== logs, liveness, $IDLE idle connections" || echo "== logs, liveness"
 for leg in "${UP[@]}"; do
     [ -z "${DEAD[$leg]:-}" ] || continue
     bytes=$(find "${LOGP[$leg]}" -type f -printf '%s\n' | awk '{ n += $1 } END { print n + 0 }')
     echo "  $leg: inbound log/audit $bytes bytes"
+    echo "$bytes" >"$T/legs/$leg.logbytes"
     [ "$bytes" -gt 0 ] || { echo "$leg: the inbound proxy wrote no log" >&2; FAIL=1; }
+    phase idle || continue
     idle_rss "$leg"
     check_alive "$leg" "the idle connections"
 done
@@ -924,7 +951,7 @@ for leg in "${UP[@]}"; do stop "${OUTPID[$leg]}"; stop "${INPID[$leg]}"; done
 
 # ---------------------------------------------------------------- report
 REPORT_RC=0
-export THREADS CONNS DURATION WORKERS APP_WORKERS NPOL ROUNDS LOAD_START NOFILE WARD_BIN
+export THREADS CONNS DURATION WORKERS APP_WORKERS NPOL ROUNDS LOAD_START NOFILE WARD_BIN BENCH_JSON
 "$PY" - "$T" "${WRITE_RESULTS:-}" "$LEGS" "$IDLE" <<'EOF' || REPORT_RC=$?
 import datetime, json, os, platform, re, subprocess, sys
 T, md, legs, idle = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])
@@ -1069,6 +1096,17 @@ print("load average: %s at the start, %s at the end" % (E.get("LOAD_START"), loa
 for leg in legs:
     if missing(leg):
         print("PROBLEM %s: %s" % (leg, missing(leg)))
+
+if E.get("BENCH_JSON"):  # for other scripts (bench/audit_store_bench.sh): every leg's max runs
+    out = {"load_start": E.get("LOAD_START"), "load_end": load_end, "rounds": int(E["ROUNDS"]), "legs": {}}
+    for leg in ["direct"] + legs:
+        runs = []
+        for r in range(1, int(E["ROUNDS"]) + 1):
+            f = os.path.join(RUNS, "%s-max.r%d.json" % (leg, r))
+            runs.append(json.load(open(f)) if os.path.exists(f) else None)
+        out["legs"][leg] = {"median": mx.get(leg), "runs": runs, "missing": missing(leg),
+                            "log_bytes": int(leg_file(leg, ".logbytes") or 0)}
+    json.dump(out, open(E["BENCH_JSON"], "w"), indent=1)
 
 if md:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -32,9 +32,9 @@ bench/route_bench.sh "$@" || rrc=$?
 [ "$rrc" -eq 0 ] || echo "bench: route_bench.sh exit $rrc (2: a leg could not run or had errors, see above)"
 [ "$rc" -ne 0 ] || rc=$rrc
 echo
-echo "### audit trail: verify and export (bench/audit_bench.sh)"
+echo "### audit trail: store records/s, enqueue latency, proxy with audit on/off, verify and export (bench/audit_store_bench.sh, which runs bench/audit_bench.sh)"
 arc=0
-bench/audit_bench.sh "$@" || arc=$?
-[ "$arc" -eq 0 ] || echo "bench: audit_bench.sh exit $arc"
+bench/audit_store_bench.sh "$@" || arc=$?
+[ "$arc" -eq 0 ] || echo "bench: audit_store_bench.sh exit $arc (2: a step failed or a trail did not verify, see above)"
 [ "$rc" -ne 0 ] || rc=$arc
 exit "$rc"

@@ -461,9 +461,9 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     if (!kept)
         q->rec = (audit_record){0};
     if (d.decision != AUTHZ_ALLOW) {
-        audit_ok = audit_log_append(px->audit, w->audit, &rec) == 0;
+        audit_ok = wp_audit_append(px->audit, w->audit, &rec) == 0;
     } else {
-        int arc = kept ? audit_log_reserve(px->audit, w->audit, AUDIT_ALLOW) : WARD_ENOMEM;
+        int arc = kept ? wp_audit_reserve(px->audit, w->audit, AUDIT_ALLOW) : WARD_ENOMEM;
         q->reserved = arc == 0;
         audit_ok = arc == 0 || (arc == WARD_ELIMIT && px->audit_overflow == AUDIT_OVERFLOW_DROP);
     }
@@ -630,7 +630,7 @@ static void on_done(proxy_relay_request *r, const proxy_relay_result *res, bool 
         proxy_metrics_upstream_failure(w->metrics, inbound, service ? service : w->px->cfg->service);
     if (q != NULL && q->reserved) {
         q->rec.status = res->status > 0 ? res->status : -1;
-        if (audit_log_append_reserved(w->px->audit, w->audit, &q->rec) < 0)
+        if (wp_audit_append_reserved(w->px->audit, w->audit, &q->rec) < 0)
             wp_log("audit: the record of an allowed request could not be written");
     }
     proxy_metrics_request_info info = {

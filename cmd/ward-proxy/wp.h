@@ -13,6 +13,30 @@
 #include "identity/identity.h"
 #include "proxy/proxy.h"
 
+/* The request path's audit calls (worker.c). A bench-only build,
+ * `make build/bench-noaudit/bin/ward-proxy` (-DWARD_BENCH_NO_AUDIT), turns
+ * them into no-ops to measure what the trail costs a request
+ * (bench/audit_store_bench.sh): the log still opens and every record is still
+ * built, only the ring is not touched. No build that serves traffic defines it. */
+#ifndef WARD_BENCH_NO_AUDIT
+#define wp_audit_append audit_log_append
+#define wp_audit_reserve audit_log_reserve
+#define wp_audit_append_reserved audit_log_append_reserved
+#else
+static inline int wp_audit_append(audit_log *l, audit_producer *p, const audit_record *r)
+{
+    return 0;
+}
+static inline int wp_audit_reserve(audit_log *l, audit_producer *p, audit_verdict d)
+{
+    return 0;
+}
+static inline int wp_audit_append_reserved(audit_log *l, audit_producer *p, const audit_record *r)
+{
+    return 0;
+}
+#endif
+
 /* What the proxy presents and trusts, swapped whole when the SVID is renewed. */
 typedef struct wp_tls {
     ident_svid *svid;
