@@ -25,6 +25,7 @@
 #define PRODUCERS_DEFAULT 512
 #define FSYNC_DEFAULT_MS 100
 #define IDLE_MAX_MS 32       /* longest writer nap when nothing comes */
+#define SHORT_NAP_MS 1       /* the writer's nap while records flow */
 #define PAUSED_NAP_MS 100
 #define RETRY_MS 1000        /* writes are retried this often after a failure */
 #define BATCH_BYTES (256 * 1024) /* write() once this much is rendered */
@@ -83,8 +84,9 @@ struct audit_log {
     _Alignas(CACHE_LINE) _Atomic int failed; /* 0, or WARD_EIO for the rest of the log's life */
     char fail_msg[sizeof(((ward_err *)0)->msg)]; /* written once, before failed is set */
     _Atomic bool fail_claimed; /* by the thread (writer or syncer) that writes fail_msg */
-    /* the writer's naps (read by appends only when a ring is half full) */
+    /* the writer's naps (read by appends: see kick_if_filling) */
     _Alignas(CACHE_LINE) _Atomic bool sleeping;
+    _Atomic bool napping_long; /* the nap is longer than SHORT_NAP_MS: appends wake it */
     _Atomic bool kicked;
 
     /* control, under mu; cv tells waiters a flush is done or a pause taken */
@@ -203,6 +205,7 @@ static void kick_if_sleeping(audit_log *l)
 static void writer_nap(audit_log *l, int ms)
 {
     struct pollfd pfd = {.fd = l->efd, .events = POLLIN};
+    atomic_store(&l->napping_long, ms > SHORT_NAP_MS);
     atomic_store(&l->sleeping, true);
     (void)poll(&pfd, 1, ms);
     atomic_store(&l->sleeping, false);
@@ -444,14 +447,29 @@ static int claim(audit_log *log, audit_producer *p, audit_verdict decision)
     return rc;
 }
 
+/* After an append: a writer that naps long (nothing came for a while) is woken
+ * at once; one in its short naps (records flowing) only when the ring is an
+ * eighth full, read afresh. While records flow the writer comes back within
+ * a millisecond by itself, so the request path makes no system call; a stale
+ * view of the writer's progress would otherwise wake it on every append. */
+static void kick_if_filling(audit_log *log, audit_producer *p, uint64_t head)
+{
+    if (!atomic_load_explicit(&log->sleeping, memory_order_acquire))
+        return;
+    if (head - p->tail_seen > p->mask / 8)
+        p->tail_seen = atomic_load_explicit(&p->tail, memory_order_acquire);
+    if (head - p->tail_seen > p->mask / 8 ||
+        atomic_load_explicit(&log->napping_long, memory_order_relaxed))
+        kick_if_sleeping(log);
+}
+
 static void ring_put(audit_log *log, audit_producer *p, const audit_record *rec)
 {
     uint64_t head = atomic_load_explicit(&p->head, memory_order_relaxed);
     fill(&p->slots[head & p->mask], p, rec);
     atomic_store_explicit(&p->head, head + 1, memory_order_release);
     bump(&p->appended, 1);
-    if (head + 1 - p->tail_seen > p->mask / 2) /* half full (as far as we know) */
-        kick_if_sleeping(log);
+    kick_if_filling(log, p, head + 1);
 }
 
 int audit_log_append(audit_log *log, audit_producer *p, const audit_record *rec)
@@ -494,8 +512,7 @@ static void ring_put_event(audit_log *log, audit_producer *p, const audit_event 
     fill_event(&p->slots[head & p->mask], p, ev);
     atomic_store_explicit(&p->head, head + 1, memory_order_release);
     bump(&p->appended, 1);
-    if (head + 1 - p->tail_seen > p->mask / 2)
-        kick_if_sleeping(log);
+    kick_if_filling(log, p, head + 1);
 }
 
 int audit_log_append_event(audit_log *log, audit_producer *p, const audit_event *ev)
@@ -1054,7 +1071,7 @@ static void *writer_main(void *arg)
         sync_start(l, false);
         flush_answer(l);
 
-        nap = n > 0 ? 1 : (nap * 2 > IDLE_MAX_MS ? IDLE_MAX_MS : nap * 2);
+        nap = n > 0 ? SHORT_NAP_MS : (nap * 2 > IDLE_MAX_MS ? IDLE_MAX_MS : nap * 2);
         int64_t ms = pause ? PAUSED_NAP_MS : nap, now = mono_ms();
         if (!l->sync_busy && !l->sync_broken && (l->seg_dirty || l->cp_dirty || l->dir_dirty) &&
             l->last_sync_ms + l->fsync_ms - now < ms)
