@@ -95,6 +95,7 @@ typedef struct audit_id {
 #define AUDIT_MAX_HOST 256
 #define AUDIT_MAX_TRACE_ID 128
 #define AUDIT_MAX_PATH 2048
+#define AUDIT_MAX_HEADERS 2048 /* request.headers, all pairs together */
 #define AUDIT_SLOT_SIZE 4096 /* bytes per ring slot, header included */
 #define AUDIT_SLOT_DATA 3840 /* of which the strings of one record */
 
@@ -135,6 +136,11 @@ typedef struct audit_record {
     uint64_t bytes_in, bytes_out; /* from the client to the upstream, and back */
     int64_t duration_ns;          /* accepted .. closed */
     audit_str peer_cert_sha256; /* hex SHA-256 of the peer's leaf certificate, when known */
+    /* request fields the operator chose to record, as "name\0value\0" pairs
+     * (names lowercased): "request":{..., "headers":{name: value}}; absent:
+     * no "headers" key. The values of authorization, proxy-authorization,
+     * cookie and set-cookie are always written as "[redacted]". */
+    audit_str headers;
 } audit_record;
 
 /* All strings absent, rule/dry_run_rule/ports/status/latency -1, ts 0, id "". */
@@ -560,6 +566,7 @@ typedef enum audit_attr {
     AUDIT_A_CONNECTION_BYTES_IN,
     AUDIT_A_CONNECTION_BYTES_OUT,
     AUDIT_A_CONNECTION_DURATION_MS,
+    AUDIT_A_REQUEST_HEADERS,
     AUDIT_A_COUNT
 } audit_attr;
 

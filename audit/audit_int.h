@@ -26,6 +26,7 @@ typedef enum audit_field {
     AF_HOST,
     AF_TRACE_ID,
     AF_PATH,
+    AF_HEADERS, /* last: the first to be cut when the slot runs out of room */
     AF_COUNT
 } audit_field;
 

@@ -90,6 +90,8 @@ static const audit_attr csv_columns[] = {
     AUDIT_A_CONNECTION_BYTES_IN,
     AUDIT_A_CONNECTION_BYTES_OUT,
     AUDIT_A_CONNECTION_DURATION_MS,
+    /* added with recorded request headers (a JSON object) */
+    AUDIT_A_REQUEST_HEADERS,
 };
 #define N_CSV (sizeof(csv_columns) / sizeof(csv_columns[0]))
 
@@ -559,6 +561,7 @@ static int ocsf_record(const audit_view *v, ward_buf *out)
         {"destination_principal", AUDIT_A_DESTINATION_PRINCIPAL},
         {"peer_cert_sha256", AUDIT_A_PEER_CERT_SHA256},
         {"latency_ns", AUDIT_A_LATENCY_NS},
+        {"request_headers", AUDIT_A_REQUEST_HEADERS},
         {"truncated", AUDIT_A_TRUNCATED},
         {"hash", AUDIT_A_HASH},
     };

@@ -357,6 +357,7 @@ static void fill(audit_slot *s, audit_producer *p, const audit_record *rec)
     put(s, &used, AF_HOST, rec->host, AUDIT_MAX_HOST);
     put(s, &used, AF_TRACE_ID, rec->trace_id, AUDIT_MAX_TRACE_ID);
     put(s, &used, AF_PATH, rec->path, AUDIT_MAX_PATH);
+    put(s, &used, AF_HEADERS, rec->headers, AUDIT_MAX_HEADERS);
 }
 
 static void fill_event(audit_slot *s, audit_producer *p, const audit_event *ev)

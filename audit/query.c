@@ -61,6 +61,7 @@ static const char *const attr_names[AUDIT_A_COUNT] = {
     [AUDIT_A_CONNECTION_BYTES_IN] = "connection.bytes_in",
     [AUDIT_A_CONNECTION_BYTES_OUT] = "connection.bytes_out",
     [AUDIT_A_CONNECTION_DURATION_MS] = "connection.duration_ms",
+    [AUDIT_A_REQUEST_HEADERS] = "request.headers",
 };
 
 int audit_attr_lookup(const char *name, size_t len)
@@ -118,6 +119,7 @@ static const pkey request_keys[] = {
     K("host", AUDIT_A_REQUEST_HOST),
     K("path", AUDIT_A_REQUEST_PATH),
     K("protocol", AUDIT_A_REQUEST_PROTOCOL),
+    K("headers", AUDIT_A_REQUEST_HEADERS),
 };
 static const pkey response_keys[] = {
     K("status", AUDIT_A_RESPONSE_STATUS),

@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "audit/audit_int.h"
@@ -69,59 +70,77 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 }
 
 /* s as a JSON string: '"' and '\\' escaped, controls and DEL as \u00XX,
- * U+2028/2029 escaped, each byte of invalid UTF-8 as \ufffd. */
+ * U+2028/2029 escaped, each byte of invalid UTF-8 as \ufffd. Written
+ * straight into the buffer (room for the worst case, 6 bytes per byte, taken
+ * once): the writer renders every record's strings through here. */
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Are all 8 bytes of x printable ASCII other than '"' and '\\' (none below
+ * 0x20, none 0x7F or above, no quote, no backslash)? Bit tricks on the whole
+ * word: most bytes of a record are such runs. */
+static inline bool plain8(uint64_t x)
+{
+    uint64_t below20 = (x - ONES * 0x20) & ~x & HIGHS;
+    uint64_t v = x ^ (ONES * '"'), quote = (v - ONES) & ~v & HIGHS;
+    v = x ^ (ONES * '\\');
+    uint64_t backslash = (v - ONES) & ~v & HIGHS;
+    v = x ^ (ONES * 0x7F);
+    uint64_t del = (v - ONES) & ~v & HIGHS;
+    return ((x & HIGHS) | below20 | quote | backslash | del) == 0;
+}
+
 static int put_str(ward_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    if (n > (SIZE_MAX - 2) / 6 || ward_buf_reserve(b, 6 * n + 2) < 0)
+        return WARD_ENOMEM;
     const unsigned char *p = (const unsigned char *)s;
-    size_t run = 0; /* start of the bytes copied as they are */
-    int rc = 0;
-    WARD_TRY(ward_buf_putc(b, '"'));
+    char *o = b->ptr + b->len;
+    *o++ = '"';
     for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        char esc[8];
-        const char *e = NULL;
-        size_t elen = 0, step = 1;
-        if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
-            i++;
+        uint64_t w;
+        if (i + 8 <= n && (memcpy(&w, p + i, 8), plain8(w))) {
+            memcpy(o, p + i, 8);
+            o += 8;
+            i += 8;
             continue;
         }
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            e = esc;
-            elen = 2;
+        unsigned char c = p[i];
+        if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            i++;
+        } else if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+            i++;
         } else if (c < 0x80) { /* controls and DEL */
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            e = esc;
-            elen = 6;
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[c >> 4];
+            o[5] = hex[c & 15];
+            o += 6;
+            i++;
         } else {
-            step = utf8_seq(p + i, n - i);
+            size_t step = utf8_seq(p + i, n - i);
             if (step == 0) {
-                e = "\\ufffd";
-                elen = 6;
+                memcpy(o, "\\ufffd", 6);
+                o += 6;
                 step = 1;
             } else if (step == 3 && c == 0xE2 && p[i + 1] == 0x80 &&
                        (p[i + 2] == 0xA8 || p[i + 2] == 0xA9)) {
-                e = p[i + 2] == 0xA8 ? "\\u2028" : "\\u2029";
-                elen = 6;
+                memcpy(o, p[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+                o += 6;
+            } else { /* a valid multibyte character */
+                memcpy(o, p + i, step);
+                o += step;
             }
-        }
-        if (e == NULL) { /* valid multibyte character: part of the run */
             i += step;
-            continue;
         }
-        WARD_TRY(ward_buf_append(b, s + run, i - run));
-        WARD_TRY(ward_buf_append(b, e, elen));
-        i += step;
-        run = i;
     }
-    WARD_TRY(ward_buf_append(b, s + run, n - run));
-    WARD_TRY(ward_buf_putc(b, '"'));
-fail:
-    return rc;
+    *o++ = '"';
+    b->len = (size_t)(o - b->ptr);
+    b->ptr[b->len] = '\0';
+    return 0;
 }
 
 int audit_json_str(ward_buf *out, const char *s, size_t n)
@@ -135,6 +154,45 @@ static int put_field(ward_buf *b, const audit_slot *s, audit_field f)
     if (len == AUDIT_ABSENT)
         return ward_buf_append(b, "null", 4);
     return put_str(b, s->r.data + s->r.h.off[f], len);
+}
+
+/* Secrets whose values never reach the trail, whatever a caller passes. */
+static bool secret_header(const char *name, size_t len)
+{
+    static const char *const secret[] = {"authorization", "proxy-authorization", "cookie",
+                                         "set-cookie"};
+    for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
+        if (strlen(secret[i]) == len && strncasecmp(secret[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+/* ,"headers":{...} of the "name\0value\0" pairs p[0..n) (a pair cut by the
+ * slot's budget keeps what is left of its value; a name cut is left out). */
+static int put_headers(ward_buf *out, const char *p, size_t n)
+{
+    int rc = 0;
+    WARD_TRY(ward_buf_puts(out, ",\"headers\":{"));
+    const char *end = p + n, *sep = "";
+    while (p < end) {
+        const char *nz = memchr(p, '\0', (size_t)(end - p));
+        if (nz == NULL)
+            break;
+        const char *v = nz + 1, *vz = v < end ? memchr(v, '\0', (size_t)(end - v)) : NULL;
+        size_t vlen = vz != NULL ? (size_t)(vz - v) : (size_t)(end - v);
+        WARD_TRY(ward_buf_puts(out, sep));
+        WARD_TRY(put_str(out, p, (size_t)(nz - p)));
+        WARD_TRY(ward_buf_putc(out, ':'));
+        if (secret_header(p, (size_t)(nz - p)))
+            WARD_TRY(ward_buf_puts(out, "\"[redacted]\""));
+        else
+            WARD_TRY(put_str(out, v, vlen));
+        sep = ",";
+        p = vz != NULL ? vz + 1 : end;
+    }
+    WARD_TRY(ward_buf_putc(out, '}'));
+fail:
+    return rc;
 }
 
 static int put_int(ward_buf *b, int64_t v, bool null_if_negative)
@@ -173,10 +231,18 @@ static void format_secs(char out[19], int64_t secs)
     int64_t d = doy - (153 * mp + 2) / 5 + 1;
     int64_t m = mp < 10 ? mp + 3 : mp - 9;
     int64_t y = yoe + era * 400 + (m <= 2);
-    char tmp[64];
-    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d", (int)y, (int)m, (int)d,
-             (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
-    memcpy(out, tmp, 19);
+    /* digits by hand: no printf per record */
+    int v[6] = {(int)y, (int)m, (int)d, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60)};
+    static const char sep[6] = {'-', '-', 'T', ':', ':', 0};
+    char *o = out;
+    for (int k = 0; k < 4; k++)
+        o[3 - k] = (char)('0' + v[0] / (k == 0 ? 1 : k == 1 ? 10 : k == 2 ? 100 : 1000) % 10);
+    o += 4;
+    for (int f = 1; f < 6; f++) {
+        *o++ = sep[f - 1];
+        *o++ = (char)('0' + v[f] / 10 % 10);
+        *o++ = (char)('0' + v[f] % 10);
+    }
 }
 
 /* Clamps ns to years 0000..9999 and splits it into seconds and microseconds. */
@@ -249,6 +315,7 @@ static const char *const field_names[AF_COUNT] = {
     [AF_HOST] = "request.host",
     [AF_TRACE_ID] = "trace_id",
     [AF_PATH] = "request.path",
+    [AF_HEADERS] = "request.headers",
 };
 
 /* {"v":1,"seq":N,"ts":"..." */
@@ -331,6 +398,8 @@ int audit_render_record(ward_buf *out, const audit_slot *s, uint64_t seq, const 
     WARD_TRY(put_field(out, s, AF_PATH));
     PUT(",\"protocol\":");
     WARD_TRY(put_field(out, s, AF_PROTOCOL));
+    if (h->len[AF_HEADERS] != AUDIT_ABSENT)
+        WARD_TRY(put_headers(out, s->r.data + h->off[AF_HEADERS], h->len[AF_HEADERS]));
     if (h->status >= 0) {
         PUT("},\"response\":{\"status\":");
         WARD_TRY(put_int(out, h->status, false));

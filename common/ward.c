@@ -85,6 +85,11 @@ static int buf_reserve(ward_buf *b, size_t extra)
     return 0;
 }
 
+int ward_buf_reserve(ward_buf *b, size_t extra)
+{
+    return buf_reserve(b, extra);
+}
+
 int ward_buf_append(ward_buf *b, const void *data, size_t len)
 {
     if (buf_reserve(b, len) < 0)

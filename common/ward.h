@@ -57,6 +57,9 @@ void ward_buf_init(ward_buf *b);
 void ward_buf_dispose(ward_buf *b);
 void ward_buf_reset(ward_buf *b); /* len = 0, keeps memory */
 int ward_buf_append(ward_buf *b, const void *data, size_t len);
+/* Room for extra more bytes (and the NUL) at ptr + len, for a caller that
+ * writes them itself and then moves len. */
+int ward_buf_reserve(ward_buf *b, size_t extra);
 int ward_buf_puts(ward_buf *b, const char *s);
 int ward_buf_putc(ward_buf *b, char c);
 int ward_buf_printf(ward_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

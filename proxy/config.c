@@ -2,6 +2,7 @@
 #include "proxy/proxy.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -1142,11 +1143,101 @@ static void parse_sink(cctx *c, const ward_node *n, proxy_config *cfg)
     }
 }
 
+/* A list of header field names (tokens), lowercased. */
+static void parse_header_names(cctx *c, const ward_node *n, char ***out, size_t *count)
+{
+    if (!expect_list(c, n))
+        return;
+    if (n->n > PROXY_AUDIT_HEADERS_MAX) {
+        cerr(c, n, "too many header names (at most %d)", PROXY_AUDIT_HEADERS_MAX);
+        return;
+    }
+    if (n->n == 0 || (*out = calloc(n->n, sizeof(**out))) == NULL) {
+        if (n->n != 0)
+            c->v.rc = WARD_ENOMEM;
+        return;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        size_t old = push_idx(c, i);
+        const ward_node *v = n->items[i];
+        const char *s;
+        bool ok = get_str(c, v, &s) && v->len > 0 && v->len <= 64;
+        for (size_t k = 0; ok && k < v->len; k++)
+            ok = tchar(s[k]);
+        if (ok && (s = cdup(c, s)) != NULL) {
+            char *low = (char *)s;
+            for (size_t k = 0; k < v->len; k++)
+                low[k] = (char)tolower((unsigned char)low[k]);
+            (*out)[(*count)++] = low;
+        } else if (v->kind == WARD_NODE_SCALAR) {
+            char q[128];
+            cerr(c, v, "%s is not a header field name (a token of 1..64 characters)",
+                 ward_quote(q, sizeof(q), v->str, v->len));
+        }
+        pop(c, old);
+    }
+}
+
+/* audit.fields: the allow-list of record fields. What it leaves out of the
+ * optional ones is written as null; the rest cannot be left out. */
+static void parse_audit_fields(cctx *c, const ward_node *n, uint32_t *omit)
+{
+    static const struct {
+        const char *name;
+        uint32_t bit; /* 0: always written */
+    } known[] = {
+        {"source.ip", PROXY_AUDIT_OMIT_SOURCE_IP},
+        {"source.port", PROXY_AUDIT_OMIT_SOURCE_PORT},
+        {"destination.port", PROXY_AUDIT_OMIT_DESTINATION_PORT},
+        {"request.host", PROXY_AUDIT_OMIT_REQUEST_HOST},
+        {"request.path", PROXY_AUDIT_OMIT_REQUEST_PATH},
+        {"request.headers", PROXY_AUDIT_OMIT_REQUEST_HEADERS},
+        {"reason", PROXY_AUDIT_OMIT_REASON},
+        {"trace_id", PROXY_AUDIT_OMIT_TRACE_ID},
+        {"latency_ns", PROXY_AUDIT_OMIT_LATENCY},
+        {"peer_cert_sha256", PROXY_AUDIT_OMIT_PEER_CERT},
+        {"v", 0}, {"seq", 0}, {"ts", 0}, {"id", 0}, {"node", 0}, {"direction", 0},
+        {"decision", 0}, {"policy", 0}, {"rule", 0}, {"audit", 0}, {"dry_run", 0},
+        {"source.principal", 0}, {"destination.service", 0}, {"destination.principal", 0},
+        {"request.method", 0}, {"request.protocol", 0}, {"response", 0}, {"connection", 0},
+        {"bundle", 0}, {"prev", 0}, {"hash", 0},
+    };
+    if (!expect_list(c, n))
+        return;
+    uint32_t listed = 0;
+    for (size_t i = 0; i < n->n; i++) {
+        size_t old = push_idx(c, i);
+        const ward_node *v = n->items[i];
+        const char *s;
+        size_t k = 0, nk = sizeof(known) / sizeof(known[0]);
+        if (get_str(c, v, &s)) {
+            while (k < nk && strcmp(known[k].name, s) != 0)
+                k++;
+            if (k == nk) {
+                char q[128];
+                cerr(c, v,
+                     "%s is not a record field; the optional ones: source.ip, source.port, "
+                     "destination.port, request.host, request.path, request.headers, reason, "
+                     "trace_id, latency_ns, peer_cert_sha256 (the others are always written)",
+                     ward_quote(q, sizeof(q), s, v->len));
+            } else {
+                listed |= known[k].bit;
+            }
+        }
+        pop(c, old);
+    }
+    uint32_t all = 0;
+    for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+        all |= known[k].bit;
+    *omit = all & ~listed;
+}
+
 static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
 {
     static const char *const keys[] = {"dir",         "overflow",           "key_file",
                                        "segment_size", "segment_age",       "checkpoint_records",
-                                       "fsync_interval", "sink",            NULL};
+                                       "fsync_interval", "sink",            "headers",
+                                       "redact",      "fields",             NULL};
     if (!expect_map(c, n))
         return;
     check_keys(c, n, keys);
@@ -1180,6 +1271,21 @@ static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
     if ((v = field(n, "sink")) != NULL) {
         old = push(c, "sink");
         parse_sink(c, v, cfg);
+        pop(c, old);
+    }
+    if ((v = field(n, "headers")) != NULL) {
+        old = push(c, "headers");
+        parse_header_names(c, v, &cfg->audit.headers, &cfg->audit.n_headers);
+        pop(c, old);
+    }
+    if ((v = field(n, "redact")) != NULL) {
+        old = push(c, "redact");
+        parse_header_names(c, v, &cfg->audit.redact, &cfg->audit.n_redact);
+        pop(c, old);
+    }
+    if ((v = field(n, "fields")) != NULL) {
+        old = push(c, "fields");
+        parse_audit_fields(c, v, &cfg->audit.omit);
         pop(c, old);
     }
     const ward_node *ov = field(n, "overflow");
@@ -1532,6 +1638,12 @@ void proxy_config_free(proxy_config *cfg)
     free(cfg->audit.sink.key_file);
     free(cfg->audit.sink.server_name);
     free(cfg->audit.sink.app_name);
+    for (size_t i = 0; i < cfg->audit.n_headers; i++)
+        free(cfg->audit.headers[i]);
+    free(cfg->audit.headers);
+    for (size_t i = 0; i < cfg->audit.n_redact; i++)
+        free(cfg->audit.redact[i]);
+    free(cfg->audit.redact);
     free(cfg->admin.listen);
     free(cfg);
 }

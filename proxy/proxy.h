@@ -439,6 +439,22 @@ typedef struct proxy_config_tcp {
     int line;
 } proxy_config_tcp;
 
+/* The record fields an audit.fields allow-list may leave out (written as
+ * null); the others (who, what, the decision, the chain) are always written. */
+enum {
+    PROXY_AUDIT_OMIT_SOURCE_IP = 1u << 0,
+    PROXY_AUDIT_OMIT_SOURCE_PORT = 1u << 1,
+    PROXY_AUDIT_OMIT_DESTINATION_PORT = 1u << 2,
+    PROXY_AUDIT_OMIT_REQUEST_HOST = 1u << 3,
+    PROXY_AUDIT_OMIT_REQUEST_PATH = 1u << 4,
+    PROXY_AUDIT_OMIT_REQUEST_HEADERS = 1u << 5,
+    PROXY_AUDIT_OMIT_REASON = 1u << 6,
+    PROXY_AUDIT_OMIT_TRACE_ID = 1u << 7,
+    PROXY_AUDIT_OMIT_LATENCY = 1u << 8,
+    PROXY_AUDIT_OMIT_PEER_CERT = 1u << 9,
+};
+#define PROXY_AUDIT_HEADERS_MAX 32
+
 typedef enum proxy_config_identity_mode {
     PROXY_IDENTITY_WARDD,  /* attest to wardd with a join token, renew from it */
     PROXY_IDENTITY_STATIC, /* certificate, key and bundle read from files */
@@ -493,6 +509,11 @@ typedef struct proxy_config {
             int facility;   /* 0..23, default 16 (local0) */
             char *app_name; /* NULL: "ward-proxy" */
         } sink;
+        char **headers; /* request fields recorded in request.headers (lowercased) */
+        size_t n_headers;
+        char **redact; /* more fields recorded as "[redacted]" (lowercased) */
+        size_t n_redact;
+        uint32_t omit; /* PROXY_AUDIT_OMIT_*: optional fields that audit.fields leaves out */
     } audit;
     struct {
         char *listen; /* loopback only; default 127.0.0.1:15000 */

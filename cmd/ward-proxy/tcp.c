@@ -72,6 +72,7 @@ static bool authorize(proxy_tcp_conn *conn, const proxy_tcp_info *info, proxy_tc
     rec.latency_ns = (int64_t)decision_ns;
     if (t->inbound && info->peer->cert_sha256[0])
         rec.peer_cert_sha256 = audit_cstr(info->peer->cert_sha256);
+    wp_record_trim(&rec, px->cfg->audit.omit);
 
     bool allow = false;
     if (d.decision != AUTHZ_ALLOW) {
@@ -135,7 +136,8 @@ static void done(proxy_tcp_conn *conn, const proxy_tcp_info *info, const proxy_t
     snprintf(reason, sizeof(reason), "%s; tcp %s: %s%s%s",
              c->rec.reason.ptr ? c->rec.reason.ptr : "", l->cfg->name, proxy_tcp_end_name(res->end),
              res->reason && res->reason[0] ? ": " : "", res->reason ? res->reason : "");
-    c->rec.reason = audit_cstr(reason);
+    if (!(w->px->cfg->audit.omit & PROXY_AUDIT_OMIT_REASON))
+        c->rec.reason = audit_cstr(reason);
     c->rec.has_connection = true;
     c->rec.bytes_in = res->bytes_in;
     c->rec.bytes_out = res->bytes_out;

@@ -1,6 +1,7 @@
 /* worker.c - ward-proxy's workers: per request identity -> attributes -> decide -> audit -> forward or deny */
 #include "cmd/ward-proxy/wp.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,13 +61,68 @@ void wp_record_of(audit_record *rec, bool inbound, const authz_request *a, const
     rec->protocol = aud(a->protocol);
 }
 
+void wp_record_trim(audit_record *rec, uint32_t omit)
+{
+    static const audit_str none = {NULL, 0};
+    if (omit & PROXY_AUDIT_OMIT_SOURCE_IP)
+        rec->source_ip = none;
+    if (omit & PROXY_AUDIT_OMIT_SOURCE_PORT)
+        rec->source_port = -1;
+    if (omit & PROXY_AUDIT_OMIT_DESTINATION_PORT)
+        rec->destination_port = -1;
+    if (omit & PROXY_AUDIT_OMIT_REQUEST_HOST)
+        rec->host = none;
+    if (omit & PROXY_AUDIT_OMIT_REQUEST_PATH)
+        rec->path = none;
+    if (omit & PROXY_AUDIT_OMIT_REQUEST_HEADERS)
+        rec->headers = none;
+    if (omit & PROXY_AUDIT_OMIT_REASON)
+        rec->reason = none;
+    if (omit & PROXY_AUDIT_OMIT_TRACE_ID)
+        rec->trace_id = none;
+    if (omit & PROXY_AUDIT_OMIT_LATENCY)
+        rec->latency_ns = -1;
+    if (omit & PROXY_AUDIT_OMIT_PEER_CERT)
+        rec->peer_cert_sha256 = none;
+}
+
+/* The request fields audit.headers names, as "name\0value\0" pairs in buf
+ * (every field of each name, in request order); the values of audit.redact's
+ * names become "[redacted]" here, the audit layer adds the built-in secrets. */
+static audit_str record_headers(const proxy_config *cfg, const proxy_http_request *h, char *buf,
+                                size_t size)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        proxy_slice name = h->headers[i].name, value = h->headers[i].value;
+        bool wanted = false, redact = false;
+        for (size_t k = 0; !wanted && k < cfg->audit.n_headers; k++)
+            wanted = proxy_slice_eq_nocase(name, cfg->audit.headers[k]);
+        for (size_t k = 0; wanted && !redact && k < cfg->audit.n_redact; k++)
+            redact = proxy_slice_eq_nocase(name, cfg->audit.redact[k]);
+        if (!wanted)
+            continue;
+        if (redact)
+            value = (proxy_slice){"[redacted]", 10};
+        if (used + name.len + value.len + 2 > size)
+            break; /* the rest does not fit a record */
+        for (size_t k = 0; k < name.len; k++)
+            buf[used++] = (char)tolower((unsigned char)name.ptr[k]);
+        buf[used++] = '\0';
+        memcpy(buf + used, value.ptr, value.len);
+        used += value.len;
+        buf[used++] = '\0';
+    }
+    return used > 0 ? (audit_str){buf, used} : (audit_str){NULL, 0};
+}
+
 int wp_record_keep(audit_record *rec, char **strings)
 {
     audit_str *f[] = {&rec->policy,           &rec->reason,      &rec->dry_run_policy,
                       &rec->source_principal, &rec->source_ip,   &rec->destination_service,
                       &rec->destination_principal, &rec->method, &rec->host,
                       &rec->path,             &rec->protocol,    &rec->bundle,
-                      &rec->trace_id,         &rec->peer_cert_sha256};
+                      &rec->trace_id,         &rec->peer_cert_sha256, &rec->headers};
     size_t n = sizeof(f) / sizeof(f[0]), total = 0;
     for (size_t i = 0; i < n; i++)
         total += f[i]->ptr ? f[i]->len + 1 : 0;
@@ -454,6 +510,10 @@ static void decide_and_route(wp_worker *w, proxy_relay_request *r, bool inbound,
     rec.latency_ns = (int64_t)q->decision_ns;
     if (inbound && peer->cert_sha256[0])
         rec.peer_cert_sha256 = audit_cstr(peer->cert_sha256);
+    char header_buf[AUDIT_MAX_HEADERS];
+    if (cfg->audit.n_headers > 0)
+        rec.headers = record_headers(cfg, h, header_buf, sizeof(header_buf));
+    wp_record_trim(&rec, cfg->audit.omit);
     /* a denial is recorded now (its answer is known); an allowed request gets
      * its place in the trail now and is recorded with its response status */
     *rec_p = rec;

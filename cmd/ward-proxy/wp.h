@@ -149,6 +149,8 @@ int wp_workers_start(wp_proxy *px, ward_err *err);
 /* A decision's record: its time now, the request's attributes (strings
  * borrowed from a and d), no id, status or latency yet. */
 void wp_record_of(audit_record *rec, bool inbound, const authz_request *a, const authz_decision *d);
+/* Leaves out (null) the optional fields that audit.fields does not list. */
+void wp_record_trim(audit_record *rec, uint32_t omit);
 /* The record's borrowed strings, copied into *strings (one allocation) so
  * that it can be completed later. */
 int wp_record_keep(audit_record *rec, char **strings);

@@ -20,3 +20,40 @@ expect_match() {
     if printf '%s' "$3" | grep -Eq -- "$2"; then pass "$1"; else fail "$1" "expected to match: $2" "actual: $3"; fi
 }
 finish() { exit $((FAILS > 0)); }
+
+# ---- a mesh of static SPIFFE identities (openssl CLI) -------------------------------------------
+# spiffe_ca DIR TRUST-DOMAIN: DIR/ca.pem and DIR/ca.key, a CA whose URI SAN is the trust domain
+spiffe_ca() {
+    mkdir -p "$1"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1/ca.key" \
+        -out "$1/ca.pem" -days 2 -subj "/O=test/CN=ca" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -addext "subjectAltName=URI:spiffe://$2" 2>/dev/null
+}
+# spiffe_leaf DIR NAME SPIFFE-ID: DIR/NAME.pem and DIR/NAME.key, an X509-SVID signed by DIR/ca
+spiffe_leaf() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+        -keyout "$1/$2.key" -out "$1/$2.csr" 2>/dev/null &&
+        openssl x509 -req -in "$1/$2.csr" -CA "$1/ca.pem" -CAkey "$1/ca.key" -CAcreateserial \
+            -out "$1/$2.pem" -days 1 -extfile <(printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+                "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth,clientAuth" \
+                "subjectAltName=URI:$3") 2>/dev/null && chmod 600 "$1/$2.key"
+}
+# start_ward_proxy NAME: $BIN/ward-proxy --config $TMP/NAME.yaml (log $TMP/NAME.log) in the
+# background, appended to PIDS; waits for its start line; sets LPID, IN, OUT, ADMIN
+start_ward_proxy() {
+    "$BIN/ward-proxy" --config "$TMP/$1.yaml" 2>>"$TMP/$1.log" &
+    LPID=$!
+    PIDS+=("$LPID")
+    local line=""
+    for _ in $(seq 200); do
+        line=$(grep -m1 ' inbound [0-9]' "$TMP/$1.log" 2>/dev/null)
+        [ -n "$line" ] && break
+        kill -0 "$LPID" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    IN=$(printf '%s' "$line" | grep -o 'inbound [0-9]*' | awk '{print $2}')
+    OUT=$(printf '%s' "$line" | grep -o 'outbound [0-9]*' | awk '{print $2}')
+    ADMIN=$(printf '%s' "$line" | grep -o 'admin [0-9]*' | awk '{print $2}')
+    [ -n "$IN" ]
+}

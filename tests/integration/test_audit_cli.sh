@@ -183,7 +183,7 @@ assert head == ("seq,ts,id,node,direction,decision,policy,rule,reason,audit,dry_
     "destination.principal,destination.port,request.method,request.host,request.path,"
     "request.protocol,response.status,bundle,trace_id,latency_ns,peer_cert_sha256,truncated,gap,"
     "event,hash,outcome,subject,serial,not_after,via,token_id,audience,key_id,bundle_sequence,"
-    "source.uid,error,connection.bytes_in,connection.bytes_out,connection.duration_ms").split(","), head
+    "source.uid,error,connection.bytes_in,connection.bytes_out,connection.duration_ms,request.headers").split(","), head
 recs = {}
 d = sys.argv[2]
 for n in sorted(os.listdir(d)):

@@ -82,7 +82,8 @@ miss=""
 for k in service identity inbound outbound upstreams policy audit admin workers timeouts limits tls \
     server token_file bundle_file state_dir cert_file key_file app spiffe_id endpoints balance \
     hash_key circuit_breakers outlier_detection retry_budget overflow segment_size segment_age \
-    checkpoint_records fsync_interval sink header_read idle upstream_connect request drain \
+    checkpoint_records fsync_interval sink headers redact fields tcp name listen service \
+    server_name connect_timeout idle_timeout header_read idle upstream_connect request drain \
     max_header_bytes max_headers max_body max_connections min_version; do
     grep -qE "(^|[^a-z_])$k([^a-z_]|\$)" "$M/man5/ward-proxy.yaml.5" || miss="$miss $k"
 done

@@ -26,20 +26,9 @@ fi
 check() { if eval "$2"; then pass "$1"; else fail "$1" "${3:-}"; fi; }
 
 PKI="$TMP/pki"
-mkdir -p "$PKI"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$PKI/ca.key" \
-    -out "$PKI/ca.pem" -days 2 -subj "/O=test/CN=ca" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-    -addext "subjectAltName=URI:spiffe://$TD" 2>/dev/null
-leaf() { # leaf NAME SPIFFE-ID
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
-        -keyout "$PKI/$1.key" -out "$PKI/$1.csr" 2>/dev/null &&
-        openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial \
-            -out "$PKI/$1.pem" -days 1 -extfile <(printf '%s\n' "basicConstraints=critical,CA:FALSE" \
-                "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth,clientAuth" \
-                "subjectAltName=URI:$2") 2>/dev/null && chmod 600 "$PKI/$1.key"
-}
-leaf orders "$ORDERS_ID" && leaf payments "$PAY_ID" && leaf shadow "$SHADOW_ID"
+spiffe_ca "$PKI" "$TD"
+spiffe_leaf "$PKI" orders "$ORDERS_ID" && spiffe_leaf "$PKI" payments "$PAY_ID" &&
+    spiffe_leaf "$PKI" shadow "$SHADOW_ID"
 for f in ca orders payments shadow; do
     [ -s "$PKI/$f.pem" ] || { fail "test certificates are made" "no $PKI/$f.pem"; finish; }
 done
@@ -55,22 +44,6 @@ start_app() { # start_app NAME: mesh_app.py recording to $TMP/NAME.rec; sets APP
         sleep 0.1
     done
     return 1
-}
-start_proxy() { # start_proxy NAME: sets LPID, IN, OUT, ADMIN
-    "$WP" --config "$TMP/$1.yaml" 2>>"$TMP/$1.log" &
-    LPID=$!
-    PIDS+=("$LPID")
-    local line=""
-    for _ in $(seq 200); do
-        line=$(grep -m1 ' inbound [0-9]' "$TMP/$1.log" 2>/dev/null)
-        [ -n "$line" ] && break
-        kill -0 "$LPID" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    IN=$(printf '%s' "$line" | grep -o 'inbound [0-9]*' | awk '{print $2}')
-    OUT=$(printf '%s' "$line" | grep -o 'outbound [0-9]*' | awk '{print $2}')
-    ADMIN=$(printf '%s' "$line" | grep -o 'admin [0-9]*' | awk '{print $2}')
-    [ -n "$IN" ]
 }
 # requests N PATH [METHOD]: N requests to the orders proxy's outbound listener (Host: payments);
 # prints the status codes and the slowest request's seconds
@@ -151,16 +124,16 @@ ${5:-}
 EOF
 }
 proxy_yaml pay payments payments "$PAY_APP"
-start_proxy pay || { fail "payments's proxy starts" "$(tail -3 "$TMP/pay.log")"; finish; }
+start_ward_proxy pay || { fail "payments's proxy starts" "$(tail -3 "$TMP/pay.log")"; finish; }
 PAY_IN=$IN
 proxy_yaml shadow payments-shadow shadow "$SHADOW_APP"
-start_proxy shadow || { fail "the shadow's proxy starts" "$(tail -3 "$TMP/shadow.log")"; finish; }
+start_ward_proxy shadow || { fail "the shadow's proxy starts" "$(tail -3 "$TMP/shadow.log")"; finish; }
 SHADOW_IN=$IN SHADOW_PROXY=$LPID
 proxy_yaml orders orders orders 9 "outbound: {listen: 127.0.0.1:0}
 upstreams:
   - {service: payments, endpoints: [127.0.0.1:$PAY_IN], spiffe_id: $PAY_ID}
   - {service: payments-shadow, endpoints: [127.0.0.1:$SHADOW_IN], spiffe_id: $SHADOW_ID}"
-start_proxy orders || { fail "orders's proxy starts" "$(tail -3 "$TMP/orders.log")"; finish; }
+start_ward_proxy orders || { fail "orders's proxy starts" "$(tail -3 "$TMP/orders.log")"; finish; }
 ORDERS_ADMIN=$ADMIN
 
 read -r codes _ <<<"$(requests 20 /v1/echo)"

@@ -31,6 +31,7 @@
 #include <openssl/pem.h>
 
 #include "audit/audit.h"
+#include "audit/audit_int.h" /* audit_json_str */
 #include "common/ward.h"
 
 #define S(lit) ((audit_str){(lit), sizeof(lit) - 1}) /* a literal as a slice, NUL bytes included */
@@ -941,6 +942,78 @@ static void test_record_connection(void **state)
     assert_non_null(strstr(data, "\"response\":null,\"connection\":{\"bytes_in\":1048597,"
                                  "\"bytes_out\":42,\"duration_ms\":1234.567},\"bundle\""));
     free(data);
+}
+
+/* Recorded request fields: a JSON object inside "request"; the built-in
+ * secrets are written as "[redacted]" whatever the caller passed. */
+static void test_record_headers(void **state)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 0);
+    audit_log *log = open_log(&o);
+    static const char pairs[] = "x-request-id\0abc-123\0authorization\0Bearer s3cr3t\0"
+                                "cookie\0sid=42\0x-quote\0say \"hi\"\n\0";
+    audit_record r = rec_of(AUDIT_ALLOW, "with headers");
+    r.method = audit_cstr("GET");
+    r.headers = (audit_str){pairs, sizeof(pairs) - 1};
+    assert_int_equal(audit_log_append(log, producer(log), &r), 0);
+    close_log(log);
+    char *data = slurp(NULL);
+    assert_null(strstr(data, "s3cr3t"));
+    assert_null(strstr(data, "sid=42"));
+    assert_non_null(strstr(data, "\"protocol\":null,\"headers\":{\"x-request-id\":\"abc-123\","
+                                 "\"authorization\":\"[redacted]\",\"cookie\":\"[redacted]\","
+                                 "\"x-quote\":\"say \\\"hi\\\"\\u000a\"}},\"response\""));
+    free(data);
+    lines l = read_lines();
+    assert_str_at(l.v[0], "request.headers.x-request-id", "abc-123");
+    lines_free(&l);
+}
+
+/* The JSON string writer against what a JSON parser reads back, over random
+ * mixes of plain runs (its 8-byte fast path) and bytes it must escape or
+ * replace, at every alignment. */
+static void test_json_str_random(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *decoded; /* decoded NULL: the same bytes */
+    } tok[] = {
+        {"abcdefgh", NULL}, {"x", NULL}, {"/ns/shop/sa/", NULL}, {"\"", NULL}, {"\\", NULL},
+        {"\x01", NULL},   {"\x1f", NULL}, {"\x7f", NULL}, {"\xc3\xa9", NULL},
+        {"\xe2\x80\xa8", NULL}, {"\xf0\x9f\x94\x92", NULL}, {"\xff", "\xef\xbf\xbd"},
+        {"\xc3", "\xef\xbf\xbd"}, {"\t\n", NULL},
+    };
+    uint64_t rng = 0x9e3779b97f4a7c15ULL;
+    for (int round = 0; round < 2000; round++) {
+        char in[512], want[1024];
+        size_t n = 0, wn = 0;
+        int parts = (int)(rng % 24);
+        for (int k = 0; k < parts; k++) {
+            rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t t = (size_t)(rng >> 33) % (sizeof(tok) / sizeof(tok[0]));
+            /* "\xc3" alone is invalid only when no continuation byte follows */
+            const char *a = tok[t].in, *d = tok[t].decoded ? tok[t].decoded : a;
+            if (t == 12 && k + 1 < parts)
+                continue;
+            memcpy(in + n, a, strlen(a));
+            n += strlen(a);
+            memcpy(want + wn, d, strlen(d));
+            wn += strlen(d);
+        }
+        ward_buf b;
+        ward_buf_init(&b);
+        assert_int_equal(ward_buf_puts(&b, "x"), 0); /* not at the buffer's start */
+        assert_int_equal(audit_json_str(&b, in, n), 0);
+        for (size_t i = 1; i < b.len; i++)
+            assert_true((unsigned char)b.ptr[i] >= 0x20 && (unsigned char)b.ptr[i] != 0x7f);
+        cJSON *j = cJSON_ParseWithLength(b.ptr + 1, b.len - 1);
+        assert_non_null(j);
+        assert_true(cJSON_IsString(j));
+        assert_int_equal(strlen(j->valuestring), wn);
+        assert_memory_equal(j->valuestring, want, wn);
+        cJSON_Delete(j);
+        ward_buf_dispose(&b);
+    }
 }
 
 static void test_record_key_order(void **state)
@@ -2705,6 +2778,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_record_round_trip),
         T(test_record_connection),
+        T(test_record_headers),
+        T(test_json_str_random),
         T(test_record_key_order),
         T(test_record_time_format),
         T(test_record_escaping),

@@ -395,7 +395,7 @@ static void test_csv_header(void **state)
                         "response.status,bundle,trace_id,latency_ns,peer_cert_sha256,truncated,"
                         "gap,event,hash,outcome,subject,serial,not_after,via,token_id,audience,"
                         "key_id,bundle_sequence,source.uid,error,connection.bytes_in,"
-                        "connection.bytes_out,connection.duration_ms\r\n");
+                        "connection.bytes_out,connection.duration_ms,request.headers\r\n");
     ward_buf_reset(&b);
     assert_int_equal(audit_export_header(AUDIT_FORMAT_OCSF, &b), 0);
     assert_int_equal(b.len, 0);
@@ -414,7 +414,7 @@ static void test_csv_plain_row(void **state)
                         "spiffe://example.org/ns/shop/sa/checkout,10.0.0.7,41234,payments,"
                         "spiffe://example.org/ns/shop/sa/payments,8443,GET,payments,/v1/items,"
                         "HTTP/1.1,403,rev-7,4bf92f3577b34da6a3ce929d0e0e4736,1830,,,,," Z64
-                        ",,,,,,,,,,,,,,\r\n");
+                        ",,,,,,,,,,,,,,,\r\n");
     free(s);
 }
 
@@ -563,7 +563,7 @@ static void test_event_csv_columns(void **state)
     assert_true(starts_with(s, "7,2026-11-26T02:03:14.337433Z,00112233445566778899aabbccddeeff,"
                                "spiffe://example.org/ward/server,,,,,join token already used,,,,,,"
                                "10.0.0.9,5,,,,,,,,401,,,,,,,token.refused," Z64
-                               ",failure,,,,attest,5ad2c844ce966000,spiffe://a;x=y,,,,token_used,,,\r\n"));
+                               ",failure,,,,attest,5ad2c844ce966000,spiffe://a;x=y,,,,token_used,,,,\r\n"));
     free(s);
 }
 

@@ -30,6 +30,17 @@ static size_t example_len;
     "audit: {dir: audit}\n"                                                                        \
     "policy: {paths: [policies]}\n"
 
+/* BASE with its audit map open at line 8, for keys of audit from line 9. */
+#define BASE_AUDIT                                                                                 \
+    "service: payments\n"                                                                          \
+    "identity:\n"                                                                                  \
+    "  server: https://127.0.0.1:8443\n"                                                           \
+    "  token_file: payments.token\n"                                                               \
+    "  bundle_file: bundle.pem\n"                                                                  \
+    "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"                                      \
+    "audit:\n"                                                                                     \
+    "  dir: audit\n"
+
 /* A static identity in place of lines 2..5 (4 lines as well). */
 #define STATIC_ID                                                                                  \
     "identity:\n"                                                                                  \
@@ -613,6 +624,50 @@ static void test_upstream_spiffe_id_is_required(void **state)
     check_error(BASE "upstreams:\n  - {service: inventory, endpoints: [127.0.0.1:16006]}\n",
                 "proxy.yaml:10:5: upstreams[0].spiffe_id: required key is missing (the SPIFFE "
                 "ID its endpoints must present)");
+}
+
+/* ---- what the audit records hold ----------------------------------------------------- */
+
+static void test_audit_headers_redact_and_fields(void **state)
+{
+    loaded l;
+    proxy_config *c = ok(&l, "service: payments\n" STATIC_ID
+                             "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
+                             "audit:\n"
+                             "  dir: audit\n"
+                             "  headers: [X-Request-Id, user-agent, x-api-key]\n"
+                             "  redact: [X-API-Key]\n"
+                             "  fields: [source.principal, request.path, request.headers, reason]\n");
+    assert_int_equal(c->audit.n_headers, 3);
+    assert_string_equal(c->audit.headers[0], "x-request-id");
+    assert_int_equal(c->audit.n_redact, 1);
+    assert_string_equal(c->audit.redact[0], "x-api-key");
+    uint32_t kept = PROXY_AUDIT_OMIT_REQUEST_PATH | PROXY_AUDIT_OMIT_REQUEST_HEADERS |
+                    PROXY_AUDIT_OMIT_REASON;
+    assert_int_equal(c->audit.omit & kept, 0);
+    assert_int_equal(c->audit.omit & PROXY_AUDIT_OMIT_SOURCE_IP, PROXY_AUDIT_OMIT_SOURCE_IP);
+    assert_int_equal(c->audit.omit & PROXY_AUDIT_OMIT_TRACE_ID, PROXY_AUDIT_OMIT_TRACE_ID);
+    unload(&l);
+    /* without fields: everything is written */
+    c = ok(&l, BASE);
+    assert_int_equal(c->audit.omit, 0);
+    unload(&l);
+}
+
+static void test_audit_fields_unknown_name(void **state)
+{
+    check_error(BASE_AUDIT "  fields: [source.principal, request.query]\n",
+                "proxy.yaml:9:30: audit.fields[1]: \"request.query\" is not a record field; the "
+                "optional ones: source.ip, source.port, destination.port, request.host, "
+                "request.path, request.headers, reason, trace_id, latency_ns, peer_cert_sha256 (the "
+                "others are always written)");
+}
+
+static void test_audit_header_name_must_be_a_token(void **state)
+{
+    check_error(BASE_AUDIT "  headers: [\"x request\"]\n",
+                "proxy.yaml:9:13: audit.headers[0]: \"x request\" is not a header field name (a "
+                "token of 1..64 characters)");
 }
 
 /* ---- TCP listeners ----------------------------------------------------------------- */
@@ -1283,6 +1338,9 @@ int main(void)
         cmocka_unit_test(test_spiffe_id_must_name_a_workload),
         cmocka_unit_test(test_upstream_spiffe_id_is_required),
         cmocka_unit_test(test_duplicate_upstream_service_is_refused),
+        cmocka_unit_test(test_audit_headers_redact_and_fields),
+        cmocka_unit_test(test_audit_fields_unknown_name),
+        cmocka_unit_test(test_audit_header_name_must_be_a_token),
         cmocka_unit_test(test_tcp_listeners_load),
         cmocka_unit_test(test_tcp_listener_needs_app_or_endpoints),
         cmocka_unit_test(test_tcp_outbound_listener_is_loopback_only),
