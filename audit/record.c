@@ -148,6 +148,19 @@ int audit_json_str(ward_buf *out, const char *s, size_t n)
     return put_str(out, s, n);
 }
 
+/* A record is some forty short pieces: appended in place while the buffer
+ * has room (it keeps its size from record to record), else grown. */
+static inline int app(ward_buf *b, const char *s, size_t n)
+{
+    if (b->len + n < b->cap) {
+        memcpy(b->ptr + b->len, s, n);
+        b->len += n;
+        b->ptr[b->len] = '\0';
+        return 0;
+    }
+    return ward_buf_append(b, s, n);
+}
+
 static int put_field(ward_buf *b, const audit_slot *s, audit_field f)
 {
     uint16_t len = s->r.h.len[f];
@@ -206,10 +219,10 @@ static int put_int(ward_buf *b, int64_t v, bool null_if_negative)
     while ((u /= 10) != 0);
     if (v < 0)
         *--p = '-';
-    return ward_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+    return app(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
-#define PUT(lit) WARD_TRY(ward_buf_append(out, lit, sizeof(lit) - 1))
+#define PUT(lit) WARD_TRY(app(out, lit, sizeof(lit) - 1))
 
 /* ---- time ----------------------------------------------------------------------- */
 
@@ -295,7 +308,7 @@ static int put_time(ward_buf *b, int64_t ns)
     memcpy(tmp + 1, last, 19);
     put_micros(tmp + 20, us);
     tmp[AUDIT_TS_LEN + 1] = '"';
-    return ward_buf_append(b, tmp, sizeof(tmp));
+    return app(b, tmp, sizeof(tmp));
 }
 
 /* ---- records --------------------------------------------------------------------- */
