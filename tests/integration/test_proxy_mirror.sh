@@ -90,7 +90,7 @@ apiVersion: ward/v1
 kind: AuthorizationPolicy
 metadata: {name: payments-callers, namespace: shop}
 spec:
-  selector: {services: [payments, payments-shadow]}
+  selector: {services: [payments, payments-shadow, impostor]}
   action: ALLOW
   rules:
     - from: [{principals: ["$ORDERS_ID"]}]
@@ -101,6 +101,10 @@ metadata: {name: payments, namespace: shop}
 spec:
   hosts: [payments]
   http:
+    - name: pinned
+      match: [{paths: ["/pinned/*"]}]
+      destinations: [{service: payments}]
+      mirror: {service: impostor, percent: 100}
     - name: reads
       match: [{methods: [GET, POST]}]
       destinations: [{service: payments}]
@@ -132,7 +136,8 @@ SHADOW_IN=$IN SHADOW_PROXY=$LPID
 proxy_yaml orders orders orders 9 "outbound: {listen: 127.0.0.1:0}
 upstreams:
   - {service: payments, endpoints: [127.0.0.1:$PAY_IN], spiffe_id: $PAY_ID}
-  - {service: payments-shadow, endpoints: [127.0.0.1:$SHADOW_IN], spiffe_id: $SHADOW_ID}"
+  - {service: payments-shadow, endpoints: [127.0.0.1:$SHADOW_IN], spiffe_id: $SHADOW_ID}
+  - {service: impostor, endpoints: [127.0.0.1:$SHADOW_IN], spiffe_id: $PAY_ID}"
 start_ward_proxy orders || { fail "orders's proxy starts" "$(tail -3 "$TMP/orders.log")"; finish; }
 ORDERS_ADMIN=$ADMIN
 
@@ -153,6 +158,14 @@ mirrored=$(curl -s "http://127.0.0.1:$ORDERS_ADMIN/metrics" |
 expect_eq "ward_route_mirrored_total counts the copies" "20" "$mirrored"
 allowed=$(grep -c '"decision":"allow"' "$TMP"/audit-shadow/segment-*.jsonl 2>/dev/null)
 expect_eq "the shadow's proxy decided and audited every copy" "20" "$allowed"
+
+# the mirror's identity is pinned: "impostor" is the shadow's address under payments's ID, so
+# the shadow's proxy presents another ID than configured and gets no copy
+read -r codes _ <<<"$(requests 5 /pinned/x)"
+sleep 0.5
+read -r n _ <<<"$(recorded shadow)"
+expect_eq "a mirror endpoint presenting another SPIFFE ID than configured gets no copy (the requests are served)" \
+    "200:5 20" "$codes $n"
 
 # a shadow that hangs: the copies wait, the real requests do not
 kill -STOP "$SHADOW_APP_PID"
