@@ -19,11 +19,6 @@ typedef struct wp_tcp_conn {
     bool reserved;
 } wp_tcp_conn;
 
-static authz_str cstr(const char *s)
-{
-    return (authz_str){s, s ? strlen(s) : 0};
-}
-
 static bool authorize(proxy_tcp_conn *conn, const proxy_tcp_info *info, proxy_tcp_target *target,
                       void *data)
 {

@@ -157,10 +157,6 @@ static authz_str astr(proxy_slice s)
     return (authz_str){s.ptr, s.len};
 }
 
-static authz_str cstr(const char *s)
-{
-    return (authz_str){s, s ? strlen(s) : 0};
-}
 
 
 void wp_split_addr(const char *a, authz_str *ip, int *port)
@@ -347,16 +343,6 @@ static void deny(proxy_relay_request *r, int status, const char *body, const aud
     proxy_relay_respond(r, status, h, n, body, strlen(body));
 }
 
-/* The first field of a header (names are case-insensitive); empty if none. */
-static proxy_slice header_value(const proxy_http_request *h, const char *name)
-{
-    size_t len = strlen(name);
-    for (size_t i = 0; i < h->n_headers; i++)
-        if (h->headers[i].name.len == len && strncasecmp(h->headers[i].name.ptr, name, len) == 0)
-            return h->headers[i].value;
-    return (proxy_slice){"", 0};
-}
-
 /* Keeps the labels of the Route entry that serves q, for its metrics. */
 static void route_label_keep(wp_req *q, const authz_route *rt)
 {
@@ -385,23 +371,23 @@ static void rate_limit(wp_worker *w, wp_req *q, const proxy_http_request *h, aut
     if (rl->key == AUTHZ_RATE_KEY_PRINCIPAL)
         key = (proxy_slice){principal.ptr, principal.len};
     else if (rl->key == AUTHZ_RATE_KEY_HEADER)
-        key = header_value(h, rl->header);
+        key = proxy_http_header_get(h, rl->header); /* absent: the same key as empty */
     int rc = wp_limits_take(w->limits, rt, key, uv_now(&w->loop), retry_after_s);
     if (rc == 1)
         return;
-    const char *per = rl->key == AUTHZ_RATE_KEY_PRINCIPAL ? " per source.principal"
-                      : rl->key == AUTHZ_RATE_KEY_HEADER  ? " per request.headers["
-                                                          : "";
-    if (rc < 0)
+    bool by_header = rl->key == AUTHZ_RATE_KEY_HEADER;
+    if (rc < 0) { /* no limiter (out of memory): refused all the same */
         snprintf(reason, size, "rate limit of Route %s http[%d] unavailable: %s", rt->policy,
                  rt->index, ward_strerror(rc));
-    else
-        snprintf(reason, size, "rate limited by Route %s http[%d]: %u per %u ms%s%s%s", rt->policy,
-                 rt->index, rl->requests, rl->per_ms, per,
-                 rl->key == AUTHZ_RATE_KEY_HEADER ? rl->header : "",
-                 rl->key == AUTHZ_RATE_KEY_HEADER ? "]" : "");
-    if (rc < 0)
         *retry_after_s = 1;
+    } else {
+        snprintf(reason, size, "rate limited by Route %s http[%d]: %u per %u ms%s%s%s", rt->policy,
+                 rt->index, rl->requests, rl->per_ms,
+                 rl->key == AUTHZ_RATE_KEY_PRINCIPAL ? " per source.principal"
+                 : by_header                         ? " per request.headers["
+                                                     : "",
+                 by_header ? rl->header : "", by_header ? "]" : "");
+    }
     q->rate_limited = true;
     d->decision = AUTHZ_DENY;
     d->policy = rt->policy;

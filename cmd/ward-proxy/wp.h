@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
 
 #include "audit/audit.h"
@@ -106,6 +107,12 @@ struct wp_proxy {
     bool stopping;
     int workers_running;
 };
+
+/* A C string (NULL: absent) as the engine's string. */
+static inline authz_str cstr(const char *s)
+{
+    return (authz_str){s, s ? strlen(s) : 0};
+}
 
 /* main.c */
 void wp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
