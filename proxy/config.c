@@ -1152,9 +1152,10 @@ static void parse_header_names(cctx *c, const ward_node *n, char ***out, size_t 
         cerr(c, n, "too many header names (at most %d)", PROXY_AUDIT_HEADERS_MAX);
         return;
     }
-    if (n->n == 0 || (*out = calloc(n->n, sizeof(**out))) == NULL) {
-        if (n->n != 0)
-            c->v.rc = WARD_ENOMEM;
+    if (n->n == 0)
+        return;
+    if ((*out = calloc(n->n, sizeof(**out))) == NULL) {
+        c->v.rc = WARD_ENOMEM;
         return;
     }
     for (size_t i = 0; i < n->n; i++) {
