@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <openssl/err.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,12 +336,32 @@ static void handshake_done(proxy_stream *s)
     now_open(s);
 }
 
+enum { READ_BUF_SIZE = 64 << 10 };
+static pthread_key_t read_buf_key; /* frees a thread's buffer when it exits */
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+
+static void read_buf_key_init(void)
+{
+    if (pthread_key_create(&read_buf_key, free) != 0)
+        read_buf_key = (pthread_key_t)-1; /* no buffers: reads fail with ENOBUFS */
+}
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    /* consumed entirely before the read callback returns; one per thread */
-    static _Thread_local char rbuf[64 << 10];
+    /* Consumed entirely before the read callback returns, so one per thread
+     * will do. Allocated on a thread's first read rather than as static TLS,
+     * which glibc zeroes (and so makes resident) in every thread. */
+    static _Thread_local char *rbuf;
+    if (rbuf == NULL) {
+        (void)pthread_once(&read_buf_once, read_buf_key_init);
+        char *b = malloc(READ_BUF_SIZE);
+        if (b != NULL && pthread_setspecific(read_buf_key, b) == 0)
+            rbuf = b;
+        else
+            free(b);
+    }
     buf->base = rbuf;
-    buf->len = sizeof(rbuf);
+    buf->len = rbuf != NULL ? READ_BUF_SIZE : 0; /* 0: the read fails with UV_ENOBUFS */
 }
 
 static void deliver(proxy_stream *s, const char *buf, size_t len)

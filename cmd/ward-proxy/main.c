@@ -2,6 +2,9 @@
 #include "cmd/ward-proxy/wp.h"
 
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -284,6 +287,11 @@ int main(int argc, char **argv)
         wp_log("tcp %s: %s %d -> %s", cfg->tcp[i].name, cfg->tcp[i].inbound ? "inbound" : "outbound",
                px->tcp_ports[i], cfg->tcp[i].inbound ? cfg->tcp[i].app : cfg->tcp[i].service);
 
+#ifdef __GLIBC__
+    /* Start-up (config, policy compilation, TLS set-up) freed much of what it
+     * allocated: give the free pages back, so that an idle proxy stays small. */
+    malloc_trim(0);
+#endif
     uv_run(px->loop, UV_RUN_DEFAULT);
 
     proxy_admin_stop(px->admin);
