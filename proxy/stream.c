@@ -338,12 +338,12 @@ static void handshake_done(proxy_stream *s)
 
 enum { READ_BUF_SIZE = 64 << 10 };
 static pthread_key_t read_buf_key; /* frees a thread's buffer when it exits */
+static bool read_buf_keyed;        /* else no buffers: reads fail with UV_ENOBUFS */
 static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
 
 static void read_buf_key_init(void)
 {
-    if (pthread_key_create(&read_buf_key, free) != 0)
-        read_buf_key = (pthread_key_t)-1; /* no buffers: reads fail with ENOBUFS */
+    read_buf_keyed = pthread_key_create(&read_buf_key, free) == 0;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -352,8 +352,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
      * will do. Allocated on a thread's first read rather than as static TLS,
      * which glibc zeroes (and so makes resident) in every thread. */
     static _Thread_local char *rbuf;
-    if (rbuf == NULL) {
-        (void)pthread_once(&read_buf_once, read_buf_key_init);
+    if (rbuf == NULL && pthread_once(&read_buf_once, read_buf_key_init) == 0 && read_buf_keyed) {
         char *b = malloc(READ_BUF_SIZE);
         if (b != NULL && pthread_setspecific(read_buf_key, b) == 0)
             rbuf = b;
