@@ -42,12 +42,53 @@ static const char USAGE[] =
 static wp_proxy the;
 static audit_sink *sink; /* audit.sink: ships the trail to a syslog collector */
 
-/* The sink's families for /metrics (none without a sink): a collector that is
- * down does not make the proxy unready (the local trail is the source of
- * truth and the sink catches up), so it shows here and in the log. */
-static int sink_metrics(ward_buf *out, void *data)
+/* The trail's counters for /metrics: requests refused because their record
+ * could not be queued (503) show here, not only as deny/503 requests. */
+static int trail_metrics(ward_buf *out, const audit_log *log)
 {
-    (void)data;
+    audit_stats st;
+    audit_log_stats(log, &st);
+    return ward_buf_printf(
+        out,
+        "# HELP ward_audit_records_appended_total Records accepted by the audit trail's queue.\n"
+        "# TYPE ward_audit_records_appended_total counter\n"
+        "ward_audit_records_appended_total %" PRIu64 "\n"
+        "# HELP ward_audit_records_written_total Records (gap records included) written to the "
+        "trail's segments.\n"
+        "# TYPE ward_audit_records_written_total counter\n"
+        "ward_audit_records_written_total %" PRIu64 "\n"
+        "# HELP ward_audit_records_dropped_total Allow records dropped under overflow: drop (each "
+        "loss is on record as a gap).\n"
+        "# TYPE ward_audit_records_dropped_total counter\n"
+        "ward_audit_records_dropped_total %" PRIu64 "\n"
+        "# HELP ward_audit_records_refused_total Records the trail could not take (queue full "
+        "under overflow: deny, or a failed trail): their requests were refused.\n"
+        "# TYPE ward_audit_records_refused_total counter\n"
+        "ward_audit_records_refused_total %" PRIu64 "\n"
+        "# HELP ward_audit_write_errors_total Failed writes and fsyncs of the trail.\n"
+        "# TYPE ward_audit_write_errors_total counter\n"
+        "ward_audit_write_errors_total %" PRIu64 "\n"
+        "# HELP ward_audit_bytes_written_total Bytes of records written to the trail.\n"
+        "# TYPE ward_audit_bytes_written_total counter\n"
+        "ward_audit_bytes_written_total %" PRIu64 "\n"
+        "# HELP ward_audit_checkpoints_total Signed checkpoints written.\n"
+        "# TYPE ward_audit_checkpoints_total counter\n"
+        "ward_audit_checkpoints_total %" PRIu64 "\n"
+        "# HELP ward_audit_segments_sealed_total Trail segments sealed (fsynced, read-only).\n"
+        "# TYPE ward_audit_segments_sealed_total counter\n"
+        "ward_audit_segments_sealed_total %" PRIu64 "\n",
+        st.appended, st.written, st.dropped, st.refused, st.write_errors, st.bytes, st.checkpoints,
+        st.sealed);
+}
+
+/* The trail's and the sink's families for /metrics. A sink's collector that
+ * is down does not make the proxy unready (the local trail is the source of
+ * truth and the sink catches up), so it shows here and in the log. */
+static int audit_metrics(ward_buf *out, void *data)
+{
+    const wp_proxy *px = data;
+    if (trail_metrics(out, px->audit) < 0)
+        return WARD_ENOMEM;
     if (sink == NULL)
         return 0;
     audit_sink_stats st;
@@ -101,6 +142,30 @@ static void on_sighup(uv_signal_t *s, int signum)
     wp_policy_reload(px, "SIGHUP");
 }
 
+/* Once a second: a failed trail takes /ready away (it stays failed until a
+ * restart), and requests it refused (503) are told in the log, so that an
+ * operator sees why without reading /metrics. */
+static void on_audit_watch(uv_timer_t *t)
+{
+    wp_proxy *px = t->data;
+    ward_err err;
+    ward_err_clear(&err);
+    if (!px->audit_failed && audit_log_status(px->audit, &err) < 0) {
+        px->audit_failed = true;
+        wp_log("audit: the trail failed, requests are refused until a restart: %s", err.msg);
+        proxy_admin_state_set_audit_error(px->admin_state, err.msg);
+    }
+    audit_stats st;
+    audit_log_stats(px->audit, &st);
+    if (st.refused == px->audit_refused)
+        return;
+    wp_log("audit: %" PRIu64 " request(s) refused (503) in the last second: %s",
+           st.refused - px->audit_refused,
+           px->audit_failed ? "the trail failed"
+                            : "the writer fell behind and the queue was full (overflow: deny)");
+    px->audit_refused = st.refused;
+}
+
 static void on_stop(uv_signal_t *s, int signum)
 {
     wp_proxy *px = s->data;
@@ -114,6 +179,7 @@ static void on_stop(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&px->sighup, NULL);
     uv_close((uv_handle_t *)&px->sigterm, NULL);
     uv_close((uv_handle_t *)&px->sigint, NULL);
+    uv_close((uv_handle_t *)&px->audit_watch, NULL);
 }
 
 static void print_problem(const char *msg)
@@ -204,7 +270,8 @@ static int start(wp_proxy *px, ward_err *err)
         for (size_t k = 0; k < cfg->n_upstreams; k++)
             cs[i * cfg->n_upstreams + k] = px->workers[i].clusters[k];
     }
-    proxy_admin_options adm = {.more_metrics = sink_metrics,
+    proxy_admin_options adm = {.more_metrics = audit_metrics,
+                               .more_metrics_data = px,
                                .metrics = ms,
                                .n_metrics = px->n_workers,
                                .config = cfg,
@@ -276,6 +343,9 @@ int main(int argc, char **argv)
     uv_signal_start(&px->sighup, on_sighup, SIGHUP);
     uv_signal_start(&px->sigterm, on_stop, SIGTERM);
     uv_signal_start(&px->sigint, on_stop, SIGINT);
+    uv_timer_init(px->loop, &px->audit_watch);
+    px->audit_watch.data = px;
+    uv_timer_start(&px->audit_watch, on_audit_watch, 1000, 1000);
     const proxy_config *cfg = px->cfg;
     char outbound[32] = "none";
     if (cfg->outbound.listen != NULL)
