@@ -57,3 +57,16 @@ start_ward_proxy() {
     ADMIN=$(printf '%s' "$line" | grep -o 'admin [0-9]*' | awk '{print $2}')
     [ -n "$IN" ]
 }
+# start_mesh_app: mesh_app.py recording to $TMP/app.rec, in the background (appended
+# to PIDS); sets APP_PORT; non-zero when it did not come up
+start_mesh_app() {
+    python3 "$(dirname "${BASH_SOURCE[0]}")/mesh_app.py" "$TMP/app.rec" --port 0 >"$TMP/app.port" 2>>"$TMP/app.log" &
+    PIDS+=("$!")
+    APP_PORT=""
+    for _ in $(seq 50); do
+        APP_PORT=$(head -1 "$TMP/app.port" 2>/dev/null)
+        [ -n "$APP_PORT" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}

@@ -2,8 +2,6 @@
 # test_audit_fields.sh - what ward-proxy's audit records hold: the request fields audit.headers names (secrets and audit.redact's names as "[redacted]", never their values), and only the optional fields audit.fields allows.
 . "$(dirname "$0")/lib.sh"
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
-APP="$HERE/mesh_app.py"
 TD=fields.test
 FRONT_ID="spiffe://$TD/ns/shop/sa/frontend"
 PAY_ID="spiffe://$TD/ns/shop/sa/payments"
@@ -26,13 +24,7 @@ spiffe_ca "$PKI" "$TD"
 spiffe_leaf "$PKI" frontend "$FRONT_ID" && spiffe_leaf "$PKI" payments "$PAY_ID"
 [ -s "$PKI/payments.pem" ] || { fail "test certificates are made"; finish; }
 
-python3 "$APP" "$TMP/app.rec" --port 0 >"$TMP/app.port" 2>>"$TMP/app.log" &
-PIDS+=("$!")
-for _ in $(seq 50); do
-    APP_PORT=$(head -1 "$TMP/app.port" 2>/dev/null)
-    [ -n "$APP_PORT" ] && break
-    sleep 0.1
-done
+start_mesh_app || { fail "the app starts" "$(tail -3 "$TMP/app.log")"; finish; }
 cat >"$TMP/policy.yaml" <<EOF
 apiVersion: ward/v1
 kind: AuthorizationPolicy

@@ -2,8 +2,6 @@
 # test_audit_full.sh - fail closed when the audit trail's disk fills up: ward-proxy refuses (503) every request it can no longer record, the app sees none of them, /ready says why, and /metrics and the log count the refusals.
 . "$(dirname "$0")/lib.sh"
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
-APP="$HERE/mesh_app.py"
 TD=full.test
 FRONT_ID="spiffe://$TD/ns/shop/sa/frontend"
 PAY_ID="spiffe://$TD/ns/shop/sa/payments"
@@ -36,13 +34,7 @@ if ! mount -t tmpfs -o size=256k,mode=0700 tmpfs "$TMP/audit" 2>"$TMP/mount.err"
 fi
 MOUNTED="$TMP/audit"
 
-python3 "$APP" "$TMP/app.rec" --port 0 >"$TMP/app.port" 2>>"$TMP/app.log" &
-PIDS+=("$!")
-for _ in $(seq 50); do
-    APP_PORT=$(head -1 "$TMP/app.port" 2>/dev/null)
-    [ -n "$APP_PORT" ] && break
-    sleep 0.1
-done
+start_mesh_app || { fail "the app starts" "$(tail -3 "$TMP/app.log")"; finish; }
 cat >"$TMP/policy.yaml" <<EOF2
 apiVersion: ward/v1
 kind: AuthorizationPolicy

@@ -10,7 +10,6 @@
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WP="$BIN/ward-proxy"
-APP="$HERE/mesh_app.py"
 FIX="$HERE/audit_fixture.py"
 TD=example.org
 FRONT_ID="spiffe://$TD/ns/shop/sa/frontend"
@@ -332,13 +331,7 @@ requests() { python3 "$PY" load "$1" "$2" "$PKI/frontend.pem" "$PKI/frontend.key
 
 # ---- the mesh side ----------------------------------------------------------------------------
 
-python3 "$APP" "$TMP/app.rec" --port 0 >"$TMP/app.port" 2>>"$TMP/app.log" &
-PIDS+=("$!")
-for _ in $(seq 50); do
-    APP_PORT=$(head -1 "$TMP/app.port" 2>/dev/null)
-    [ -n "$APP_PORT" ] && break
-    sleep 0.1
-done
+start_mesh_app || { fail "the app starts" "$(tail -3 "$TMP/app.log")"; finish; }
 cat >"$TMP/policy.yaml" <<EOF
 apiVersion: ward/v1
 kind: AuthorizationPolicy
