@@ -297,8 +297,16 @@ static cJSON *config_json(const proxy_config *c)
         cJSON_AddStringToObject(pol, "default", c->policy.default_allow ? "allow" : "deny");
     }
     cJSON *aud = cJSON_AddObjectToObject(root, "audit");
-    if (aud != NULL)
+    if (aud != NULL) {
+        static const char *const overflow[] = {"deny", "block", "drop"};
+        audit_options ao;
+        audit_options_init(&ao);
         put_str(aud, "dir", c->audit.dir);
+        cJSON_AddStringToObject(aud, "overflow", overflow[c->audit.overflow % 3]);
+        cJSON_AddNumberToObject(aud, "queue_records",
+                                (double)(c->audit.queue_records ? c->audit.queue_records
+                                                                : ao.ring_slots));
+    }
     cJSON *adm = cJSON_AddObjectToObject(root, "admin");
     if (adm != NULL)
         put_str(adm, "listen", c->admin.listen);

@@ -1236,7 +1236,7 @@ static void parse_audit_fields(cctx *c, const ward_node *n, uint32_t *omit)
 static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
 {
     static const char *const keys[] = {"dir",         "overflow",           "key_file",
-                                       "segment_size", "segment_age",       "checkpoint_records",
+                                       "segment_size", "segment_age",       "checkpoint_records", "queue_records",
                                        "fsync_interval", "sink",            "headers",
                                        "redact",      "fields",             NULL};
     if (!expect_map(c, n))
@@ -1262,6 +1262,13 @@ static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
     if ((v = field(n, "checkpoint_records")) != NULL) {
         old = push(c, "checkpoint_records");
         parse_uint(c, v, 1, 10000000, &cfg->audit.checkpoint_records);
+        pop(c, old);
+    }
+    if ((v = field(n, "queue_records")) != NULL) {
+        old = push(c, "queue_records");
+        parse_uint(c, v, 64, 1048576, &cfg->audit.queue_records);
+        while (cfg->audit.queue_records & (cfg->audit.queue_records - 1))
+            cfg->audit.queue_records++; /* the queue's size: a power of two */
         pop(c, old);
     }
     if ((v = field(n, "fsync_interval")) != NULL) {

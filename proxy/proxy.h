@@ -501,6 +501,7 @@ typedef struct proxy_config {
         uint64_t segment_bytes;  /* 0 = the audit defaults (docs/audit.md) */
         uint64_t segment_age_ms;
         uint64_t checkpoint_records;
+        uint64_t queue_records; /* per worker, rounded up to a power of two; 0 = 1,024 */
         uint64_t fsync_ms;
         struct {
             char *address; /* the syslog collector, "HOST:PORT"; NULL: no sink */

@@ -226,6 +226,8 @@ static int start(wp_proxy *px, ward_err *err)
         ao.segment_age_ms = cfg->audit.segment_age_ms;
     if (cfg->audit.checkpoint_records)
         ao.checkpoint_records = (uint32_t)cfg->audit.checkpoint_records;
+    if (cfg->audit.queue_records)
+        ao.ring_slots = (uint32_t)cfg->audit.queue_records;
     if (cfg->audit.fsync_ms)
         ao.fsync_ms = (uint32_t)cfg->audit.fsync_ms;
     px->audit_overflow = ao.overflow;

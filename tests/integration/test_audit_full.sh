@@ -51,7 +51,7 @@ service: payments
 identity: {cert_file: $PKI/payments.pem, key_file: $PKI/payments.key, bundle_file: $PKI/ca.pem}
 inbound: {listen: 127.0.0.1:0, app: 127.0.0.1:$APP_PORT}
 policy: {paths: [$TMP/policy.yaml]}
-audit: {dir: $TMP/audit}
+audit: {dir: $TMP/audit, queue_records: 128}
 admin: {listen: 127.0.0.1:0}
 workers: 1
 EOF2

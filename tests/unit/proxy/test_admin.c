@@ -298,6 +298,9 @@ static void test_config_has_no_secrets(void **state)
     cJSON *j = cJSON_Parse(r.body);
     assert_non_null(j);
     assert_string_equal(cJSON_GetObjectItem(j, "service")->valuestring, "payments");
+    cJSON *aud = cJSON_GetObjectItem(j, "audit"); /* with the defaults filled in */
+    assert_string_equal(cJSON_GetObjectItem(aud, "overflow")->valuestring, "deny");
+    assert_int_equal(cJSON_GetObjectItem(aud, "queue_records")->valueint, 1024);
     cJSON *id = cJSON_GetObjectItem(j, "identity");
     assert_string_equal(cJSON_GetObjectItem(id, "mode")->valuestring, "wardd");
     char want[160];

@@ -925,7 +925,7 @@ static void test_audit_trail_options(void **state)
     load(&l, "service: payments\n" STATIC_ID
              "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
              "audit: {dir: audit, segment_size: 8MiB, segment_age: 10m, checkpoint_records: 500,\n"
-             "        fsync_interval: 20ms}\n");
+             "        fsync_interval: 20ms, queue_records: 5000}\n");
     if (l.rc != 0)
         dump_diag(&l.d);
     assert_int_equal(l.rc, 0);
@@ -933,8 +933,13 @@ static void test_audit_trail_options(void **state)
     assert_int_equal(l.cfg->audit.segment_age_ms, 600000);
     assert_int_equal(l.cfg->audit.checkpoint_records, 500);
     assert_int_equal(l.cfg->audit.fsync_ms, 20);
+    assert_int_equal(l.cfg->audit.queue_records, 8192); /* rounded up to a power of two */
     assert_null(l.cfg->audit.key_file);
     unload(&l);
+    check_error("service: payments\n" STATIC_ID
+                "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
+                "audit: {dir: audit, queue_records: 16}\n",
+                "proxy.yaml:7:36: audit.queue_records: invalid number \"16\" (a whole number 64..1048576)");
     check_error("service: payments\n" STATIC_ID
                 "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
                 "audit: {dir: audit, segment_size: 1KiB}\n",
