@@ -303,9 +303,9 @@ static cJSON *config_json(const proxy_config *c)
         audit_options_init(&ao);
         put_str(aud, "dir", c->audit.dir);
         cJSON_AddStringToObject(aud, "overflow", overflow[c->audit.overflow % 3]);
-        cJSON_AddNumberToObject(aud, "queue_records",
-                                (double)(c->audit.queue_records ? c->audit.queue_records
-                                                                : ao.ring_slots));
+        cJSON_AddNumberToObject(
+            aud, "queue_records",
+            (double)(c->audit.queue_records ? c->audit.queue_records : ao.ring_slots));
     }
     cJSON *adm = cJSON_AddObjectToObject(root, "admin");
     if (adm != NULL)

@@ -1235,10 +1235,9 @@ static void parse_audit_fields(cctx *c, const ward_node *n, uint32_t *omit)
 
 static void parse_audit(cctx *c, const ward_node *n, proxy_config *cfg)
 {
-    static const char *const keys[] = {"dir",         "overflow",           "key_file",
-                                       "segment_size", "segment_age",       "checkpoint_records", "queue_records",
-                                       "fsync_interval", "sink",            "headers",
-                                       "redact",      "fields",             NULL};
+    static const char *const keys[] = {"dir", "overflow", "key_file", "segment_size", "segment_age",
+                                       "checkpoint_records", "queue_records", "fsync_interval",
+                                       "sink", "headers", "redact", "fields", NULL};
     if (!expect_map(c, n))
         return;
     check_keys(c, n, keys);

@@ -99,7 +99,7 @@ struct wp_proxy {
     uv_async_t svid_ready;
     uv_signal_t sighup, sigterm, sigint;
     uv_timer_t reload_timer;
-    uv_timer_t audit_watch;  /* logs requests refused for want of their record */
+    uv_timer_t audit_watch;  /* a failed trail to /ready, refused requests to the log */
     uint64_t audit_refused; /* as of the last log */
     bool audit_failed;      /* told to /ready and the log */
     uv_fs_event_t *watches;

@@ -939,7 +939,8 @@ static void test_audit_trail_options(void **state)
     check_error("service: payments\n" STATIC_ID
                 "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
                 "audit: {dir: audit, queue_records: 16}\n",
-                "proxy.yaml:7:36: audit.queue_records: invalid number \"16\" (a whole number 64..1048576)");
+                "proxy.yaml:7:36: audit.queue_records: invalid number \"16\" "
+                "(a whole number 64..1048576)");
     check_error("service: payments\n" STATIC_ID
                 "inbound: {listen: 0.0.0.0:15006, app: 127.0.0.1:8080}\n"
                 "audit: {dir: audit, segment_size: 1KiB}\n",
