@@ -25,10 +25,7 @@
 #define PRODUCERS_DEFAULT 512
 #define FSYNC_DEFAULT_MS 100
 #define IDLE_MAX_MS 32       /* longest writer nap when nothing comes */
-/* The writer's nap while records flow. Longer naps mean fewer wake-ups
- * competing with the proxy's workers for the CPU (1 ms naps cost 0.3-0.9 ms
- * of p99 on a 2-core mesh hop); bursts still wake it at 1/8 of a ring, and
- * durability is paced by fsync_ms, not by this. */
+/* The writer's longest nap while records flow (see flowing_nap). */
 #define SHORT_NAP_MS 10
 #define PAUSED_NAP_MS 100
 #define RETRY_MS 1000        /* writes are retried this often after a failure */
@@ -1042,11 +1039,26 @@ static void flush_answer(audit_log *l)
     pthread_mutex_unlock(&l->mu);
 }
 
+/* The nap while records flow: about as long as 1/8 of a ring takes to fill
+ * at the rate just seen (n records in elapsed_ms), so that appends seldom
+ * have to kick, within 1..SHORT_NAP_MS. Long naps mean fewer wake-ups
+ * competing with the proxy's workers for the CPU (1 ms naps cost 0.3-0.9 ms
+ * of p99 on a 2-core mesh hop); a small ring or a high rate keeps them short.
+ * Durability is paced by fsync_ms, not by this. */
+static int flowing_nap(const audit_log *l, size_t n, int64_t elapsed_ms)
+{
+    uint64_t ms = (uint64_t)(l->ring_slots / 8) * (uint64_t)(elapsed_ms > 0 ? elapsed_ms : 1) / n;
+    return ms < 1 ? 1 : ms > SHORT_NAP_MS ? SHORT_NAP_MS : (int)ms;
+}
+
 static void *writer_main(void *arg)
 {
     audit_log *l = arg;
     int nap = 1;
+    int64_t last_wake = mono_ms();
     for (;;) {
+        int64_t woke = mono_ms(), elapsed = woke - last_wake;
+        last_wake = woke;
         pthread_mutex_lock(&l->mu);
         bool closing = l->closing, pause = l->pause_req && !closing;
         uint64_t flush_req = l->flush_req;
@@ -1076,7 +1088,7 @@ static void *writer_main(void *arg)
         sync_start(l, false);
         flush_answer(l);
 
-        nap = n > 0 ? SHORT_NAP_MS : (nap * 2 > IDLE_MAX_MS ? IDLE_MAX_MS : nap * 2);
+        nap = n > 0 ? flowing_nap(l, n, elapsed) : (nap * 2 > IDLE_MAX_MS ? IDLE_MAX_MS : nap * 2);
         int64_t ms = pause ? PAUSED_NAP_MS : nap, now = mono_ms();
         if (!l->sync_busy && !l->sync_broken && (l->seg_dirty || l->cp_dirty || l->dir_dirty) &&
             l->last_sync_ms + l->fsync_ms - now < ms)
