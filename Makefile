@@ -3,8 +3,9 @@
 #   make test            run every test (unit + integration)
 #   make SANITIZE=address,undefined test   the same under ASan + UBSan
 #   make fuzz            build and briefly run the fuzz targets (clang)
-#   make bench           run the benchmarks in bench/ (builds build/bench/audit_store_bench and
-#                        the bench-only build/bench-noaudit/bin/ward-proxy first)
+#   make bench           run the benchmarks in bench/ (builds build/bench/audit_store_bench,
+#                        build/bench/fixed_rate and the bench-only
+#                        build/bench-noaudit/bin/ward-proxy first)
 #   make demo            wardd + a shop mesh on loopback and a narrated tour (examples/demo/);
 #                        the mesh runs until Ctrl-C or `make demo-stop`
 #   make install         the binaries to $(DESTDIR)$(PREFIX)/bin, the manual pages (docs/man)
@@ -88,7 +89,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o)
 	    $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o) $(LIB) $(LDLIBS) $(shell pkg-config --libs $(TEST_PKGS))
 
 # Benchmark programs: bench/<name>.c linked like the unit tests.
-BENCH_BINS := $(BUILD)/bench/audit_store_bench
+BENCH_BINS := $(BUILD)/bench/audit_store_bench $(BUILD)/bench/fixed_rate
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  BENCH   $@"

@@ -22,9 +22,10 @@
 # denied) before any measurement; then, in BENCH_ROUNDS rounds where the legs
 # take turns (so that outside load spreads over all of them; the median round
 # is reported): the maximum throughput (wrk -t BENCH_THREADS -c BENCH_CONNS,
-# closed loop), then fixed-rate runs (wrk with a pacing Lua script, see
-# pace.lua below) at half of each leg's maximum, with the direct leg at the
-# same rate for the added latency, and nginx and HAProxy also at half of
+# closed loop), then fixed-rate runs (bench/fixed_rate.c: requests spaced
+# 1/rate apart with µs timers, latency from each request's scheduled time;
+# each after BENCH_WARMUP at its rate) at half of each leg's maximum, with the
+# direct leg at the same rate for the added latency, and nginx and HAProxy also at half of
 # Ward's maximum, for a comparison at equal load. Each run also counts the CPU
 # time of the leg's proxies (/proc, user + system) per request. Then RSS idle
 # and while BENCH_IDLE_CONNS idle connections are held.
@@ -41,7 +42,8 @@
 # idle connections; "max" alone for a throughput comparison), BENCH_JSON (a
 # file that gets every leg's maximum-throughput runs as JSON), BENCH_FLIP=1
 # (the legs' order is reversed every other round), BENCH_KEEP=1
-# keeps the temporary folder (debugging).
+# keeps the temporary folder (debugging), FIXED_RATE_BIN
+# (build/bench/fixed_rate, made by make bench or make build/bench/fixed_rate).
 # --write-results replaces the proxy section of bench/RESULTS.md (between
 # <!-- proxy-bench:start --> and <!-- proxy-bench:end -->).
 # Exit status: 0 every leg ran, 2 a leg (ward-proxy included) could not be run,
@@ -53,6 +55,7 @@ ROOT=$PWD
 
 WARD_BIN="${WARD_BIN:-build/bin/ward-proxy}"
 WARD_NOAUDIT_BIN="${WARD_NOAUDIT_BIN:-build/bench-noaudit/bin/ward-proxy}"
+FIXED_RATE_BIN="${FIXED_RATE_BIN:-build/bench/fixed_rate}"
 PHASES="${BENCH_PHASES:-max fixed idle}"
 WORKERS="${BENCH_WORKERS:-1}"
 APP_WORKERS="${BENCH_APP_WORKERS:-1}"
@@ -69,6 +72,7 @@ WRITE_RESULTS=""
 [ "${1:-}" = "--write-results" ] && WRITE_RESULTS="$ROOT/bench/RESULTS.md"
 case "$WARD_BIN" in /*) ;; *) WARD_BIN="$ROOT/$WARD_BIN" ;; esac
 case "$WARD_NOAUDIT_BIN" in /*) ;; *) WARD_NOAUDIT_BIN="$ROOT/$WARD_NOAUDIT_BIN" ;; esac
+case "$FIXED_RATE_BIN" in /*) ;; *) FIXED_RATE_BIN="$ROOT/$FIXED_RATE_BIN" ;; esac
 case "${BENCH_JSON:-}" in "" | /*) ;; *) BENCH_JSON="$ROOT/$BENCH_JSON" ;; esac
 phase() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 NGINX_MODS=/usr/share/nginx/modules
@@ -83,6 +87,7 @@ done
 case " $LEGS " in *" haproxy "*) command -v haproxy >/dev/null 2>&1 || die "haproxy not found (make bench installs it)" ;; esac
 [ -f "$NGINX_MODS/ngx_http_lua_module.so" ] || die "$NGINX_MODS/ngx_http_lua_module.so not found (apt-get install libnginx-mod-http-lua)"
 [ "$WRITE_RESULTS" = "" ] || [ -f "$WRITE_RESULTS" ] || die "$WRITE_RESULTS not found"
+! phase fixed || [ -x "$FIXED_RATE_BIN" ] || die "$FIXED_RATE_BIN not found (make build/bench/fixed_rate)"
 
 # The 10,000 idle connections need file descriptors in the holder and in each proxy.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -751,47 +756,22 @@ verify() {
 }
 
 # ---------------------------------------------------------------- wrk runs
-cat >"$T/pace.lua" <<'EOF'
--- pace.lua: a fixed request rate for wrk (wrk2 is not in Debian). Each wrk
--- thread owns rate/threads of the total and hands out send times spaced
--- 1/rate apart; delay() (called before every request of every connection)
--- waits for the next free slot. When the proxy falls behind, slots are not
--- saved up (no catch-up bursts); the achieved rate is reported beside the target.
-local ffi = require("ffi")
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } pace_ts;
-int clock_gettime(int clk, pace_ts *ts);
-]]
-local ts = ffi.new("pace_ts")
-local function now_ms()
-    ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-    return tonumber(ts.tv_sec) * 1e3 + tonumber(ts.tv_nsec) / 1e6
-end
-local interval, slot
-function init(args)
-    interval = 1000 / tonumber(args[1])
-end
-function delay()
-    local t = now_ms()
-    slot = math.max((slot or t) + interval, t)
-    return math.floor(slot - t + 0.5)
-end
-EOF
 
-# run NAME URL [RATE]: one wrk run, parsed into $T/runs/NAME.json; non-zero on failure
+# run NAME URL [RATE]: one wrk run (with RATE: one fixed_rate run), parsed into $T/runs/NAME.json; non-zero on failure
 run() {
-    local name="$1" url="$2" rate="${3:-}" args=(-t "$THREADS" -c "$CONNS" -d "$DURATION" --latency -H "Host: app")
-    if [ -n "$rate" ]; then
-        args+=(-s "$T/pace.lua" "$url" -- "$(awk -v r="$rate" -v t="$THREADS" 'BEGIN {printf "%.3f", r / t}')")
-    else
-        args+=("$url")
-    fi
+    local name="$1" url="$2" rate="${3:-}"
+    local client=(wrk -t "$THREADS" -c "$CONNS" -d "$DURATION" --latency -H "Host: app" "$url")
+    [ -z "$rate" ] || client=("$FIXED_RATE_BIN" -r "$rate" -c "$CONNS" -d "$(seconds "$DURATION")" -H "Host: app" "$url")
     printf '  %-34s' "$name"
     local t0 t1
     t0=$(cpu_ticks $RUN_PIDS)
-    wrk "${args[@]}" >"$T/runs/$name.txt" 2>&1 || true
+    "${client[@]}" >"$T/runs/$name.txt" 2>&1 || true
     t1=$(cpu_ticks $RUN_PIDS)
     U wrk "$T/runs/$name.txt" "$T/runs/$name.json" "$((t1 - t0))" "$rate"
+}
+# seconds DURATION: wrk's 10s or 2m as fixed_rate's seconds
+seconds() {
+    case "$1" in *m) echo $((${1%m} * 60)) ;; *s) echo "${1%s}" ;; *) echo "$1" ;; esac
 }
 # cpu_ticks PID...: user + system clock ticks of the processes and their children (nginx workers)
 cpu_ticks() {
@@ -929,6 +909,10 @@ if phase fixed; then
         for c in "${CONFIGS[@]}"; do
             read -r name leg rate <<<"$c"
             [ -z "${DEAD[$leg]:-}" ] || continue
+            # not measured: the leg's connection pools open again after the
+            # other legs' turns (Ward closes idle upstream connections after
+            # 30 s, nginx after 60 s), so the run sees the leg at that rate
+            RUN_PIDS="" DURATION="$WARMUP" run "warmup-$name.r$r" "$(url_of "$leg")" "$rate" >/dev/null || true
             RUN_PIDS=$(pids_of "$leg") run "$name.r$r" "$(url_of "$leg")" "$rate" || FAIL=1
             check_alive "$leg" "$name.r$r"
         done
@@ -1086,7 +1070,7 @@ for f in sorted(os.listdir(RUNS)):
             bad.append("%s:%s" % (f[:-5], errs(r) or " no result"))
 t5 = ["Runs with errors or behind their rate: " + ("none" if not bad else "; ".join(bad)) + "."]
 if bad:
-    t5.append("(non-2xx: the proxy answered other than 200 — ward-proxy answers 503 \"audit trail unavailable\" when its audit ring is full and it fails closed; socket errors: wrk's connect/read/write errors and 2 s timeouts.)")
+    t5.append("(non-2xx: the proxy answered other than 200 — ward-proxy answers 503 \"audit trail unavailable\" when its audit ring is full and it fails closed; socket errors: the client's connect/read/write errors, and timeouts: wrk's 2 s, fixed_rate's requests unanswered for over 1 s at the end of a run.)")
 
 load_end = " ".join(open("/proc/loadavg").read().split()[:3])
 print()
@@ -1143,7 +1127,7 @@ Maximum throughput (closed loop: each connection sends its next request when the
 
 %s
 
-Added latency: each proxied leg and the direct leg at the same fixed rate (wrk pacing script):
+Added latency: each proxied leg and the direct leg at the same fixed rate (`bench/fixed_rate`, 1 thread, the same connections):
 
 %s
 
@@ -1155,7 +1139,7 @@ Memory (VmRSS; nginx: master + workers), idle after start, and while a client ho
 
 %s
 
-How it is set up: wrk (plaintext HTTP/1.1 keep-alive, `Host: app`) → outbound proxy → mTLS (TLS 1.3, P-256 X509-SVIDs with the URI SANs `spiffe://bench.test/ns/shop/sa/{client,app}`, made by the openssl CLI) → inbound proxy (authorization, log) → app (Debian's nginx, `return 200 "ok"`). Keep-alive pools on both hops of every leg. The inbound proxies check every request against the same rule set: one mesh-wide DENY (admin paths) and ALLOW policies each with its own principal, methods and paths, the benchmark's rule among them. Ward loads them as AuthorizationPolicies; nginx (`access_by_lua_block`) and HAProxy (`http-request lua.*`, `lua-load-per-thread`) run one Lua module that takes the principal from the single URI SAN of the verified client certificate (parsed from its DER, cached per worker by the certificate's fingerprint, as a proxy would once per connection), then checks the DENY rules, then the ALLOW rules indexed by principal (method set, exact path, path prefix); HAProxy normalizes the path first (`normalize-uri`), as Ward and nginx do. Before measuring, every leg must answer the benchmark request with 200 and deny three others with 403. Logs: Ward's audit records on both proxies (the outbound decides egress with `default: allow`), nginx `access_log` to a file on both, HAProxy `log stdout` (HTTP log format) with stdout to a file on both. Upstream identity: Ward checks the inbound's URI SAN; nginx (`proxy_ssl_verify`, `proxy_ssl_name`) and HAProxy (`verify required verifyhost`) check the chain and the certificate's name (CN). Fixed rates use a wrk Lua `delay()` script (wrk2 is not in Debian) that spaces requests 1/rate apart per thread: latency counts from each request's send time, without wrk2's coordinated-omission correction; whether a leg kept up shows in achieved/s and in the runs marked behind their rate. Added p99 = p99 of the proxied leg − p99 of the direct leg at the same rate. MB = 10⁶ bytes.
+How it is set up: wrk (plaintext HTTP/1.1 keep-alive, `Host: app`) → outbound proxy → mTLS (TLS 1.3, P-256 X509-SVIDs with the URI SANs `spiffe://bench.test/ns/shop/sa/{client,app}`, made by the openssl CLI) → inbound proxy (authorization, log) → app (Debian's nginx, `return 200 "ok"`). Keep-alive pools on both hops of every leg. The inbound proxies check every request against the same rule set: one mesh-wide DENY (admin paths) and ALLOW policies each with its own principal, methods and paths, the benchmark's rule among them. Ward loads them as AuthorizationPolicies; nginx (`access_by_lua_block`) and HAProxy (`http-request lua.*`, `lua-load-per-thread`) run one Lua module that takes the principal from the single URI SAN of the verified client certificate (parsed from its DER, cached per worker by the certificate's fingerprint, as a proxy would once per connection), then checks the DENY rules, then the ALLOW rules indexed by principal (method set, exact path, path prefix); HAProxy normalizes the path first (`normalize-uri`), as Ward and nginx do. Before measuring, every leg must answer the benchmark request with 200 and deny three others with 403. Logs: Ward's audit records on both proxies (the outbound decides egress with `default: allow`), nginx `access_log` to a file on both, HAProxy `log stdout` (HTTP log format) with stdout to a file on both. Upstream identity: Ward checks the inbound's URI SAN; nginx (`proxy_ssl_verify`, `proxy_ssl_name`) and HAProxy (`verify required verifyhost`) check the chain and the certificate's name (CN). Fixed rates use `bench/fixed_rate.c` (wrk2 is not in Debian, and wrk's Lua `delay()` has a 1 ms resolution, which sent the requests of each millisecond as one burst): one thread, the same connections, requests spaced 1/rate apart with microsecond timers, each sent on the first idle connection; latency counts from each request's scheduled send time, so a request that waited for a free connection or a slow client counts its wait (wrk2's coordinated-omission correction); whether a leg kept up shows in achieved/s and in the runs marked behind their rate. Each fixed-rate run follows a warm-up at the same rate that is not measured (`BENCH_WARMUP`, 2 s): the legs take turns, and a leg's pooled connections may have closed meanwhile (Ward closes upstream connections idle for 30 s, nginx after 60 s); refilling a pool costs an mTLS handshake per connection (about 1.7 ms of the inbound proxy's CPU with Debian's OpenSSL 3.0), which the runs would otherwise measure for some legs and not others. Added p99 = p99 of the proxied leg − p99 of the direct leg at the same rate. MB = 10⁶ bytes.
 <!-- proxy-bench:end -->
 """ % (now, cpu, os.cpu_count(), mem, platform.release(), E.get("LOAD_START"), load_end, commit,
        os.path.relpath(E["WARD_BIN"]) if not os.path.relpath(E["WARD_BIN"]).startswith("..") else E["WARD_BIN"],
