@@ -57,14 +57,18 @@ start_ward_proxy() {
     ADMIN=$(printf '%s' "$line" | grep -o 'admin [0-9]*' | awk '{print $2}')
     [ -n "$IN" ]
 }
-# start_mesh_app: mesh_app.py recording to $TMP/app.rec, in the background (appended
-# to PIDS); sets APP_PORT; non-zero when it did not come up
+# start_mesh_app [NAME [PORT]]: mesh_app.py recording to $TMP/NAME.rec (NAME: app;
+# log $TMP/NAME.log) on PORT (0: any), in the background (appended to PIDS); sets
+# APP_PID and APP_PORT; non-zero when it did not come up
 start_mesh_app() {
-    python3 "$(dirname "${BASH_SOURCE[0]}")/mesh_app.py" "$TMP/app.rec" --port 0 >"$TMP/app.port" 2>>"$TMP/app.log" &
-    PIDS+=("$!")
+    local name="${1:-app}"
+    python3 "$(dirname "${BASH_SOURCE[0]}")/mesh_app.py" "$TMP/$name.rec" --port "${2:-0}" \
+        >"$TMP/$name.port" 2>>"$TMP/$name.log" &
+    APP_PID=$!
+    PIDS+=("$APP_PID")
     APP_PORT=""
     for _ in $(seq 50); do
-        APP_PORT=$(head -1 "$TMP/app.port" 2>/dev/null)
+        APP_PORT=$(head -1 "$TMP/$name.port" 2>/dev/null)
         [ -n "$APP_PORT" ] && return 0
         sleep 0.1
     done

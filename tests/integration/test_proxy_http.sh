@@ -477,17 +477,6 @@ check() {
     shift 2
     if eval "$cond"; then pass "$name"; else fail "$name" "$@"; fi
 }
-# start_app [PORT]: the recording app (APP_PID, APP_PORT).
-start_app() {
-    python3 "$APP" "$REC" --port "${1:-0}" >"$TMP/app.port" 2>>"$TMP/app.log" &
-    APP_PID=$!
-    for _ in $(seq 50); do
-        APP_PORT=$(head -1 "$TMP/app.port" 2>/dev/null)
-        [ -n "$APP_PORT" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 # start_proxy NAME: ward-proxy with $TMP/NAME.yaml, log $TMP/NAME.log; sets LPID, IN, OUT, ADM.
 start_proxy() {
     "$WP" --config "$TMP/$1.yaml" 2>>"$TMP/$1.log" &
@@ -511,9 +500,9 @@ tls_failures() { # the inbound TLS handshake failures the payments admin reports
 
 # ---- the mesh ---------------------------------------------------------------------------------
 
-REC="$TMP/records.jsonl"
+REC="$TMP/app.rec" # start_mesh_app's
 : >"$REC"
-if ! start_app; then
+if ! start_mesh_app; then
     fail "the app starts" "$(cat "$TMP/app.log")"
     finish
 fi
@@ -785,7 +774,7 @@ warm_pools
 run_vectors "inbound listener (mTLS)" "$PIN" "${FRONT_TLS[@]}"
 if ! kill -0 "$APP_PID" 2>/dev/null; then
     fail "the test app is still running after the smuggling vectors" "$(tail -5 "$TMP/app.log")"
-    start_app "$APP_PORT"
+    start_mesh_app app "$APP_PORT"
 fi
 
 # ---- mTLS refusals at the payments inbound listener ----------------------------------------------------
@@ -883,7 +872,7 @@ APP_PID=""
 hc /v1/echo
 reason=$(printf '%s\n' "$HDRS" | sed -n 's/^[Xx]-[Ww]ard-[Rr]eason: *//p')
 check "app down: 503 ($reason)" '[ "$CODE" = 503 ]' "code $CODE" "$HDRS"
-if start_app "$APP_PORT"; then
+if start_mesh_app app "$APP_PORT"; then
     hc /v1/echo
     expect_eq "app back on its port: 200 again" 200 "$CODE"
 else

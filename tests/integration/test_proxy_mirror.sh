@@ -2,9 +2,7 @@
 # test_proxy_mirror.sh - a Route's mirror: copies of body-less requests reach the shadow service through its own inbound proxy (mTLS, its SPIFFE ID pinned), fire-and-forget: a shadow that hangs or is gone never slows or fails the real request.
 . "$(dirname "$0")/lib.sh"
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
 WP="$BIN/ward-proxy"
-APP="$HERE/mesh_app.py"
 TD=mirror.test
 ORDERS_ID="spiffe://$TD/ns/shop/sa/orders"
 PAY_ID="spiffe://$TD/ns/shop/sa/payments"
@@ -33,18 +31,6 @@ for f in ca orders payments shadow; do
     [ -s "$PKI/$f.pem" ] || { fail "test certificates are made" "no $PKI/$f.pem"; finish; }
 done
 
-start_app() { # start_app NAME: mesh_app.py recording to $TMP/NAME.rec; sets APP_PID, APP_PORT
-    python3 "$APP" "$TMP/$1.rec" --port 0 >"$TMP/$1.port" 2>>"$TMP/$1.log" &
-    APP_PID=$!
-    PIDS+=("$APP_PID")
-    APP_PORT=""
-    for _ in $(seq 50); do
-        APP_PORT=$(head -1 "$TMP/$1.port" 2>/dev/null)
-        [ -n "$APP_PORT" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 # requests N PATH [METHOD]: N requests to the orders proxy's outbound listener (Host: payments);
 # prints the status codes and the slowest request's seconds
 requests() {
@@ -111,9 +97,9 @@ spec:
       mirror: {service: payments-shadow, percent: 100}
 EOF
 
-start_app pay || { fail "the payments app starts"; finish; }
+start_mesh_app pay || { fail "the payments app starts"; finish; }
 PAY_APP=$APP_PORT
-start_app shadow || { fail "the shadow app starts"; finish; }
+start_mesh_app shadow || { fail "the shadow app starts"; finish; }
 SHADOW_APP=$APP_PORT SHADOW_APP_PID=$APP_PID
 proxy_yaml() { # proxy_yaml NAME SERVICE CERT APP-PORT [UPSTREAMS-YAML]
     cat >"$TMP/$1.yaml" <<EOF
