@@ -298,11 +298,10 @@ static cJSON *config_json(const proxy_config *c)
     }
     cJSON *aud = cJSON_AddObjectToObject(root, "audit");
     if (aud != NULL) {
-        static const char *const overflow[] = {"deny", "block", "drop"};
         audit_options ao;
         audit_options_init(&ao);
         put_str(aud, "dir", c->audit.dir);
-        cJSON_AddStringToObject(aud, "overflow", overflow[c->audit.overflow % 3]);
+        cJSON_AddStringToObject(aud, "overflow", audit_overflow_name(c->audit.overflow));
         cJSON_AddNumberToObject(
             aud, "queue_records",
             (double)(c->audit.queue_records ? c->audit.queue_records : ao.ring_slots));
