@@ -57,6 +57,21 @@ start_ward_proxy() {
     ADMIN=$(printf '%s' "$line" | grep -o 'admin [0-9]*' | awk '{print $2}')
     [ -n "$IN" ]
 }
+# payments_policy FILE PRINCIPAL TO: an AuthorizationPolicy (shop/payments) allowing
+# PRINCIPAL what the flow list TO says (for instance '[{methods: [GET]}]')
+payments_policy() {
+    cat >"$1" <<EOF
+apiVersion: ward/v1
+kind: AuthorizationPolicy
+metadata: {name: payments, namespace: shop}
+spec:
+  selector: {services: [payments]}
+  action: ALLOW
+  rules:
+    - from: [{principals: ["$2"]}]
+      to: $3
+EOF
+}
 # start_mesh_app [NAME [PORT]]: mesh_app.py recording to $TMP/NAME.rec (NAME: app;
 # log $TMP/NAME.log) on PORT (0: any), in the background (appended to PIDS); sets
 # APP_PID and APP_PORT; non-zero when it did not come up

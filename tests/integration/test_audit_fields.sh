@@ -25,17 +25,7 @@ spiffe_leaf "$PKI" frontend "$FRONT_ID" && spiffe_leaf "$PKI" payments "$PAY_ID"
 [ -s "$PKI/payments.pem" ] || { fail "test certificates are made"; finish; }
 
 start_mesh_app || { fail "the app starts" "$(tail -3 "$TMP/app.log")"; finish; }
-cat >"$TMP/policy.yaml" <<EOF
-apiVersion: ward/v1
-kind: AuthorizationPolicy
-metadata: {name: payments, namespace: shop}
-spec:
-  selector: {services: [payments]}
-  action: ALLOW
-  rules:
-    - from: [{principals: ["$FRONT_ID"]}]
-      to: [{methods: [GET]}]
-EOF
+payments_policy "$TMP/policy.yaml" "$FRONT_ID" '[{methods: [GET]}]'
 cat >"$TMP/pay.yaml" <<EOF
 service: payments
 identity: {cert_file: $PKI/payments.pem, key_file: $PKI/payments.key, bundle_file: $PKI/ca.pem}

@@ -35,17 +35,7 @@ fi
 MOUNTED="$TMP/audit"
 
 start_mesh_app || { fail "the app starts" "$(tail -3 "$TMP/app.log")"; finish; }
-cat >"$TMP/policy.yaml" <<EOF2
-apiVersion: ward/v1
-kind: AuthorizationPolicy
-metadata: {name: payments, namespace: shop}
-spec:
-  selector: {services: [payments]}
-  action: ALLOW
-  rules:
-    - from: [{principals: ["$FRONT_ID"]}]
-      to: [{methods: [GET]}]
-EOF2
+payments_policy "$TMP/policy.yaml" "$FRONT_ID" '[{methods: [GET]}]'
 cat >"$TMP/pay.yaml" <<EOF2
 service: payments
 identity: {cert_file: $PKI/payments.pem, key_file: $PKI/payments.key, bundle_file: $PKI/ca.pem}

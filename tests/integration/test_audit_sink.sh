@@ -332,17 +332,7 @@ requests() { python3 "$PY" load "$1" "$2" "$PKI/frontend.pem" "$PKI/frontend.key
 # ---- the mesh side ----------------------------------------------------------------------------
 
 start_mesh_app || { fail "the app starts" "$(tail -3 "$TMP/app.log")"; finish; }
-cat >"$TMP/policy.yaml" <<EOF
-apiVersion: ward/v1
-kind: AuthorizationPolicy
-metadata: {name: payments, namespace: shop}
-spec:
-  selector: {services: [payments]}
-  action: ALLOW
-  rules:
-    - from: [{principals: ["$FRONT_ID"]}]
-      to: [{methods: [GET], paths: ["/v1/*"]}]
-EOF
+payments_policy "$TMP/policy.yaml" "$FRONT_ID" '[{methods: [GET], paths: ["/v1/*"]}]'
 
 # ---- plain TCP: a backlog, live records, rsyslog killed and restarted, ward-proxy restarted --------
 
