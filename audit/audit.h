@@ -178,8 +178,10 @@ typedef struct audit_options {
                          bytes; NULL = null */
     audit_overflow overflow;
     uint32_t ring_slots;    /* per producer, rounded up to a power of two (2..2^20);
-                               0 = 1024 (AUDIT_SLOT_SIZE bytes each: 4 MiB,
-                               resident only as far as traffic has used it) */
+                               0 = 1024. The ring has room for that many records
+                               of AUDIT_SLOT_SIZE bytes (4 MiB by default) but
+                               packs them by size and starts over while the
+                               writer keeps up: tens of KiB are resident */
     uint32_t fsync_ms;      /* fdatasync at most this often; 0 = 100 */
     uint32_t max_producers; /* 0 = 512 */
     /* the trail on disk (see below) */

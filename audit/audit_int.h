@@ -66,6 +66,7 @@ typedef struct audit_slot_hdr {
     int64_t duration_ns;
     uint8_t direction, decision, dry_run_decision, flags;
     uint16_t truncated; /* bit per audit_field */
+    uint16_t used;      /* bytes of data[] filled: the slot's size in the ring */
     uint16_t off[AF_COUNT];
     uint16_t len[AF_COUNT];
     char id[AUDIT_ID_HEX];

@@ -30,6 +30,7 @@
 #define PAUSED_NAP_MS 100
 #define RETRY_MS 1000        /* writes are retried this often after a failure */
 #define BATCH_BYTES (256 * 1024) /* write() once this much is rendered */
+#define RING_HOT_BYTES (64 * 1024) /* see ring_slot_begin */
 #define SPINS 64             /* BLOCK: busy retries before sleeping */
 #define BLOCK_NAP_NS 50000
 #define SEGMENT_BYTES_DEFAULT ((uint64_t)64 << 20)
@@ -53,6 +54,7 @@ struct audit_producer {
     uint64_t gap_pending; /* records dropped since the last queued one */
     uint64_t reserved;    /* slots promised by audit_log_reserve and not yet filled */
     uint64_t id_prefix, id_key, id_count;
+    size_t put_at; /* ring offset for the next slot */
     _Atomic uint64_t appended, dropped, refused;
     /* written by the writer thread */
     _Alignas(CACHE_LINE) _Atomic uint64_t tail;
@@ -60,7 +62,9 @@ struct audit_producer {
     /* fixed at creation */
     _Alignas(CACHE_LINE) audit_log *log;
     uint64_t mask;
-    audit_slot *slots;
+    char *ring; /* slots packed end to end, each as long as its record (see ring_put) */
+    size_t ring_bytes;
+    size_t *slot_at; /* [mask + 1]: the ring offset of record seq, at seq & mask */
 };
 
 struct audit_log {
@@ -257,14 +261,19 @@ int audit_log_producer_new(audit_log *log, audit_producer **out)
     memset(p, 0, sizeof(*p));
     p->log = log;
     p->mask = log->ring_slots - 1;
-    p->slots = aligned_alloc(AUDIT_SLOT_SIZE, (size_t)log->ring_slots * sizeof(audit_slot));
+    p->ring_bytes = ((size_t)log->ring_slots + 1) * AUDIT_SLOT_SIZE;
+    p->ring = aligned_alloc(CACHE_LINE, p->ring_bytes);
+    p->slot_at = calloc(log->ring_slots, sizeof(*p->slot_at));
     uint64_t seed[2];
-    if (p->slots == NULL) {
+    if (p->ring == NULL || p->slot_at == NULL) {
+        free(p->ring);
+        free(p->slot_at);
         free(p);
         return WARD_ENOMEM;
     }
     if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
-        free(p->slots);
+        free(p->ring);
+        free(p->slot_at);
         free(p);
         return WARD_EIO;
     }
@@ -275,7 +284,8 @@ int audit_log_producer_new(audit_log *log, audit_producer **out)
     uint32_t n = atomic_load(&log->n_producers);
     if (n >= log->max_producers || log->closing) {
         pthread_mutex_unlock(&log->mu);
-        free(p->slots);
+        free(p->ring);
+        free(p->slot_at);
         free(p);
         return WARD_ELIMIT;
     }
@@ -359,6 +369,7 @@ static void fill(audit_slot *s, audit_producer *p, const audit_record *rec)
     put(s, &used, AF_TRACE_ID, rec->trace_id, AUDIT_MAX_TRACE_ID);
     put(s, &used, AF_PATH, rec->path, AUDIT_MAX_PATH);
     put(s, &used, AF_HEADERS, rec->headers, AUDIT_MAX_HEADERS);
+    h->used = (uint16_t)used;
 }
 
 static void fill_event(audit_slot *s, audit_producer *p, const audit_event *ev)
@@ -397,6 +408,7 @@ static void fill_event(audit_slot *s, audit_producer *p, const audit_event *ev)
     put(s, &used, AEF_SOURCE_PRINCIPAL, ev->source_principal, AUDIT_MAX_PRINCIPAL);
     put(s, &used, AEF_SOURCE_IP, ev->source_ip, AUDIT_MAX_IP);
     put(s, &used, AEF_AUDIENCE, ev->audience, AUDIT_MAX_AUDIENCE);
+    h->used = (uint16_t)used;
 }
 
 /* BLOCK (and DROP for a deny record): wait for the writer to free a slot. */
@@ -465,10 +477,37 @@ static void kick_if_filling(audit_log *log, audit_producer *p, uint64_t head)
         kick_if_sleeping(log);
 }
 
+/* The ring holds slots packed end to end, each only as long as its record
+ * (about a tenth of AUDIT_SLOT_SIZE): AUDIT_SLOT_SIZE apart, every append
+ * touched a new page. A slot never starts closer than AUDIT_SLOT_SIZE to the
+ * end, so the largest fits whole. At most ring_slots are queued (claim), each
+ * at most AUDIT_SLOT_SIZE, plus less than one skipped at the end: with room
+ * for one slot more than that, a slot being filled never meets one queued.
+ * Once past RING_HOT_BYTES, the next slot starts over at the ring's start if
+ * the writer has taken every queued one: while it keeps up, appends write
+ * into memory still in the cache. */
+static size_t ring_slot_begin(audit_producer *p, uint64_t head)
+{
+    if (p->put_at >= RING_HOT_BYTES &&
+        (p->tail_seen = atomic_load_explicit(&p->tail, memory_order_acquire)) == head)
+        p->put_at = 0;
+    p->slot_at[head & p->mask] = p->put_at;
+    return p->put_at;
+}
+
+static void ring_slot_end(audit_producer *p, const audit_slot *s)
+{
+    size_t n = offsetof(audit_slot, r.data) + s->r.h.used;
+    size_t at = p->put_at + ((n + CACHE_LINE - 1) & ~(size_t)(CACHE_LINE - 1));
+    p->put_at = p->ring_bytes - at < AUDIT_SLOT_SIZE ? 0 : at;
+}
+
 static void ring_put(audit_log *log, audit_producer *p, const audit_record *rec)
 {
     uint64_t head = atomic_load_explicit(&p->head, memory_order_relaxed);
-    fill(&p->slots[head & p->mask], p, rec);
+    audit_slot *s = (audit_slot *)(p->ring + ring_slot_begin(p, head));
+    fill(s, p, rec);
+    ring_slot_end(p, s);
     atomic_store_explicit(&p->head, head + 1, memory_order_release);
     bump(&p->appended, 1);
     kick_if_filling(log, p, head + 1);
@@ -511,7 +550,9 @@ int audit_log_append_reserved(audit_log *log, audit_producer *p, const audit_rec
 static void ring_put_event(audit_log *log, audit_producer *p, const audit_event *ev)
 {
     uint64_t head = atomic_load_explicit(&p->head, memory_order_relaxed);
-    fill_event(&p->slots[head & p->mask], p, ev);
+    audit_slot *s = (audit_slot *)(p->ring + ring_slot_begin(p, head));
+    fill_event(s, p, ev);
+    ring_slot_end(p, s);
     atomic_store_explicit(&p->head, head + 1, memory_order_release);
     bump(&p->appended, 1);
     kick_if_filling(log, p, head + 1);
@@ -955,7 +996,7 @@ static size_t drain(audit_log *l, bool *all)
             if (l->seal_due && !seal_begin(l) && l->seal.fd >= 0)
                 return n;
             mark_if_due(l);
-            if (render_slot(l, p, &p->slots[tail & p->mask]) < 0)
+            if (render_slot(l, p, (const audit_slot *)(p->ring + p->slot_at[tail & p->mask])) < 0)
                 return n; /* out of memory: the slot stays queued */
             atomic_store_explicit(&p->tail, tail + 1, memory_order_release);
             n++;
@@ -1108,7 +1149,8 @@ static void log_free(audit_log *l)
     audit_syncer_free(l->syncer); /* before the files it syncs are closed */
     uint32_t n = atomic_load(&l->n_producers);
     for (uint32_t i = 0; i < n; i++) {
-        free(l->producers[i]->slots);
+        free(l->producers[i]->ring);
+        free(l->producers[i]->slot_at);
         free(l->producers[i]);
     }
     free(l->producers);

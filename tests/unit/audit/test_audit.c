@@ -1265,6 +1265,103 @@ static void test_seq_contiguous_across_threads(void **state)
         assert_int_equal(next[i], PER_THREAD);
 }
 
+/* Records of every size, some appended at once and some reserved first, pass
+ * whole and in order through a ring (slots packed by size) of four slots, and
+ * of 256, where the slots start over at the ring's start whenever the writer
+ * has caught up. */
+enum { SIZES_THREADS = 2, SIZES_PER_THREAD = 20000 };
+
+/* Record k of producer t: a path of 1..AUDIT_MAX_PATH bytes and headers of
+ * 0..1,500, lengths that change with k so that slots of every size meet. */
+static size_t sizes_path_len(int t, int k)
+{
+    return 1 + ((size_t)k * 7919u + (size_t)t * 104729u) % AUDIT_MAX_PATH;
+}
+
+static size_t sizes_headers_len(int k)
+{
+    return ((size_t)k * 3571u) % 1501u;
+}
+
+static void sizes_fill(char *buf, size_t n, int t, int k)
+{
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)('a' + (i + (size_t)k + (size_t)t * 13u) % 26u);
+    buf[0] = '/';
+}
+
+static void *sizes_main(void *arg)
+{
+    worker *w = arg;
+    char reason[32], path[AUDIT_MAX_PATH], headers[1501];
+    for (int k = 0; k < SIZES_PER_THREAD; k++) {
+        snprintf(reason, sizeof(reason), "%d:%d", w->no, k);
+        audit_record r = rec_of(AUDIT_ALLOW, reason);
+        size_t pl = sizes_path_len(w->no, k), hl = sizes_headers_len(k);
+        sizes_fill(path, pl, w->no, k);
+        memset(headers, 'h', hl);
+        r.path = (audit_str){path, pl};
+        r.headers = (audit_str){headers, hl};
+        bool reserve = k % 2 == 1;
+        if (reserve && audit_log_reserve(w->log, w->p, AUDIT_ALLOW) != 0)
+            w->failures++;
+        else if (reserve ? audit_log_append_reserved(w->log, w->p, &r) != 0
+                         : audit_log_append(w->log, w->p, &r) != 0)
+            w->failures++;
+    }
+    return NULL;
+}
+
+static void check_sizes_line(const cJSON *line, size_t i, void *ctx)
+{
+    int *next = ctx, t, k;
+    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(line, "reason");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(line, "request");
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(req, "path");
+    assert_true(cJSON_IsString(reason) && cJSON_IsString(path));
+    assert_int_equal(sscanf(reason->valuestring, "%d:%d", &t, &k), 2);
+    assert_true(t >= 0 && t < SIZES_THREADS);
+    if (k != next[t])
+        fail_msg("line %zu: record %d of producer %d, want %d", i + 1, k, t, next[t]);
+    next[t]++;
+    char want[AUDIT_MAX_PATH + 1];
+    size_t pl = sizes_path_len(t, k);
+    sizes_fill(want, pl, t, k);
+    want[pl] = '\0';
+    if (strcmp(path->valuestring, want) != 0)
+        fail_msg("line %zu: the path of record %d of producer %d changed on its way", i + 1, k, t);
+}
+
+static void records_of_every_size(uint32_t ring_slots)
+{
+    audit_options o = opts_for(AUDIT_OVERFLOW_BLOCK, ring_slots);
+    audit_log *log = open_log(&o);
+    worker w[SIZES_THREADS];
+    for (int i = 0; i < SIZES_THREADS; i++) {
+        w[i] = (worker){.log = log, .p = producer(log), .no = i};
+        assert_int_equal(pthread_create(&w[i].t, NULL, sizes_main, &w[i]), 0);
+    }
+    for (int i = 0; i < SIZES_THREADS; i++) {
+        pthread_join(w[i].t, NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    close_log(log);
+    int next[SIZES_THREADS] = {0};
+    assert_int_equal(scan_lines(check_sizes_line, next), SIZES_THREADS * SIZES_PER_THREAD);
+    for (int i = 0; i < SIZES_THREADS; i++)
+        assert_int_equal(next[i], SIZES_PER_THREAD);
+}
+
+static void test_ring_of_4_records_of_every_size(void **state)
+{
+    records_of_every_size(4);
+}
+
+static void test_ring_of_256_records_of_every_size(void **state)
+{
+    records_of_every_size(256);
+}
+
 /* ---- identity events (wardd) ------------------------------------------------------------------ */
 
 static audit_event event_of(const char *name, audit_outcome outcome)
@@ -2786,6 +2883,8 @@ int main(void)
         T(test_record_truncation),
         T(test_record_ids),
         T(test_seq_contiguous_across_threads),
+        T(test_ring_of_4_records_of_every_size),
+        T(test_ring_of_256_records_of_every_size),
         T(test_event_record_fields),
         T(test_event_record_key_order),
         T(test_event_without_name_is_refused),
