@@ -955,13 +955,18 @@ def leg_file(leg, ext):
 def missing(leg):
     return leg_file(leg, ".missing")
 
+def round_values(config, key):
+    """{round number: value} of a configuration's runs."""
+    vals = {}
+    for f in os.listdir(RUNS):
+        if f.startswith(config + ".r") and f.endswith(".json") and f[len(config) + 2:-5].isdigit():
+            vals[int(f[len(config) + 2:-5])] = json.load(open(os.path.join(RUNS, f))).get(key)
+    return vals
+
 def rounds(config, key):
-    vals = []
-    for f in sorted(os.listdir(RUNS)):
-        if f.startswith(config + ".r") and f.endswith(".json"):
-            v = json.load(open(os.path.join(RUNS, f))).get(key)
-            vals.append("n/a" if v is None else (format(round(v), ",") if key == "rps" else "%.2f" % v))
-    return ", ".join(vals)
+    vals = round_values(config, key)
+    return ", ".join("n/a" if v is None else (format(round(v), ",") if key == "rps" else "%.2f" % v)
+                     for _, v in sorted(vals.items()))
 
 f0 = lambda v: "n/a" if v is None else format(round(v), ",")
 f2 = lambda v: "n/a" if v is None else "%.2f" % v
@@ -1048,8 +1053,16 @@ why = "ward-proxy missing" if not w else "nginx missing"
 tg.append(target("Ward throughput ≥ nginx's", "%s vs %s requests/s" % (f0(w and w["rps"]), f0(n and n["rps"])),
                  None if not (w and n) else w["rps"] >= n["rps"], why))
 wa, na = at("ward", "ward"), at("nginx", "ward")
-tg.append(target("Ward p99 ≤ nginx's (both at ½ Ward's max)", "%s vs %s ms" % (f2(wa and wa["p99"]), f2(na and na["p99"])),
-                 None if not (wa and na) else wa["p99"] <= na["p99"], why))
+# Single rounds stall now and then, either leg's: a median round can be won by
+# the other leg's stalls. Met when the median round and the best round are both no worse.
+wv = [v for v in round_values("ward-at-ward-half", "p99").values() if v is not None]
+nv = [v for v in round_values("nginx-at-ward-half", "p99").values() if v is not None]
+wb, nb = (min(wv) if wv else None), (min(nv) if nv else None)
+tg.append(target("Ward p99 ≤ nginx's (both at ½ Ward's max)",
+                 "%s vs %s ms (median round), %s vs %s ms (best round)" % (f2(wa and wa["p99"]), f2(na and na["p99"]),
+                                                                         f2(wb), f2(nb)),
+                 None if not (wa and na and wb is not None and nb is not None) else
+                 wa["p99"] <= na["p99"] and wb <= nb, why))
 a = added.get("ward")
 tg.append(target("added p99 of the two proxies over direct ≤ 1 ms at ½ max", "%s ms" % f2(a), None if a is None else a <= 1.0,
                  "ward-proxy missing"))
