@@ -1236,19 +1236,25 @@ static void check_worker_line(const cJSON *line, size_t i, void *ctx)
     next[t]++;
 }
 
+/* Runs n producers of log, each fn(&w[i]) on its own thread; none may fail an append. */
+static void run_producers(audit_log *log, worker *w, int n, void *(*fn)(void *))
+{
+    for (int i = 0; i < n; i++) {
+        w[i] = (worker){.log = log, .p = producer(log), .no = i};
+        assert_int_equal(pthread_create(&w[i].t, NULL, fn, &w[i]), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(w[i].t, NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+}
+
 static void test_seq_contiguous_across_threads(void **state)
 {
     audit_options o = opts_for(AUDIT_OVERFLOW_BLOCK, 64); /* small: producers wait often */
     audit_log *log = open_log(&o);
     worker w[THREADS];
-    for (int i = 0; i < THREADS; i++) {
-        w[i] = (worker){.log = log, .p = producer(log), .no = i};
-        assert_int_equal(pthread_create(&w[i].t, NULL, worker_main, &w[i]), 0);
-    }
-    for (int i = 0; i < THREADS; i++) {
-        pthread_join(w[i].t, NULL);
-        assert_int_equal(w[i].failures, 0);
-    }
+    run_producers(log, w, THREADS, worker_main);
     audit_stats st;
     audit_log_stats(log, &st);
     assert_int_equal(st.appended, THREADS * PER_THREAD);
@@ -1337,14 +1343,7 @@ static void records_of_every_size(uint32_t ring_slots)
     audit_options o = opts_for(AUDIT_OVERFLOW_BLOCK, ring_slots);
     audit_log *log = open_log(&o);
     worker w[SIZES_THREADS];
-    for (int i = 0; i < SIZES_THREADS; i++) {
-        w[i] = (worker){.log = log, .p = producer(log), .no = i};
-        assert_int_equal(pthread_create(&w[i].t, NULL, sizes_main, &w[i]), 0);
-    }
-    for (int i = 0; i < SIZES_THREADS; i++) {
-        pthread_join(w[i].t, NULL);
-        assert_int_equal(w[i].failures, 0);
-    }
+    run_producers(log, w, SIZES_THREADS, sizes_main);
     close_log(log);
     int next[SIZES_THREADS] = {0};
     assert_int_equal(scan_lines(check_sizes_line, next), SIZES_THREADS * SIZES_PER_THREAD);
