@@ -62,7 +62,7 @@ struct audit_producer {
     /* fixed at creation */
     _Alignas(CACHE_LINE) audit_log *log;
     uint64_t mask;
-    char *ring; /* slots packed end to end, each as long as its record (see ring_put) */
+    char *ring; /* slots packed end to end, each as long as its record (see ring_slot_begin) */
     size_t ring_bytes;
     size_t *slot_at; /* [mask + 1]: the ring offset of record seq, at seq & mask */
 };
@@ -252,6 +252,13 @@ void audit_producer_id_next(audit_producer *p, audit_id *out)
     out->hex[AUDIT_ID_HEX] = '\0';
 }
 
+static void producer_free(audit_producer *p)
+{
+    free(p->ring);
+    free(p->slot_at);
+    free(p);
+}
+
 int audit_log_producer_new(audit_log *log, audit_producer **out)
 {
     *out = NULL;
@@ -266,15 +273,11 @@ int audit_log_producer_new(audit_log *log, audit_producer **out)
     p->slot_at = calloc(log->ring_slots, sizeof(*p->slot_at));
     uint64_t seed[2];
     if (p->ring == NULL || p->slot_at == NULL) {
-        free(p->ring);
-        free(p->slot_at);
-        free(p);
+        producer_free(p);
         return WARD_ENOMEM;
     }
     if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
-        free(p->ring);
-        free(p->slot_at);
-        free(p);
+        producer_free(p);
         return WARD_EIO;
     }
     p->id_prefix = seed[0];
@@ -284,9 +287,7 @@ int audit_log_producer_new(audit_log *log, audit_producer **out)
     uint32_t n = atomic_load(&log->n_producers);
     if (n >= log->max_producers || log->closing) {
         pthread_mutex_unlock(&log->mu);
-        free(p->ring);
-        free(p->slot_at);
-        free(p);
+        producer_free(p);
         return WARD_ELIMIT;
     }
     for (uint32_t i = 0; i < n; i++) /* prefixes differ within a log: ids cannot collide */
@@ -478,8 +479,8 @@ static void kick_if_filling(audit_log *log, audit_producer *p, uint64_t head)
 }
 
 /* The ring holds slots packed end to end, each only as long as its record
- * (about a tenth of AUDIT_SLOT_SIZE): AUDIT_SLOT_SIZE apart, every append
- * touched a new page. A slot never starts closer than AUDIT_SLOT_SIZE to the
+ * (about a tenth of AUDIT_SLOT_SIZE; slots AUDIT_SLOT_SIZE apart would touch
+ * a new page per append). A slot never starts closer than AUDIT_SLOT_SIZE to the
  * end, so the largest fits whole. At most ring_slots are queued (claim), each
  * at most AUDIT_SLOT_SIZE, plus less than one skipped at the end: with room
  * for one slot more than that, a slot being filled never meets one queued.
@@ -1148,11 +1149,8 @@ static void log_free(audit_log *l)
 {
     audit_syncer_free(l->syncer); /* before the files it syncs are closed */
     uint32_t n = atomic_load(&l->n_producers);
-    for (uint32_t i = 0; i < n; i++) {
-        free(l->producers[i]->ring);
-        free(l->producers[i]->slot_at);
-        free(l->producers[i]);
-    }
+    for (uint32_t i = 0; i < n; i++)
+        producer_free(l->producers[i]);
     free(l->producers);
     if (l->sync_ready) {
         pthread_cond_destroy(&l->cv);
