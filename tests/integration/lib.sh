@@ -57,10 +57,11 @@ start_ward_proxy() {
     ADMIN=$(printf '%s' "$line" | grep -o 'admin [0-9]*' | awk '{print $2}')
     [ -n "$IN" ]
 }
-# payments_policy FILE PRINCIPAL TO: an AuthorizationPolicy (shop/payments) allowing
-# PRINCIPAL what the flow list TO says (for instance '[{methods: [GET]}]')
-payments_policy() {
-    cat >"$1" <<EOF
+# payments_policy_doc PRINCIPAL TO: prints an AuthorizationPolicy (shop/payments)
+# allowing PRINCIPAL what the flow list TO says (for instance '[{methods: [GET]}]');
+# payments_policy FILE PRINCIPAL TO writes it to FILE
+payments_policy_doc() {
+    cat <<EOF
 apiVersion: ward/v1
 kind: AuthorizationPolicy
 metadata: {name: payments, namespace: shop}
@@ -68,9 +69,12 @@ spec:
   selector: {services: [payments]}
   action: ALLOW
   rules:
-    - from: [{principals: ["$2"]}]
-      to: $3
+    - from: [{principals: ["$1"]}]
+      to: $2
 EOF
+}
+payments_policy() {
+    payments_policy_doc "$2" "$3" >"$1"
 }
 # start_mesh_app [NAME [PORT]]: mesh_app.py recording to $TMP/NAME.rec (NAME: app;
 # log $TMP/NAME.log) on PORT (0: any), in the background (appended to PIDS); sets

@@ -508,16 +508,9 @@ if ! start_mesh_app; then
 fi
 CLOSED_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
-cat >"$TMP/policy.yaml" <<EOF
-apiVersion: ward/v1
-kind: AuthorizationPolicy
-metadata: {name: payments, namespace: shop}
-spec:
-  selector: {services: [payments]}
-  action: ALLOW
-  rules:
-    - from: [{principals: ["$FRONT_ID"]}]
-      to: [{methods: [GET, POST], paths: ["/v1/*"]}]
+{
+    payments_policy_doc "$FRONT_ID" '[{methods: [GET, POST], paths: ["/v1/*"]}]'
+    cat <<EOF
 ---
 apiVersion: ward/v1
 kind: AuthorizationPolicy
@@ -528,6 +521,7 @@ spec:
   rules:
     - from: [{principals: ["$FRONT_ID"]}]
 EOF
+} >"$TMP/policy.yaml"
 cat >"$TMP/payments.yaml" <<EOF
 service: payments
 identity: {cert_file: $PKI/payments.pem, key_file: $PKI/payments.key, bundle_file: $PKI/ca.pem}

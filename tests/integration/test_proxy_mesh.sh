@@ -337,17 +337,7 @@ mkdir -p "$TMP/pol"
 POL="$TMP/pol/mesh.yaml"
 # policy_v1: frontend may GET/POST /v1/* on payments
 policy_v1() {
-    cat <<EOF
-apiVersion: ward/v1
-kind: AuthorizationPolicy
-metadata: {name: payments, namespace: shop}
-spec:
-  selector: {services: [payments]}
-  action: ALLOW
-  rules:
-    - from: [{principals: ["$FRONT_ID"]}]
-      to: [{methods: [GET, POST], paths: ["/v1/*"]}]
-EOF
+    payments_policy_doc "$FRONT_ID" '[{methods: [GET, POST], paths: ["/v1/*"]}]'
 }
 policy_v2() { # v1 + a rule allowing /v2/*
     policy_v1
