@@ -81,6 +81,8 @@ payments_policy() {
 # APP_PID and APP_PORT; non-zero when it did not come up
 start_mesh_app() {
     local name="${1:-app}"
+    # a restart on the same port must not read the last run's port before the redirect truncates it
+    rm -f "$TMP/$name.port"
     python3 "$(dirname "${BASH_SOURCE[0]}")/mesh_app.py" "$TMP/$name.rec" --port "${2:-0}" \
         >"$TMP/$name.port" 2>>"$TMP/$name.log" &
     APP_PID=$!

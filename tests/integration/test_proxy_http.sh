@@ -868,7 +868,7 @@ reason=$(printf '%s\n' "$HDRS" | sed -n 's/^[Xx]-[Ww]ard-[Rr]eason: *//p')
 check "app down: 503 ($reason)" '[ "$CODE" = 503 ]' "code $CODE" "$HDRS"
 if start_mesh_app app "$APP_PORT"; then
     hc /v1/echo
-    expect_eq "app back on its port: 200 again" 200 "$CODE"
+    check "app back on its port: 200 again" '[ "$CODE" = 200 ]' "code $CODE" "$HDRS"
 else
     fail "the app restarts on port $APP_PORT" "$(tail -3 "$TMP/app.log")"
 fi
