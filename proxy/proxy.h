@@ -987,9 +987,11 @@ size_t proxy_relay_connections(const proxy_relay *r);
 void proxy_relay_close(proxy_relay *r, uint64_t drain_ms, proxy_done_cb cb, void *data);
 
 /* idle_ms: how long an idle upstream connection is kept (0 = 30 s);
- * max_idle: per address and identity (0 = 128). */
+ * max_idle: per address and identity (0 = 128); max_tls_connecting: TLS
+ * connects in progress per address and identity before bodiless requests wait
+ * for a free connection or a slot (0 = no cap). */
 int proxy_relay_pool_new(uv_loop_t *loop, uint64_t idle_ms, size_t max_idle,
-                         proxy_relay_pool **out);
+                         size_t max_tls_connecting, proxy_relay_pool **out);
 /* Closes the idle connections; call after the relays using it are closed. */
 void proxy_relay_pool_free(proxy_relay_pool *p);
 

@@ -73,6 +73,7 @@ struct uconn {
     struct proxy_cluster *cluster;
     size_t endpoint;
     bool pending; /* counted as a request waiting for it to open */
+    pool_entry *opening; /* holds one of its key's connect slots until it opens or fails */
 };
 
 enum { RS_HEAD, RS_BODY, RS_TUNNEL, RS_DONE };
@@ -104,6 +105,10 @@ struct proxy_relay_request {
     proxy_tls_ctx *tls;
     char *expected_id;
     bool retried;
+    /* waiting for a connection to the key of entry `waiting` (the TLS connect cap) */
+    pool_entry *waiting;
+    proxy_relay_request *wait_prev, *wait_next;
+    uint64_t wait_since, wait_seq;
     uint64_t timeout_ms; /* of each upstream attempt: timeouts.request or the target's */
     struct proxy_cluster *cluster; /* the target's: counts new connections */
     size_t endpoint;
@@ -122,15 +127,20 @@ struct proxy_relay_request {
 
 struct pool_entry {
     pool_entry *next;
+    proxy_relay_pool *pool;
     uconn *idle;
     size_t n_idle;
-    char key[]; /* "addr|spiffe-id" */
+    size_t connecting; /* TLS connects in progress */
+    proxy_relay_request *wait_first, *wait_last;
+    uint64_t wait_seq; /* of the next waiter: waiters are served in this order */
+    char key[];        /* "addr|spiffe-id" */
 };
 
 struct proxy_relay_pool {
     uv_loop_t *loop;
     uint64_t idle_ms;
     size_t max_idle;
+    size_t max_tls_connecting;
     pool_entry *entries;
 };
 
@@ -297,7 +307,7 @@ static void pool_unlink(uconn *u)
 }
 
 int proxy_relay_pool_new(uv_loop_t *loop, uint64_t idle_ms, size_t max_idle,
-                         proxy_relay_pool **out)
+                         size_t max_tls_connecting, proxy_relay_pool **out)
 {
     proxy_relay_pool *p = calloc(1, sizeof(*p));
     if (p == NULL)
@@ -305,6 +315,7 @@ int proxy_relay_pool_new(uv_loop_t *loop, uint64_t idle_ms, size_t max_idle,
     p->loop = loop;
     p->idle_ms = idle_ms ? idle_ms : 30000;
     p->max_idle = max_idle ? max_idle : 128;
+    p->max_tls_connecting = max_tls_connecting;
     *out = p;
     return 0;
 }
@@ -340,29 +351,111 @@ static pool_entry *pool_find(proxy_relay_pool *p, const char *key, bool create)
     if (e == NULL)
         return NULL;
     memcpy(e->key, key, n + 1);
+    e->pool = p;
     e->next = p->entries;
     p->entries = e;
     return e;
 }
 
-static uconn *pool_take(proxy_relay_pool *p, const struct sockaddr *sa, const char *id)
+/* ---- requests waiting for a TLS connection --------------------------------------------------
+ * A burst that finds no idle connection would otherwise open one mTLS connection
+ * per request at once; each handshake costs both proxies about 1.7 ms of CPU, so
+ * the burst stalls the whole worker. Past max_tls_connecting connects in progress
+ * per key, bodiless requests wait in order: for a connection another request
+ * frees, or for a connect slot (every connect that opens starts the next one, so
+ * a slow upstream's burst still gets one connection per request). A waiter is
+ * never stuck behind slow connects: after a connect timeout of waiting it opens
+ * its own, and when the last connect fails the waiters fail the same way. */
+
+static void wait_unlink(proxy_relay_request *r)
 {
-    char key[PROXY_ADDR_STRLEN + 2048];
-    addr_key(sa, id, key, sizeof(key));
-    pool_entry *e = pool_find(p, key, false);
-    if (e == NULL || e->idle == NULL)
-        return NULL;
-    uconn *u = e->idle;
-    pool_unlink(u);
-    return u;
+    pool_entry *e = r->waiting;
+    if (e == NULL)
+        return;
+    if (r->wait_prev)
+        r->wait_prev->wait_next = r->wait_next;
+    else
+        e->wait_first = r->wait_next;
+    if (r->wait_next)
+        r->wait_next->wait_prev = r->wait_prev;
+    else
+        e->wait_last = r->wait_prev;
+    r->wait_prev = r->wait_next = NULL;
+    r->waiting = NULL;
+    if (r->cluster != NULL)
+        proxy_cluster_pending_end(r->cluster);
 }
 
-/* Puts a connection that finished a response cleanly back; false if it must close. */
+static void wait_enqueue(pool_entry *e, proxy_relay_request *r)
+{
+    r->waiting = e;
+    r->wait_since = uv_now(e->pool->loop);
+    r->wait_seq = e->wait_seq++;
+    r->wait_prev = e->wait_last;
+    r->wait_next = NULL;
+    if (e->wait_last)
+        e->wait_last->wait_next = r;
+    else
+        e->wait_first = r;
+    e->wait_last = r;
+    if (r->cluster != NULL)
+        proxy_cluster_pending_start(r->cluster);
+}
+
+static void upstream_attach(proxy_relay_request *r, uconn *u);
+static int upstream_connect(proxy_relay_request *r, pool_entry *slot);
+
+/* Opens connections for the waiters while slots are free, or for one that waited too long. */
+static void wait_kick(pool_entry *e)
+{
+    proxy_relay_request *r;
+    while ((r = e->wait_first) != NULL &&
+           (e->connecting < e->pool->max_tls_connecting ||
+            uv_now(e->pool->loop) - r->wait_since >= r->d->rl->o.timeouts.upstream_connect_ms)) {
+        wait_unlink(r);
+        if (upstream_connect(r, e) < 0)
+            upstream_failed(r, 503, r->res.error ? r->res.error : "upstream connect failed");
+    }
+}
+
+/* A connect that held a slot of its key is over. Opened (status 0): the slot goes
+ * to the next waiter. Failed: if it was the last connect in progress, every
+ * waiter fails as it did (and may be retried elsewhere). */
+static void opening_end(uconn *u, int status, const char *why)
+{
+    pool_entry *e = u->opening;
+    if (e == NULL)
+        return;
+    u->opening = NULL;
+    e->connecting--;
+    if (status == 0 || e->connecting > 0) {
+        wait_kick(e);
+        return;
+    }
+    /* waiters enqueued while these fail (a retry of the same key) are not failed */
+    uint64_t end = e->wait_seq;
+    proxy_relay_request *r;
+    while ((r = e->wait_first) != NULL && r->wait_seq < end) {
+        wait_unlink(r);
+        upstream_failed(r, status, why);
+    }
+}
+
+/* Puts a connection that finished a response cleanly back (or hands it to the
+ * first waiter); false if it must close. */
 static bool pool_put(proxy_relay_pool *p, uconn *u, const struct sockaddr *sa, const char *id)
 {
     char key[PROXY_ADDR_STRLEN + 2048];
     addr_key(sa, id, key, sizeof(key));
     pool_entry *e = pool_find(p, key, true);
+    if (e != NULL && e->wait_first != NULL) {
+        proxy_relay_request *r = e->wait_first;
+        wait_unlink(r);
+        u->reused = true;
+        proxy_stream_read_resume(u->st); /* a slow client may have paused it */
+        upstream_attach(r, u);
+        return true;
+    }
     if (e == NULL || e->n_idle >= p->max_idle)
         return false;
     u->state = U_IDLE;
@@ -403,12 +496,16 @@ static void u_on_open(proxy_stream *st, int status, void *data)
             u->req = NULL;
             r->u = NULL;
             upstream_failed(r, code, why);
+            opening_end(u, code, why);
+        } else {
+            opening_end(u, 0, NULL); /* abandoned: the slot is free */
         }
         return;
     }
     u->state = U_BUSY;
     if (u->req != NULL)
         proxy_stream_set_timeout(st, u->req->timeout_ms);
+    opening_end(u, 0, NULL);
 }
 
 static void u_on_read(proxy_stream *st, const char *buf, size_t len, void *data)
@@ -434,6 +531,7 @@ static void u_detach_and_close(uconn *u)
         u->req->u = NULL;
     u->req = NULL;
     pool_unlink(u);
+    opening_end(u, 0, NULL); /* given up, not failed: the waiters take its slot */
     proxy_stream_close(u->st);
 }
 
@@ -475,6 +573,8 @@ static void u_on_timeout(proxy_stream *st, void *data)
         return;
     }
     int state = u->state;
+    if (state == U_CONNECTING)
+        opening_end(u, 503, "upstream connect timeout");
     u_detach_and_close(u);
     if (state == U_CONNECTING)
         upstream_failed(r, 503, "upstream connect timeout");
@@ -498,6 +598,7 @@ static void u_on_close(proxy_stream *st, void *data)
     uconn *u = data;
     proxy_relay_request *r = u->req;
     pool_unlink(u);
+    opening_end(u, 502, "upstream connection closed");
     if (u->cluster != NULL) {
         u_pending_end(u);
         proxy_cluster_connection_end(u->cluster, u->endpoint);
@@ -619,6 +720,7 @@ static void upstream_failed(proxy_relay_request *r, int status, const char *why)
 
 static void request_free(proxy_relay_request *r)
 {
+    wait_unlink(r);
     ward_buf_dispose(&r->head_out);
     ward_buf_dispose(&r->held);
     ward_buf_dispose(&r->uin);
@@ -849,53 +951,91 @@ static int build_head(proxy_relay_request *r, const proxy_http_request *h,
     return ward_buf_puts(b, "\r\n");
 }
 
-/* Takes a pooled connection or opens one, and sends the head (and what body is buffered). */
-static int upstream_start(proxy_relay_request *r)
+/* Sends the head (and what body is buffered); a chunked body's first chunk is
+ * checked before anything goes out. */
+static void upstream_send_head(proxy_relay_request *r)
 {
-    dconn *d = r->d;
-    proxy_relay *rl = d->rl;
-    uconn *u = NULL;
-    if (!r->retried && rl->o.pool != NULL)
-        u = pool_take(rl->o.pool, (struct sockaddr *)&r->addr, r->expected_id);
-    if (u != NULL) {
-        r->res.upstream_reused = true;
-        u->state = U_BUSY;
-        u->req = r;
-        r->u = u;
-        proxy_stream_set_timeout(u->st, r->timeout_ms);
-    } else {
-        const char *why;
-        if (r->cluster != NULL && !proxy_cluster_connect_admit(r->cluster, &why)) {
-            r->res.error = why; /* a circuit breaker: max_connections or max_pending */
-            return WARD_ELIMIT;
-        }
-        u = calloc(1, sizeof(*u));
-        if (u == NULL)
-            return WARD_ENOMEM;
-        u->pool = rl->o.pool;
-        u->state = U_CONNECTING;
-        u->req = r;
-        int rc = proxy_stream_connect(rl->loop, (struct sockaddr *)&r->addr, r->tls,
-                                      r->expected_id, &u_cbs, u, &u->st);
-        if (rc < 0) {
-            free(u);
-            return rc;
-        }
-        if (r->cluster != NULL) {
-            u->cluster = r->cluster;
-            u->endpoint = r->endpoint;
-            u->pending = true;
-            proxy_cluster_connection_start(u->cluster, u->endpoint);
-            proxy_cluster_pending_start(u->cluster);
-        }
-        r->u = u;
-        proxy_stream_set_timeout(u->st, rl->o.timeouts.upstream_connect_ms);
-    }
-    /* a chunked body's first chunk is checked before anything goes out */
     if (r->body_kind != PROXY_BODY_CHUNKED || r->head_sent) {
         r->head_sent = true;
         proxy_stream_write(r->u->st, r->head_out.ptr, r->head_out.len);
     }
+}
+
+/* The request goes out on an open connection (idle in the pool, or just freed). */
+static void upstream_attach(proxy_relay_request *r, uconn *u)
+{
+    r->res.upstream_reused = true;
+    u->state = U_BUSY;
+    u->req = r;
+    r->u = u;
+    proxy_stream_set_timeout(u->st, r->timeout_ms);
+    upstream_send_head(r);
+}
+
+/* Opens a connection for the request; slot: the key whose connect slot it holds, or NULL. */
+static int upstream_connect(proxy_relay_request *r, pool_entry *slot)
+{
+    proxy_relay *rl = r->d->rl;
+    const char *why;
+    if (r->cluster != NULL && !proxy_cluster_connect_admit(r->cluster, &why)) {
+        r->res.error = why; /* a circuit breaker: max_connections or max_pending */
+        return WARD_ELIMIT;
+    }
+    uconn *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return WARD_ENOMEM;
+    u->pool = rl->o.pool;
+    u->state = U_CONNECTING;
+    u->req = r;
+    int rc = proxy_stream_connect(rl->loop, (struct sockaddr *)&r->addr, r->tls, r->expected_id,
+                                  &u_cbs, u, &u->st);
+    if (rc < 0) {
+        free(u);
+        return rc;
+    }
+    if (r->cluster != NULL) {
+        u->cluster = r->cluster;
+        u->endpoint = r->endpoint;
+        u->pending = true;
+        proxy_cluster_connection_start(u->cluster, u->endpoint);
+        proxy_cluster_pending_start(u->cluster);
+    }
+    if (slot != NULL) {
+        slot->connecting++;
+        u->opening = slot;
+    }
+    r->u = u;
+    proxy_stream_set_timeout(u->st, rl->o.timeouts.upstream_connect_ms);
+    upstream_send_head(r);
+    return 0;
+}
+
+/* Takes a pooled connection, waits for one (TLS, past the connect cap) or opens one. */
+static int upstream_start(proxy_relay_request *r)
+{
+    proxy_relay_pool *p = r->d->rl->o.pool;
+    if (p == NULL || r->retried) /* a retry after a stale pooled connection: a fresh one */
+        return upstream_connect(r, NULL);
+    bool capped = p->max_tls_connecting > 0 && r->tls != NULL && r->body_kind == PROXY_BODY_NONE;
+    char key[PROXY_ADDR_STRLEN + 2048];
+    addr_key((struct sockaddr *)&r->addr, r->expected_id, key, sizeof(key));
+    pool_entry *e = pool_find(p, key, capped);
+    if (e != NULL && e->idle != NULL) {
+        uconn *u = e->idle;
+        pool_unlink(u);
+        upstream_attach(r, u);
+        return 0;
+    }
+    if (!capped || e == NULL) /* without an entry (no memory) it is not capped */
+        return upstream_connect(r, NULL);
+    if (e->connecting < p->max_tls_connecting)
+        return upstream_connect(r, e);
+    const char *why;
+    if (r->cluster != NULL && !proxy_cluster_connect_admit(r->cluster, &why)) {
+        r->res.error = why;
+        return WARD_ELIMIT;
+    }
+    wait_enqueue(e, r);
     return 0;
 }
 

@@ -8,6 +8,9 @@
 #include <time.h>
 
 #define HEADERS_ON_STACK 128
+/* mTLS connects in progress per upstream endpoint and worker; a burst past them
+ * waits for a connection instead of opening one handshake per request */
+#define MESH_CONNECTS_IN_PROGRESS 2
 static const char DENY_BODY[] = "access denied\n";
 
 /* What a request carries from its decision to its end. */
@@ -864,7 +867,7 @@ static int worker_init(wp_proxy *px, wp_worker *w, ward_err *err)
         }
     if ((rc = proxy_metrics_new(&w->metrics)) < 0 || (rc = wp_limits_new(px->n_workers, &w->limits)) < 0 ||
         (rc = audit_log_producer_new(px->audit, &w->audit)) < 0 ||
-        (rc = proxy_relay_pool_new(&w->loop, 0, 0, &w->pool)) < 0) {
+        (rc = proxy_relay_pool_new(&w->loop, 0, 0, MESH_CONNECTS_IN_PROGRESS, &w->pool)) < 0) {
         ward_err_set(err, "worker %u: %s", w->index, ward_strerror(rc));
         return rc;
     }

@@ -164,7 +164,7 @@ static int setup(void **state)
     app_start(&w->app, &w->loop);
     uv_ip4_addr("127.0.0.1", w->app.port, &w->target);
     w->retry_target = w->target;
-    assert_int_equal(proxy_relay_pool_new(&w->loop, 0, 0, &w->pool), 0);
+    assert_int_equal(proxy_relay_pool_new(&w->loop, 0, 0, 0, &w->pool), 0);
     proxy_relay_options o = {
         .timeouts = {.header_read_ms = 1000, .request_ms = 1000, .idle_ms = 2000,
                      .upstream_connect_ms = 1000},
@@ -626,6 +626,246 @@ static void test_unrequested_101_is_502(void **state)
     tclient_dispose(&c, &w->loop);
 }
 
+/* ---- bursts to a TLS upstream: the connect cap ----------------------------------------------- */
+
+#define TD       "relay.test"
+#define UP_ID    "spiffe://relay.test/ns/shop/sa/payments"
+#define RELAY_ID "spiffe://relay.test/ns/shop/sa/frontend"
+#define BURST    8
+
+typedef struct tls_app tls_app;
+
+typedef struct tls_conn {
+    tls_app *a;
+    proxy_stream *st;
+    ward_buf in;
+    int unanswered;
+} tls_conn;
+
+/* An mTLS upstream answering 200 to every request head, at once or (hold > 0)
+ * only once hold requests have arrived, as a slow app would. */
+struct tls_app {
+    uv_tcp_t lst;
+    int port;
+    proxy_tls_ctx *tls;
+    int hold, requests, conns, open;
+    tls_conn *c[2 * BURST];
+};
+
+typedef struct tworld {
+    uv_loop_t loop;
+    tpki pki;
+    tls_app app;
+    proxy_tls_ctx *relay_tls;
+    proxy_relay *relay;
+    proxy_relay_pool *pool;
+    struct sockaddr_in target;
+    int port, done;
+    bool closed;
+} tworld;
+
+static void tls_app_answer_all(tls_app *a)
+{
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for (int i = 0; i < a->conns; i++)
+        for (; a->c[i] != NULL && a->c[i]->unanswered > 0; a->c[i]->unanswered--)
+            proxy_stream_write(a->c[i]->st, ok, sizeof(ok) - 1);
+}
+
+static void tls_app_read(proxy_stream *s, const char *buf, size_t len, void *data)
+{
+    tls_conn *c = data;
+    ward_buf_append(&c->in, buf, len);
+    char *end;
+    while (ward_buf_putc(&c->in, '\0') == 0 && c->in.len-- > 0 &&
+           (end = strstr(c->in.ptr, "\r\n\r\n")) != NULL) {
+        size_t n = (size_t)(end + 4 - c->in.ptr);
+        memmove(c->in.ptr, c->in.ptr + n, c->in.len - n);
+        c->in.len -= n;
+        c->unanswered++;
+        c->a->requests++;
+    }
+    if (c->a->requests >= c->a->hold)
+        tls_app_answer_all(c->a);
+}
+
+static void tls_app_eof(proxy_stream *s, int status, void *data)
+{
+    proxy_stream_close(s);
+}
+
+static void tls_app_close(proxy_stream *s, void *data)
+{
+    tls_conn *c = data;
+    for (int i = 0; i < c->a->conns; i++)
+        if (c->a->c[i] == c)
+            c->a->c[i] = NULL;
+    c->a->open--;
+    ward_buf_dispose(&c->in);
+    free(c);
+}
+
+static const proxy_stream_cbs tls_app_cbs = {NULL, tls_app_read, tls_app_eof, NULL, NULL,
+                                             tls_app_close};
+
+static void tls_app_accept(uv_stream_t *l, int status)
+{
+    tls_app *a = l->data;
+    tls_conn *c = calloc(1, sizeof(*c));
+    c->a = a;
+    ward_buf_init(&c->in);
+    assert_int_equal(proxy_stream_accept(l, a->tls, &tls_app_cbs, c, &c->st), 0);
+    assert_true(a->conns < 2 * BURST);
+    a->c[a->conns++] = c;
+    a->open++;
+}
+
+static void tls_route(proxy_relay_request *r, void *data)
+{
+    tworld *w = data;
+    proxy_relay_target t = {.addr = (struct sockaddr *)&w->target, .tls = w->relay_tls,
+                            .expected_id = UP_ID};
+    proxy_relay_forward(r, &t);
+}
+
+static void tls_done(proxy_relay_request *r, const proxy_relay_result *res, void *data)
+{
+    ((tworld *)data)->done++;
+}
+
+/* A relay whose pool caps TLS connects at cap, to an mTLS app (listening unless
+ * app_down: then the target is a closed port). */
+static tworld *tworld_start(size_t cap, int hold, bool app_down)
+{
+    tworld *w = calloc(1, sizeof(*w));
+    uv_loop_init(&w->loop);
+    tpki_open(&w->pki, TD);
+    w->app.tls = tpki_ctx(&w->pki, UP_ID, true, PROXY_TLS_PEER_REQUIRED, w->pki.bundle);
+    w->relay_tls = tpki_ctx(&w->pki, RELAY_ID, false, PROXY_TLS_PEER_REQUIRED, w->pki.bundle);
+    w->app.hold = hold;
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(&w->loop, &w->app.lst);
+    w->app.lst.data = &w->app;
+    assert_int_equal(uv_tcp_bind(&w->app.lst, (struct sockaddr *)&sa, 0), 0);
+    int len = sizeof(sa);
+    uv_tcp_getsockname(&w->app.lst, (struct sockaddr *)&sa, &len);
+    w->app.port = ntohs(sa.sin_port);
+    if (!app_down)
+        assert_int_equal(uv_listen((uv_stream_t *)&w->app.lst, 64, tls_app_accept), 0);
+    uv_ip4_addr("127.0.0.1", w->app.port, &w->target);
+    assert_int_equal(proxy_relay_pool_new(&w->loop, 0, 0, cap, &w->pool), 0);
+    proxy_relay_options o = {
+        .timeouts = {.header_read_ms = 2000, .request_ms = 2000, .idle_ms = 4000,
+                     .upstream_connect_ms = 2000},
+        .pool = w->pool,
+        .route = tls_route,
+        .done = tls_done,
+        .data = w,
+    };
+    assert_int_equal(proxy_relay_new(&w->loop, &o, &w->relay), 0);
+    struct sockaddr_in any;
+    uv_ip4_addr("127.0.0.1", 0, &any);
+    ward_err err;
+    assert_int_equal(proxy_relay_listen(w->relay, (struct sockaddr *)&any, false, &err), 0);
+    w->port = proxy_relay_port(w->relay);
+    return w;
+}
+
+static void tworld_stop(tworld *w)
+{
+    proxy_relay_close(w->relay, 0, relay_closed, &w->closed);
+    run_until(&w->loop, &w->closed, 2000);
+    assert_true(w->closed);
+    proxy_relay_pool_free(w->pool);
+    for (int i = 0; i < w->app.conns; i++)
+        if (w->app.c[i] != NULL)
+            proxy_stream_close(w->app.c[i]->st);
+    uv_close((uv_handle_t *)&w->app.lst, NULL);
+    run_for(&w->loop, 50);
+    proxy_tls_ctx_unref(w->app.tls);
+    proxy_tls_ctx_unref(w->relay_tls);
+    loop_finish(&w->loop);
+    tpki_close(&w->pki);
+    free(w);
+}
+
+/* BURST clients send a GET each at once; runs until every one has an answer. */
+static void burst(tworld *w, tclient *c, const char *want)
+{
+    static const char get[] = "GET /pay HTTP/1.1\r\nHost: payments\r\n\r\n";
+    for (int i = 0; i < BURST; i++)
+        tclient_connect(&c[i], &w->loop, w->port, NULL, NULL, get, sizeof(get) - 1);
+    int answered = 0;
+    for (int t = 0; t < 500 && answered < BURST; t++) {
+        run_for(&w->loop, 10);
+        answered = 0;
+        for (int i = 0; i < BURST; i++) {
+            ward_buf_putc(&c[i].got, '\0');
+            c[i].got.len--;
+            answered += c[i].closed || strstr(c[i].got.ptr, "\r\n\r\n") != NULL;
+        }
+    }
+    for (int i = 0; i < BURST; i++) {
+        if (strncmp(c[i].got.ptr ? c[i].got.ptr : "", want, strlen(want)) != 0)
+            fail_msg("client %d got \"%.80s\", not %s", i, c[i].got.ptr ? c[i].got.ptr : "",
+                     want);
+    }
+}
+
+static void burst_dispose(tworld *w, tclient *c)
+{
+    for (int i = 0; i < BURST; i++)
+        tclient_dispose(&c[i], &w->loop);
+}
+
+static void test_tls_burst_without_cap_opens_one_connection_each(void **state)
+{
+    (void)state;
+    tworld *w = tworld_start(0, 0, false);
+    tclient c[BURST];
+    burst(w, c, "HTTP/1.1 200 OK");
+    assert_int_equal(w->app.conns, BURST); /* the burst the cap is for */
+    burst_dispose(w, c);
+    tworld_stop(w);
+}
+
+static void test_tls_burst_waits_for_connections_past_the_cap(void **state)
+{
+    (void)state;
+    tworld *w = tworld_start(1, 0, false);
+    tclient c[BURST];
+    burst(w, c, "HTTP/1.1 200 OK");
+    if (w->app.conns >= BURST)
+        fail_msg("%d connections for %d requests with a cap of 1", w->app.conns, BURST);
+    burst_dispose(w, c);
+    tworld_stop(w);
+}
+
+static void test_tls_burst_to_slow_upstream_is_not_serialized(void **state)
+{
+    (void)state;
+    /* the app answers only once every request of the burst has reached it: serving
+     * waiters only from freed connections would never get there */
+    tworld *w = tworld_start(1, BURST, false);
+    tclient c[BURST];
+    burst(w, c, "HTTP/1.1 200 OK");
+    assert_int_equal(w->app.conns, BURST);
+    burst_dispose(w, c);
+    tworld_stop(w);
+}
+
+static void test_tls_burst_waiters_fail_with_the_connect(void **state)
+{
+    (void)state;
+    tworld *w = tworld_start(1, 0, true);
+    tclient c[BURST];
+    burst(w, c, "HTTP/1.1 503 ");
+    assert_int_equal(w->done, BURST);
+    burst_dispose(w, c);
+    tworld_stop(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -656,6 +896,10 @@ int main(void)
         T(test_upgrade_becomes_tunnel),
         T(test_unrequested_101_is_502),
 #undef T
+        cmocka_unit_test(test_tls_burst_without_cap_opens_one_connection_each),
+        cmocka_unit_test(test_tls_burst_waits_for_connections_past_the_cap),
+        cmocka_unit_test(test_tls_burst_to_slow_upstream_is_not_serialized),
+        cmocka_unit_test(test_tls_burst_waiters_fail_with_the_connect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
