@@ -495,8 +495,8 @@ static void u_on_open(proxy_stream *st, int status, void *data)
             int code = strncmp(why, "connect", 7) == 0 ? 503 : 502;
             u->req = NULL;
             r->u = NULL;
+            opening_end(u, code, why); /* first: a retry of r may wait for this key again */
             upstream_failed(r, code, why);
-            opening_end(u, code, why);
         } else {
             opening_end(u, 0, NULL); /* abandoned: the slot is free */
         }
