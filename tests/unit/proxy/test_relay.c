@@ -78,18 +78,25 @@ static void app_accept(uv_stream_t *l, int status)
     a->last = c;
 }
 
+/* Binds t to 127.0.0.1 on any port and returns it; listens if on_accept is given. */
+static int tcp_listen_any(uv_loop_t *loop, uv_tcp_t *t, void *data, uv_connection_cb on_accept)
+{
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(loop, t);
+    t->data = data;
+    assert_int_equal(uv_tcp_bind(t, (struct sockaddr *)&sa, 0), 0);
+    if (on_accept != NULL)
+        assert_int_equal(uv_listen((uv_stream_t *)t, 64, on_accept), 0);
+    int len = sizeof(sa);
+    uv_tcp_getsockname(t, (struct sockaddr *)&sa, &len);
+    return ntohs(sa.sin_port);
+}
+
 static void app_start(app *a, uv_loop_t *loop)
 {
     ward_buf_init(&a->got);
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_init(loop, &a->lst);
-    a->lst.data = a;
-    assert_int_equal(uv_tcp_bind(&a->lst, (struct sockaddr *)&sa, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&a->lst, 64, app_accept), 0);
-    int len = sizeof(sa);
-    uv_tcp_getsockname(&a->lst, (struct sockaddr *)&sa, &len);
-    a->port = ntohs(sa.sin_port);
+    a->port = tcp_listen_any(loop, &a->lst, a, app_accept);
 }
 
 static void app_answer(app *a, const char *until, const char *answer)
@@ -157,6 +164,19 @@ static bool retry(proxy_relay_request *r, int status, bool from_upstream, const 
     return proxy_relay_retarget(r, &t) == 0;
 }
 
+/* A relay listening on 127.0.0.1, any port (in *port). */
+static proxy_relay *relay_start(uv_loop_t *loop, const proxy_relay_options *o, int *port)
+{
+    proxy_relay *rl;
+    assert_int_equal(proxy_relay_new(loop, o, &rl), 0);
+    struct sockaddr_in any;
+    uv_ip4_addr("127.0.0.1", 0, &any);
+    ward_err err;
+    assert_int_equal(proxy_relay_listen(rl, (struct sockaddr *)&any, false, &err), 0);
+    *port = proxy_relay_port(rl);
+    return rl;
+}
+
 static int setup(void **state)
 {
     world *w = calloc(1, sizeof(*w));
@@ -174,12 +194,7 @@ static int setup(void **state)
         .retry = retry,
         .data = w,
     };
-    assert_int_equal(proxy_relay_new(&w->loop, &o, &w->relay), 0);
-    struct sockaddr_in any;
-    uv_ip4_addr("127.0.0.1", 0, &any);
-    ward_err err;
-    assert_int_equal(proxy_relay_listen(w->relay, (struct sockaddr *)&any, false, &err), 0);
-    w->port = proxy_relay_port(w->relay);
+    w->relay = relay_start(&w->loop, &o, &w->port);
     *state = w;
     return 0;
 }
@@ -743,16 +758,7 @@ static tworld *tworld_start(size_t cap, int hold, bool app_down)
     w->app.tls = tpki_ctx(&w->pki, UP_ID, true, PROXY_TLS_PEER_REQUIRED, w->pki.bundle);
     w->relay_tls = tpki_ctx(&w->pki, RELAY_ID, false, PROXY_TLS_PEER_REQUIRED, w->pki.bundle);
     w->app.hold = hold;
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_init(&w->loop, &w->app.lst);
-    w->app.lst.data = &w->app;
-    assert_int_equal(uv_tcp_bind(&w->app.lst, (struct sockaddr *)&sa, 0), 0);
-    int len = sizeof(sa);
-    uv_tcp_getsockname(&w->app.lst, (struct sockaddr *)&sa, &len);
-    w->app.port = ntohs(sa.sin_port);
-    if (!app_down)
-        assert_int_equal(uv_listen((uv_stream_t *)&w->app.lst, 64, tls_app_accept), 0);
+    w->app.port = tcp_listen_any(&w->loop, &w->app.lst, &w->app, app_down ? NULL : tls_app_accept);
     uv_ip4_addr("127.0.0.1", w->app.port, &w->target);
     assert_int_equal(proxy_relay_pool_new(&w->loop, 0, 0, cap, &w->pool), 0);
     proxy_relay_options o = {
@@ -763,12 +769,7 @@ static tworld *tworld_start(size_t cap, int hold, bool app_down)
         .done = tls_done,
         .data = w,
     };
-    assert_int_equal(proxy_relay_new(&w->loop, &o, &w->relay), 0);
-    struct sockaddr_in any;
-    uv_ip4_addr("127.0.0.1", 0, &any);
-    ward_err err;
-    assert_int_equal(proxy_relay_listen(w->relay, (struct sockaddr *)&any, false, &err), 0);
-    w->port = proxy_relay_port(w->relay);
+    w->relay = relay_start(&w->loop, &o, &w->port);
     return w;
 }
 
