@@ -638,6 +638,19 @@ out=$(timeout 20 python3 "$H" pipeline 127.0.0.1 "$FOUT")
 expect_eq "pipelining: two requests in one write, two responses in order" \
     "200 /v1/slow?ms=200&n=1 | 200 /v1/echo?n=2 | closed" "$out"
 
+# ---- a burst on the mesh hop: mTLS connects are paced, not one per request -------------------------------
+
+mesh_conns() { ss -Htn state established "( sport = :$PIN )" | wc -l; }
+c0=$(mesh_conns)
+args=()
+for i in $(seq 32); do args+=(-o /dev/null "http://127.0.0.1:$FOUT/v1/echo?burst=$i"); done
+codes=$(timeout 60 curl -s --parallel --parallel-immediate --parallel-max 32 -H "Host: payments" \
+    -w '%{http_code}\n' "${args[@]}" | sort | uniq -c | tr -s ' ' | tr '\n' ' ')
+c1=$(mesh_conns)
+check "burst of 32 parallel requests through the outbound: all 200 ($codes)" '[ "$codes" = " 32 200 " ]'
+check "burst of 32: fewer mTLS connections than requests at the payments inbound ($c0 before, $c1 after)" \
+    '[ "$c1" -lt 32 ]'
+
 # ---- bodies: chunked, large, HTTP/1.0 ---------------------------------------------------------------
 
 head -c 3000000 /dev/urandom >"$TMP/3m.bin"
