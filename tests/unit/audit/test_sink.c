@@ -1344,8 +1344,8 @@ static void test_catch_up_rate(void **state)
     audit_sink *s = sink_start(&o);
     assert_true(collector_has_all(&c, (uint64_t)n, 120000));
     int64_t ms = now_ms() - t0;
-    /* the sink thread fsyncs its cursor between batches: on a disk still busy with
-     * the tests before, one fsync took seconds in CI, so the bound is generous */
+    /* generous: 5 s failed twice in CI, on a disk still busy with the tests before
+     * (the sink thread fsyncs its cursor between batches) */
     assert_true(wait_delivered(s, (uint64_t)n, 30000));
     audit_sink_stats st;
     audit_sink_stats_get(s, &st);
