@@ -68,7 +68,6 @@ struct uconn {
     uconn *prev, *next;
     proxy_relay_request *req; /* while busy */
     int state;
-    bool reused; /* carried a request before */
     /* the cluster that counts this connection (circuit breakers), or NULL */
     struct proxy_cluster *cluster;
     size_t endpoint;
@@ -451,7 +450,6 @@ static bool pool_put(proxy_relay_pool *p, uconn *u, const struct sockaddr *sa, c
     if (e != NULL && e->wait_first != NULL) {
         proxy_relay_request *r = e->wait_first;
         wait_unlink(r);
-        u->reused = true;
         proxy_stream_read_resume(u->st); /* a slow client may have paused it */
         upstream_attach(r, u);
         return true;
@@ -460,7 +458,6 @@ static bool pool_put(proxy_relay_pool *p, uconn *u, const struct sockaddr *sa, c
         return false;
     u->state = U_IDLE;
     u->req = NULL;
-    u->reused = true;
     u->entry = e;
     u->prev = NULL;
     u->next = e->idle;
@@ -972,23 +969,33 @@ static void upstream_attach(proxy_relay_request *r, uconn *u)
     upstream_send_head(r);
 }
 
+/* The cluster's circuit breakers (max_connections, max_pending) admit one more
+ * request needing a connection; else WARD_ELIMIT with the reason in res.error. */
+static int connect_admit(proxy_relay_request *r)
+{
+    const char *why;
+    if (r->cluster != NULL && !proxy_cluster_connect_admit(r->cluster, &why)) {
+        r->res.error = why;
+        return WARD_ELIMIT;
+    }
+    return 0;
+}
+
 /* Opens a connection for the request; slot: the key whose connect slot it holds, or NULL. */
 static int upstream_connect(proxy_relay_request *r, pool_entry *slot)
 {
     proxy_relay *rl = r->d->rl;
-    const char *why;
-    if (r->cluster != NULL && !proxy_cluster_connect_admit(r->cluster, &why)) {
-        r->res.error = why; /* a circuit breaker: max_connections or max_pending */
-        return WARD_ELIMIT;
-    }
+    int rc = connect_admit(r);
+    if (rc < 0)
+        return rc;
     uconn *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return WARD_ENOMEM;
     u->pool = rl->o.pool;
     u->state = U_CONNECTING;
     u->req = r;
-    int rc = proxy_stream_connect(rl->loop, (struct sockaddr *)&r->addr, r->tls, r->expected_id,
-                                  &u_cbs, u, &u->st);
+    rc = proxy_stream_connect(rl->loop, (struct sockaddr *)&r->addr, r->tls, r->expected_id, &u_cbs,
+                              u, &u->st);
     if (rc < 0) {
         free(u);
         return rc;
@@ -1030,11 +1037,9 @@ static int upstream_start(proxy_relay_request *r)
         return upstream_connect(r, NULL);
     if (e->connecting < p->max_tls_connecting)
         return upstream_connect(r, e);
-    const char *why;
-    if (r->cluster != NULL && !proxy_cluster_connect_admit(r->cluster, &why)) {
-        r->res.error = why;
-        return WARD_ELIMIT;
-    }
+    int rc = connect_admit(r);
+    if (rc < 0)
+        return rc;
     wait_enqueue(e, r);
     return 0;
 }
