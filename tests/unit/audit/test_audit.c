@@ -2516,14 +2516,16 @@ static int paced_second(audit_log *log, audit_producer *p, const audit_record *r
 }
 
 /* Every fdatasync 300 ms late: the writer goes on draining and writing
- * while the syncer waits, so a producer at ~20,000 records/s into a 64-slot
- * ring (3 ms of records) under DENY is never refused, and the trail is
- * whole. A writer that waited for a sync would refuse appends for the
- * whole 300 ms, every time. */
+ * while the syncer waits, so a producer at ~20,000 records/s into a
+ * 1,024-slot ring (51 ms of records) under DENY is never refused, and the
+ * trail is whole. A writer that waited for a sync would refuse appends for
+ * about 250 ms of every 300, every time. (With 64 slots, 3 ms of records,
+ * the test measured the scheduler: under ASan in CI every second saw 6-11 ms
+ * runs of refusals.) */
 static void test_slow_sync_never_refuses_appends(void **state)
 {
     sched_first();
-    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 64);
+    audit_options o = opts_for(AUDIT_OVERFLOW_DENY, 1024);
     o.sync_delay_ms = 300;
     audit_log *log = open_log(&o);
     audit_producer *p = producer(log);
