@@ -89,7 +89,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o)
 	    $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o) $(LIB) $(LDLIBS) $(shell pkg-config --libs $(TEST_PKGS))
 
 # Benchmark programs: bench/<name>.c linked like the unit tests.
-BENCH_BINS := $(BUILD)/bench/audit_store_bench $(BUILD)/bench/fixed_rate
+BENCH_BINS := $(BUILD)/bench/audit_store_bench $(BUILD)/bench/fixed_rate $(BUILD)/bench/trail_io
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  BENCH   $@"

@@ -35,9 +35,14 @@
 # worker_processes = HAProxy nbthread), BENCH_APP_WORKERS (1),
 # BENCH_THREADS (2), BENCH_CONNS (64), BENCH_DURATION (10s), BENCH_WARMUP (2s),
 # BENCH_ROUNDS (3), BENCH_POLICIES (80), BENCH_IDLE_CONNS (10000), BENCH_LEGS
-# ("ward nginx haproxy"; also ward_noaudit: the same two proxies built from
+# ("ward nginx haproxy ward_tmpfs nginx_trail"; also ward_noaudit: the same two proxies built from
 # WARD_NOAUDIT_BIN, build/bench-noaudit/bin/ward-proxy, whose request path
-# leaves out the audit ring calls; bench/audit_store_bench.sh compares it),
+# leaves out the audit ring calls; bench/audit_store_bench.sh compares it.
+# The two control legs run only at ½ Ward's max: ward_tmpfs, Ward with its
+# trails in /dev/shm, and nginx_trail, nginx beside bench/trail_io, which
+# gives it the disk writes of Ward's trail), BENCH_TRAIL_RECORD (nginx_trail's
+# record bytes when there is no ward leg to measure: 1000), TRAIL_IO_BIN
+# (build/bench/trail_io),
 # BENCH_PHASES ("max fixed idle": maximum throughput, the fixed rates, the
 # idle connections; "max" alone for a throughput comparison), BENCH_JSON (a
 # file that gets every leg's maximum-throughput runs as JSON), BENCH_FLIP=1
@@ -56,6 +61,8 @@ ROOT=$PWD
 WARD_BIN="${WARD_BIN:-build/bin/ward-proxy}"
 WARD_NOAUDIT_BIN="${WARD_NOAUDIT_BIN:-build/bench-noaudit/bin/ward-proxy}"
 FIXED_RATE_BIN="${FIXED_RATE_BIN:-build/bench/fixed_rate}"
+TRAIL_IO_BIN="${TRAIL_IO_BIN:-build/bench/trail_io}"
+TRAIL_RECORD="${BENCH_TRAIL_RECORD:-1000}"
 PHASES="${BENCH_PHASES:-max fixed idle}"
 WORKERS="${BENCH_WORKERS:-1}"
 APP_WORKERS="${BENCH_APP_WORKERS:-1}"
@@ -65,7 +72,7 @@ DURATION="${BENCH_DURATION:-10s}"
 WARMUP="${BENCH_WARMUP:-2s}"
 NPOL="${BENCH_POLICIES:-80}"
 IDLE="${BENCH_IDLE_CONNS:-10000}"
-LEGS="${BENCH_LEGS:-ward nginx haproxy}"
+LEGS="${BENCH_LEGS:-ward nginx haproxy ward_tmpfs nginx_trail}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 PY=/usr/bin/python3
 WRITE_RESULTS=""
@@ -73,8 +80,11 @@ WRITE_RESULTS=""
 case "$WARD_BIN" in /*) ;; *) WARD_BIN="$ROOT/$WARD_BIN" ;; esac
 case "$WARD_NOAUDIT_BIN" in /*) ;; *) WARD_NOAUDIT_BIN="$ROOT/$WARD_NOAUDIT_BIN" ;; esac
 case "$FIXED_RATE_BIN" in /*) ;; *) FIXED_RATE_BIN="$ROOT/$FIXED_RATE_BIN" ;; esac
+case "$TRAIL_IO_BIN" in /*) ;; *) TRAIL_IO_BIN="$ROOT/$TRAIL_IO_BIN" ;; esac
 case "${BENCH_JSON:-}" in "" | /*) ;; *) BENCH_JSON="$ROOT/$BENCH_JSON" ;; esac
 phase() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# the control legs run at ½ Ward's max only
+control_leg() { case "$1" in ward_tmpfs | nginx_trail) return 0 ;; *) return 1 ;; esac; }
 NGINX_MODS=/usr/share/nginx/modules
 
 die() {
@@ -97,6 +107,7 @@ NOFILE=$(ulimit -n)
     echo "proxy_bench.sh: warning: ulimit -n is $NOFILE, too low for $IDLE idle connections" >&2
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/ward-proxy-bench.XXXXXX")
+SHM_DIR="" # the ward_tmpfs leg's trails
 PIDS=()
 cleanup() {
     local p
@@ -106,6 +117,7 @@ cleanup() {
         kill -KILL "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
     done
+    [ -z "$SHM_DIR" ] || rm -rf "$SHM_DIR"
     if [ "${BENCH_KEEP:-}" = 1 ]; then echo "proxy_bench.sh: kept $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
@@ -512,11 +524,18 @@ wait_port "$APP_PORT" "$PID_app" || die "app nginx did not start: $(tail -3 "$T/
 # or prints why it could not start and returns 1.
 
 start_ward() { start_ward_bin ward "$WARD_BIN"; }
+# ward_tmpfs: the same binary with both trails in memory (/dev/shm), a control
+# leg: Ward's audit work without its writes to the disk
+start_ward_tmpfs() {
+    SHM_DIR=$(mktemp -d /dev/shm/ward-proxy-bench.XXXXXX)
+    start_ward_bin ward_tmpfs "$WARD_BIN" "$SHM_DIR"
+}
 # ward_noaudit: the same with the bench-only binary whose request path leaves
 # out the audit ring calls (make build/bench-noaudit/bin/ward-proxy)
 start_ward_noaudit() { start_ward_bin ward_noaudit "$WARD_NOAUDIT_BIN"; }
-start_ward_bin() { # start_ward_bin LEG BINARY
+start_ward_bin() { # start_ward_bin LEG BINARY [AUDIT_DIR]: the trails in AUDIT_DIR (default: the leg's folder)
     local name="$1" bin="$2" d="$T/$1" in_port out_admin in_admin out_in err
+    local ad="${3:-$T/$1}"
     if [ ! -x "$bin" ]; then
         echo "not built ($bin does not exist; run make)"
         return 1
@@ -528,7 +547,7 @@ service: app
 identity: {cert_file: $T/pki/app.pem, key_file: $T/pki/app.key, bundle_file: $T/pki/ca.pem}
 inbound: {listen: 127.0.0.1:$in_port, app: 127.0.0.1:$APP_PORT}
 policy: {paths: [$T/policies], default: deny}
-audit: {dir: $d/audit-in}
+audit: {dir: $ad/audit-in}
 admin: {listen: 127.0.0.1:$in_admin}
 timeouts: {drain: 1s}
 limits: {max_connections: $((IDLE + 1000))}
@@ -544,7 +563,7 @@ outbound: {listen: 127.0.0.1:$OUT_PORT}
 upstreams:
   - {service: app, endpoints: [127.0.0.1:$in_port], spiffe_id: "spiffe://bench.test/ns/shop/sa/app"}
 policy: {default: allow}
-audit: {dir: $d/audit-out}
+audit: {dir: $ad/audit-out}
 admin: {listen: 127.0.0.1:$out_admin}
 timeouts: {drain: 1s}
 limits: {max_connections: $((IDLE + 1000))}
@@ -562,7 +581,7 @@ EOF
     IN_PID=$LAST_PID
     start "$name-out" "$bin" --config "$d/outbound.yaml"
     OUT_PID=$LAST_PID
-    LOGS="$d/audit-in"
+    LOGS="$ad/audit-in"
     local c port pid
     for c in "in $in_admin $IN_PID" "out $out_admin $OUT_PID"; do
         read -r c port pid <<<"$c"
@@ -583,8 +602,29 @@ EOF
     wait_port "$OUT_PORT" "$OUT_PID" || { echo "failed: nothing listens on the outbound port"; return 1; }
 }
 
-start_nginx() {
-    local d="$T/nginx" in_port
+start_nginx() { start_nginx_leg nginx; }
+# nginx_trail: nginx as above, and beside it bench/trail_io, which appends a
+# record of the size of Ward's to a file for every line either nginx logs and
+# syncs the files every 100 ms, as Ward's trail does: a control leg, nginx
+# with the disk writes of Ward's audit trail
+start_nginx_trail() {
+    start_nginx_leg nginx_trail || return 1
+    [ -x "$TRAIL_IO_BIN" ] || { echo "not built ($TRAIL_IO_BIN does not exist; make build/bench/trail_io)"; return 1; }
+    local d="$T/nginx_trail"
+    start nginx_trail-io "$TRAIL_IO_BIN" -b "$(trail_record_bytes)" "$d/in/access.log:$d/in/trail" "$d/out/access.log:$d/out/trail"
+    X_PID=$LAST_PID
+    sleep 0.2
+    kill -0 "$X_PID" 2>/dev/null || { echo "failed: trail_io: $(tail -3 "$T/nginx_trail-io.log" | tr '\n' ' ')"; return 1; }
+}
+# trail_record_bytes: the mean size of the records in the ward leg's trail (its
+# checks wrote some), or BENCH_TRAIL_RECORD
+trail_record_bytes() {
+    local b
+    b=$(cat "$T"/ward/audit-in/segment-*.jsonl 2>/dev/null | awk '{ n += length($0) + 1 } END { if (NR) printf "%d", n / NR }')
+    echo "${b:-$TRAIL_RECORD}"
+}
+start_nginx_leg() { # start_nginx_leg LEG
+    local name="$1" d="$T/$1" in_port
     mkdir -p "$d/in" "$d/out"
     read -r OUT_PORT in_port < <(U ports 2)
     {
@@ -659,9 +699,9 @@ EOF
             return 1
         fi
     done
-    start nginx-in nginx -p "$d/in" -e "$d/in/error.log" -c "$d/in/nginx.conf" -g "daemon off;"
+    start "$name-in" nginx -p "$d/in" -e "$d/in/error.log" -c "$d/in/nginx.conf" -g "daemon off;"
     IN_PID=$LAST_PID
-    start nginx-out nginx -p "$d/out" -e "$d/out/error.log" -c "$d/out/nginx.conf" -g "daemon off;"
+    start "$name-out" nginx -p "$d/out" -e "$d/out/error.log" -c "$d/out/nginx.conf" -g "daemon off;"
     OUT_PID=$LAST_PID
     LOGS="$d/in/access.log"
     wait_port "$in_port" "$IN_PID" || { echo "failed: inbound nginx: $(tail -3 "$d/in/error.log" | tr '\n' ' ')"; return 1; }
@@ -808,7 +848,7 @@ url_of() { # url_of LEG
     if [ "$1" = direct ]; then echo "http://127.0.0.1:$APP_PORT$REQ_PATH"; else echo "http://127.0.0.1:${OUTP[$1]}$REQ_PATH"; fi
 }
 pids_of() { # pids_of LEG: the processes whose CPU time a run of LEG counts (direct: the app)
-    if [ "$1" = direct ]; then echo "$PID_app"; else echo "${OUTPID[$1]} ${INPID[$1]}"; fi
+    if [ "$1" = direct ]; then echo "$PID_app"; else echo "${OUTPID[$1]} ${INPID[$1]} ${XPID[$1]:-}"; fi
 }
 
 # idle_rss LEG: hold IDLE connections to the leg's outbound listener; RSS of both proxies meanwhile
@@ -852,20 +892,20 @@ echo "proxy_bench: $(date -u +%FT%TZ), $(nproc) cores, load average $LOAD_START;
 awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }' &&
     echo "proxy_bench: warning: the machine is busy (load average $LOAD_START on $(nproc) cores): expect noisy figures" >&2
 FAIL=0
-declare -A OUTP OUTPID INPID LOGP
+declare -A OUTP OUTPID INPID XPID LOGP
 UP=() # the legs that started and passed the checks
 echo
 echo "== starting the legs (wrk → outbound → mTLS → inbound with authz + log → app)"
 for leg in $LEGS; do
-    OUT_PID="" IN_PID="" LOGS="" OUT_PORT=""
+    OUT_PID="" IN_PID="" X_PID="" LOGS="" OUT_PORT=""
     if ! "start_$leg" >"$T/legs/$leg.reason" 2>&1 ||
         ! verify "http://127.0.0.1:$OUT_PORT" >"$T/legs/$leg.reason" 2>&1; then
         leg_missing "$leg"
-        for p in $OUT_PID $IN_PID; do stop "$p"; done
+        for p in $OUT_PID $IN_PID $X_PID; do stop "$p"; done
         continue
     fi
     echo "  $leg: GET $REQ_PATH allowed (200 ok); /api/v1/other, /admin/x, /api/v2/res1/x denied (403)"
-    OUTP[$leg]=$OUT_PORT OUTPID[$leg]=$OUT_PID INPID[$leg]=$IN_PID LOGP[$leg]=$LOGS
+    OUTP[$leg]=$OUT_PORT OUTPID[$leg]=$OUT_PID INPID[$leg]=$IN_PID XPID[$leg]=$X_PID LOGP[$leg]=$LOGS
     UP+=("$leg")
 done
 sleep 1
@@ -888,6 +928,7 @@ for r in $(seq 1 "$ROUNDS"); do
     fi
     for leg in "${ORDER[@]}"; do
         [ -z "${DEAD[$leg]:-}" ] || continue
+        ! control_leg "$leg" || continue
         RUN_PIDS=$(pids_of "$leg") run "$leg-max.r$r" "$(url_of "$leg")" || FAIL=1
         check_alive "$leg" "$leg-max.r$r"
     done
@@ -896,6 +937,7 @@ done
 if phase fixed; then
     declare -A HALF
     for leg in "${UP[@]}"; do
+        ! control_leg "$leg" || continue
         HALF[$leg]=$(($(U median "$T/runs" "$leg-max" rps | awk '{printf "%d", $1 + 0}') / 2))
         echo "${HALF[$leg]}" >"$T/legs/$leg.half"
     done
@@ -904,7 +946,8 @@ if phase fixed; then
         for leg in "${UP[@]}" direct; do CONFIGS+=("$leg-at-ward-half $leg ${HALF[ward]}"); done
     fi
     for leg in "${UP[@]}"; do
-        [ "$leg" != ward ] && [ "${HALF[$leg]}" -gt 0 ] &&
+        # the peers also at half of their own maximum
+        [ "$leg" != ward ] && ! control_leg "$leg" && [ "${HALF[$leg]}" -gt 0 ] &&
             CONFIGS+=("$leg-at-$leg-half $leg ${HALF[$leg]}" "direct-at-$leg-half direct ${HALF[$leg]}")
     done
     echo
@@ -932,10 +975,15 @@ for leg in "${UP[@]}"; do
     echo "$bytes" >"$T/legs/$leg.logbytes"
     [ "$bytes" -gt 0 ] || { echo "$leg: the inbound proxy wrote no log" >&2; FAIL=1; }
     phase idle || continue
+    ! control_leg "$leg" || continue
     idle_rss "$leg"
     check_alive "$leg" "the idle connections"
 done
-for leg in "${UP[@]}"; do stop "${OUTPID[$leg]}"; stop "${INPID[$leg]}"; done
+for leg in "${UP[@]}"; do
+    stop "${OUTPID[$leg]}"
+    stop "${INPID[$leg]}"
+    [ -z "${XPID[$leg]:-}" ] || { stop "${XPID[$leg]}"; echo "  $leg: $(tail -1 "$T/$leg-io.log")"; }
+done
 
 # ---------------------------------------------------------------- report
 REPORT_RC=0
@@ -978,9 +1026,14 @@ def errs(r):
     return e
 
 # Maximum throughput: the median round by requests/s.
-mx = {leg: median_run(RUNS, leg + "-max", "rps") for leg in ["direct"] + legs}
+# Control legs: what the audit trail's disk writes cost, with and without Ward; run at ½ Ward's max only.
+CONTROL = {"ward_tmpfs": ("ward", "Ward with both trails in memory (/dev/shm): its audit work without the disk writes"),
+           "nginx_trail": ("nginx", "nginx, and beside it `bench/trail_io` appending a record of the size of Ward's (the "
+                           "mean of the ward leg's trail) for every line either nginx logs, synced every 100 ms as Ward's "
+                           "trail is: nginx with the disk writes of Ward's trail")}
+mx = {leg: median_run(RUNS, leg + "-max", "rps") for leg in ["direct"] + legs if leg not in CONTROL}
 t1 = ["| leg | requests/s | p50 ms | p99 ms | CPU µs per request | requests/s of each round |", "|---|---|---|---|---|---|"]
-for leg in ["direct"] + legs:
+for leg in mx:
     r = mx[leg]
     if r is None:
         t1.append("| %s | missing: %s | | | | |" % (leg, missing(leg) or "not run"))
@@ -1011,6 +1064,22 @@ for peer in ("nginx", "haproxy"):
     if at(peer, peer):
         added[peer] = row(peer, peer, "%s at ½ its max" % peer)
 
+t6 = []
+for leg, (base, what) in CONTROL.items():
+    c, b = at(leg, "ward"), at(base, "ward")
+    if leg not in legs:
+        continue
+    if not c:
+        t6.append("- %s (%s): missing: %s" % (leg, what, missing(leg) or "not run"))
+        continue
+    row(leg, "ward", "%s at ½ Ward's max (control)" % leg)
+    line = "- %s (%s): p99 %s ms (rounds %s)" % (leg, what, f2(c["p99"]), rounds("%s-at-ward-half" % leg, "p99"))
+    if b:
+        line += " against %s's %s ms (rounds %s)" % (base, f2(b["p99"]), rounds("%s-at-ward-half" % base, "p99"))
+    t6.append(line)
+if t6:
+    t6.insert(0, "Control legs, not judged by the targets (the same fixed rate, ½ Ward's max, in the same rounds):")
+
 ratios = []
 for peer in ("nginx", "haproxy"):
     if peer not in legs:
@@ -1030,7 +1099,7 @@ for peer in ("nginx", "haproxy"):
 t3 = ["| leg | outbound idle MB | inbound idle MB | outbound, %s idle connections, MB | inbound meanwhile MB | connections accepted and held |" % format(idle, ","),
       "|---|---|---|---|---|---|"]
 rss = {}
-for leg in legs:
+for leg in (l for l in legs if l not in CONTROL):
     a = json.loads(leg_file(leg, ".rss.json") or "null")
     b = json.loads(leg_file(leg, ".idle.json") or "null") or {}
     rss[leg] = (a, b)
@@ -1091,7 +1160,7 @@ if bad:
 
 load_end = " ".join(open("/proc/loadavg").read().split()[:3])
 print()
-for t in (t1, ratios, t2, t3, t4, t5):
+for t in (t1, ratios, t2, t6, t3, t4, t5):
     print("\n".join(t) + "\n")
 print("load average: %s at the start, %s at the end" % (E.get("LOAD_START"), load_end))
 for leg in legs:
@@ -1147,7 +1216,7 @@ Maximum throughput (closed loop: each connection sends its next request when the
 Added latency: each proxied leg and the direct leg at the same fixed rate (`bench/fixed_rate`, 1 thread, the same connections):
 
 %s
-
+%s
 Memory (VmRSS; nginx: master + workers), idle after start, and while a client holds idle TCP connections to the outbound listener (held: still open for the client and accepted by the proxy; the descriptor limit was %s, and HAProxy, which reserves two per connection, gets maxconn ≤ (limit − 100) / 2):
 
 %s
@@ -1163,7 +1232,8 @@ How it is set up: wrk (plaintext HTTP/1.1 keep-alive, `Host: app`) → outbound 
        " (%s)" % E["WARD_NOTE"] if E.get("WARD_NOTE") else "",
        version(["wrk", "-v"], r"wrk \S*?([0-9][0-9.]*)"), E["THREADS"], E["CONNS"], E["DURATION"], E["ROUNDS"], E["WORKERS"],
        E["APP_WORKERS"], version(["nginx", "-v"], r"nginx/([0-9.]+)"), version(["haproxy", "-v"], r"version ([0-9.]+)"),
-       E["NPOL"], busy, "\n".join(t1), "\n".join(ratios), "\n".join(t2), E["NOFILE"], "\n".join(t3), "\n".join(t4), "\n".join(t5))
+       E["NPOL"], busy, "\n".join(t1), "\n".join(ratios), "\n".join(t2),
+       "\n" + "\n".join(t6) + "\n" if t6 else "", E["NOFILE"], "\n".join(t3), "\n".join(t4), "\n".join(t5))
     text = open(md).read()
     if "<!-- proxy-bench:start -->" in text:
         text = re.sub(r"<!-- proxy-bench:start -->.*?<!-- proxy-bench:end -->\n?", lambda _: sec, text, flags=re.S)
