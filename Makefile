@@ -4,7 +4,7 @@
 #   make SANITIZE=address,undefined test   the same under ASan + UBSan
 #   make fuzz            build and briefly run the fuzz targets (clang)
 #   make bench           run the benchmarks in bench/ (builds build/bench/audit_store_bench,
-#                        build/bench/fixed_rate and the bench-only
+#                        build/bench/fixed_rate, build/bench/trail_io and the bench-only
 #                        build/bench-noaudit/bin/ward-proxy first)
 #   make demo            wardd + a shop mesh on loopback and a narrated tour (examples/demo/);
 #                        the mesh runs until Ctrl-C or `make demo-stop`

@@ -30,10 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_PAIRS 8
-#define WRITE_NAP_MS 10
+#define MAX_PAIRS     8
+#define WRITE_NAP_MS  10
 #define SYNC_EVERY_MS 100
-#define READ_CHUNK 65536
+#define READ_CHUNK    65536
 
 typedef struct pair {
     const char *log_path, *trail_path;
