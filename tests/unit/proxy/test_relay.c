@@ -653,17 +653,21 @@ typedef struct tls_app tls_app;
 typedef struct tls_conn {
     tls_app *a;
     proxy_stream *st;
+    uv_timer_t handshake_delay;
     ward_buf in;
     int unanswered;
 } tls_conn;
 
 /* An mTLS upstream answering 200 to every request head, at once or (hold > 0)
- * only once hold requests have arrived, as a slow app would. */
+ * only once hold requests have arrived, as a slow app would; with
+ * handshake_delay_ms, each connection's handshake waits that long (a busy or
+ * distant upstream: connects that succeed slowly). */
 struct tls_app {
     uv_tcp_t lst;
     int port;
     proxy_tls_ctx *tls;
     int hold, requests, conns, open;
+    uint64_t handshake_delay_ms;
     tls_conn *c[2 * BURST];
 };
 
@@ -709,6 +713,11 @@ static void tls_app_eof(proxy_stream *s, int status, void *data)
     proxy_stream_close(s);
 }
 
+static void tls_conn_free(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void tls_app_close(proxy_stream *s, void *data)
 {
     tls_conn *c = data;
@@ -717,7 +726,13 @@ static void tls_app_close(proxy_stream *s, void *data)
             c->a->c[i] = NULL;
     c->a->open--;
     ward_buf_dispose(&c->in);
-    free(c);
+    uv_close((uv_handle_t *)&c->handshake_delay, tls_conn_free);
+}
+
+static void tls_app_handshake_go(uv_timer_t *t)
+{
+    tls_conn *c = t->data;
+    proxy_stream_read_resume(c->st);
 }
 
 static const proxy_stream_cbs tls_app_cbs = {NULL, tls_app_read, tls_app_eof, NULL, NULL,
@@ -729,7 +744,13 @@ static void tls_app_accept(uv_stream_t *l, int status)
     tls_conn *c = calloc(1, sizeof(*c));
     c->a = a;
     ward_buf_init(&c->in);
+    uv_timer_init(l->loop, &c->handshake_delay);
+    c->handshake_delay.data = c;
     assert_int_equal(proxy_stream_accept(l, a->tls, &tls_app_cbs, c, &c->st), 0);
+    if (a->handshake_delay_ms > 0) { /* not reading: the ClientHello waits */
+        proxy_stream_read_pause(c->st);
+        uv_timer_start(&c->handshake_delay, tls_app_handshake_go, a->handshake_delay_ms, 0);
+    }
     assert_true(a->conns < 2 * BURST);
     a->c[a->conns++] = c;
     a->open++;
@@ -749,8 +770,10 @@ static void tls_done(proxy_relay_request *r, const proxy_relay_result *res, void
 }
 
 /* A relay whose pool caps TLS connects at cap, to an mTLS app (listening unless
- * app_down: then the target is a closed port). */
-static tworld *tworld_start(size_t cap, int hold, bool app_down)
+ * app_down: then the target is a closed port); connect_ms: the relay's
+ * upstream connect timeout (0: 2 s). */
+static tworld *tworld_start(size_t cap, int hold, bool app_down, uint64_t handshake_delay_ms,
+                            uint64_t connect_ms)
 {
     tworld *w = calloc(1, sizeof(*w));
     uv_loop_init(&w->loop);
@@ -758,12 +781,13 @@ static tworld *tworld_start(size_t cap, int hold, bool app_down)
     w->app.tls = tpki_ctx(&w->pki, UP_ID, true, PROXY_TLS_PEER_REQUIRED, w->pki.bundle);
     w->relay_tls = tpki_ctx(&w->pki, RELAY_ID, false, PROXY_TLS_PEER_REQUIRED, w->pki.bundle);
     w->app.hold = hold;
+    w->app.handshake_delay_ms = handshake_delay_ms;
     w->app.port = tcp_listen_any(&w->loop, &w->app.lst, &w->app, app_down ? NULL : tls_app_accept);
     uv_ip4_addr("127.0.0.1", w->app.port, &w->target);
     assert_int_equal(proxy_relay_pool_new(&w->loop, 0, 0, cap, &w->pool), 0);
     proxy_relay_options o = {
         .timeouts = {.header_read_ms = 2000, .request_ms = 2000, .idle_ms = 4000,
-                     .upstream_connect_ms = 2000},
+                     .upstream_connect_ms = connect_ms ? connect_ms : 2000},
         .pool = w->pool,
         .route = tls_route,
         .done = tls_done,
@@ -823,7 +847,7 @@ static void burst_dispose(tworld *w, tclient *c)
 static void test_tls_burst_without_cap_opens_one_connection_each(void **state)
 {
     (void)state;
-    tworld *w = tworld_start(0, 0, false);
+    tworld *w = tworld_start(0, 0, false, 0, 0);
     tclient c[BURST];
     burst(w, c, "HTTP/1.1 200 OK");
     assert_int_equal(w->app.conns, BURST); /* the burst the cap is for */
@@ -834,7 +858,7 @@ static void test_tls_burst_without_cap_opens_one_connection_each(void **state)
 static void test_tls_burst_waits_for_connections_past_the_cap(void **state)
 {
     (void)state;
-    tworld *w = tworld_start(1, 0, false);
+    tworld *w = tworld_start(1, 0, false, 0, 0);
     tclient c[BURST];
     burst(w, c, "HTTP/1.1 200 OK");
     if (w->app.conns >= BURST)
@@ -848,7 +872,7 @@ static void test_tls_burst_to_slow_upstream_is_not_serialized(void **state)
     (void)state;
     /* the app answers only once every request of the burst has reached it: serving
      * waiters only from freed connections would never get there */
-    tworld *w = tworld_start(1, BURST, false);
+    tworld *w = tworld_start(1, BURST, false, 0, 0);
     tclient c[BURST];
     burst(w, c, "HTTP/1.1 200 OK");
     assert_int_equal(w->app.conns, BURST);
@@ -856,10 +880,30 @@ static void test_tls_burst_to_slow_upstream_is_not_serialized(void **state)
     tworld_stop(w);
 }
 
+static void test_tls_waiter_opens_its_own_after_a_connect_timeout(void **state)
+{
+    (void)state;
+    /* Handshakes take 150 ms and the app answers only once all 8 requests have
+     * arrived. In order, one connect at a time, the last request would reach
+     * the app after 8 x 150 ms. A waiter that has waited the connect timeout
+     * (250 ms) opens its own connection instead, so the requests still
+     * waiting when the second connect ends open theirs at once: about 3 x 150 ms. */
+    tworld *w = tworld_start(1, BURST, false, 150, 250);
+    tclient c[BURST];
+    uint64_t t0 = uv_hrtime();
+    burst(w, c, "HTTP/1.1 200 OK");
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_int_equal(w->app.conns, BURST);
+    if (ms >= 900)
+        fail_msg("the burst took %" PRIu64 " ms: waiters waited behind one connect at a time", ms);
+    burst_dispose(w, c);
+    tworld_stop(w);
+}
+
 static void test_tls_burst_waiters_fail_with_the_connect(void **state)
 {
     (void)state;
-    tworld *w = tworld_start(1, 0, true);
+    tworld *w = tworld_start(1, 0, true, 0, 0);
     tclient c[BURST];
     burst(w, c, "HTTP/1.1 503 ");
     assert_int_equal(w->done, BURST);
@@ -901,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_tls_burst_waits_for_connections_past_the_cap),
         cmocka_unit_test(test_tls_burst_to_slow_upstream_is_not_serialized),
         cmocka_unit_test(test_tls_burst_waiters_fail_with_the_connect),
+        cmocka_unit_test(test_tls_waiter_opens_its_own_after_a_connect_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
