@@ -144,8 +144,10 @@ int main(int argc, char **argv)
     record_bytes = b;
     records_n = (4u << 20) / record_bytes;
     records = malloc(records_n * record_bytes);
-    if (records == NULL)
-        usage();
+    if (records == NULL) {
+        fprintf(stderr, "trail_io: out of memory\n");
+        return 1;
+    }
     for (size_t i = 0; i < records_n * record_bytes; i++)
         records[i] = (i + 1) % record_bytes == 0 ? '\n' : 'x';
 
